@@ -1,0 +1,195 @@
+"""TOML job file -> frozen, validated `Job`. Every error names file, key and reason."""
+
+import dataclasses
+import pathlib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+from .errors import ConfigError
+from .settings import build_section, section_to_dict, setting
+from .strategies import STRATEGY_SETTINGS
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    name: str = setting("", "str", doc="run name; the run directory defaults to runs/<name> (default: job file stem)")
+    dir: str = setting(None, "str", optional=True, doc="run directory (overrides runs/<name>)")
+    seed: int = setting(0, "int", lo=0, hi=2**63 - 1, doc="job seed: every random draw derives from it")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSettings:
+    id: str = setting("CartPole-v1", "str", doc="gymnasium environment id")
+    kwargs: dict = setting({}, "table", doc="keyword arguments for gymnasium.make")
+    step_cap: object = setting("env", "int_or_str", lo=1, choices=("env", "adaptive"),
+                               doc="episode step cap: 'env' (its own limit), 'adaptive' (2x the mean length of the last iteration), or a number")
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicySettings:
+    kind: str = setting("mlp", "str", choices=("mlp",), doc="network family")
+    hidden: list = setting([64, 64], "int_list", lo=1, hi=65536, doc="hidden layer sizes")
+    activation: str = setting("tanh", "str", choices=("tanh", "relu", "elu"), doc="hidden nonlinearity")
+    action: str = setting("auto", "str", choices=("auto", "continuous", "discrete", "bins"),
+                          doc="action head: auto picks discrete for Discrete spaces, continuous for Box")
+    bins: int = setting(10, "int", lo=2, hi=1000, doc="bins per action dimension when action = 'bins' (ES paper, Hopper/Swimmer)")
+    init_scale: float = setting(0.01, "float", lo=0.0, doc="column norm of the output layer at initialisation")
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseSettings:
+    size: int = setting(50_000_000, "int", lo=1000, hi=2**40, doc="float32 entries in the node-shared noise table (4 bytes each)")
+    seed: int = setting(123, "int", lo=0, hi=2**63 - 1, doc="seed of the noise table contents")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObsNormSettings:
+    enabled: bool = setting(True, "bool", doc="normalise observations by running mean and std")
+    probability: float = setting(0.01, "float", lo=0.0, hi=1.0, doc="share of population episodes whose observations update the statistics")
+    clip: float = setting(5.0, "float", lo=0.0, doc="normalised observations are clipped to [-clip, clip]")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    every: int = setting(10, "int", lo=0, doc="evaluate the centre policy every N iterations (0: never)")
+    episodes: int = setting(10, "int", lo=1, hi=100000, doc="evaluation episodes")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointSettings:
+    every: int = setting(10, "int", lo=1, doc="write a checkpoint every N iterations (and at the end, and on a signal)")
+    keep: int = setting(3, "int", lo=1, doc="periodic checkpoints to keep (best.h5 is kept besides)")
+
+
+@dataclasses.dataclass(frozen=True)
+class StopSettings:
+    iterations: int = setting(1000, "int", lo=1, doc="stop after this many iterations")
+    timesteps: int = setting(None, "int", lo=1, optional=True, doc="stop once this many training timesteps are spent")
+    target_return: float = setting(None, "float", optional=True, doc="stop once the evaluation return reaches this")
+
+
+SECTIONS = {
+    "run": RunSettings, "env": EnvSettings, "policy": PolicySettings, "noise": NoiseSettings,
+    "obs_norm": ObsNormSettings, "eval": EvalSettings, "checkpoint": CheckpointSettings,
+    "stop": StopSettings,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    path: str
+    run: RunSettings
+    env: EnvSettings
+    policy: PolicySettings
+    strategy: object
+    noise: NoiseSettings
+    obs_norm: ObsNormSettings
+    eval: EvalSettings
+    checkpoint: CheckpointSettings
+    stop: StopSettings
+
+    def run_dir(self):
+        return pathlib.Path(self.run.dir or f"runs/{self.run.name}")
+
+    def to_dict(self):
+        out = {name: section_to_dict(getattr(self, name)) for name in SECTIONS}
+        out["strategy"] = {"name": self.strategy.name, **section_to_dict(self.strategy)}
+        return out
+
+    def to_toml(self):
+        return dump_toml(self.to_dict())
+
+
+def parse_override(text, path):
+    """`section.key=value` -> (section, key, value); the value is read as TOML, else as a word."""
+    name, sep, raw = text.partition("=")
+    parts = name.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise ConfigError(path, text, "an override must look like section.key=value")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return parts[0], parts[1], value
+
+
+def load_job(path, overrides=(), run_dir=None):
+    """Read, override and validate a job file. Raises ConfigError; does no other work."""
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(path, None, f"cannot read job file ({err.strerror})") from None
+    return job_from_text(text, path, overrides, run_dir)
+
+
+def job_from_text(text, path, overrides=(), run_dir=None):
+    try:
+        raw = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(path, None, f"not valid TOML ({err})") from None
+    for override in overrides:
+        section, key, value = parse_override(override, path)
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(path, section, "is not a table")
+        table[key] = value
+    for section in raw:
+        if section not in SECTIONS and section != "strategy":
+            known = ", ".join(sorted([*SECTIONS, "strategy"]))
+            raise ConfigError(path, section, f"unknown section (known: {known})")
+    built = {name: build_section(cls, raw.get(name, {}), path, name) for name, cls in SECTIONS.items()}
+    if not built["run"].name:
+        built["run"] = dataclasses.replace(built["run"], name=path.stem)
+    if run_dir is not None:
+        built["run"] = dataclasses.replace(built["run"], dir=str(run_dir))
+    built["strategy"] = _build_strategy(raw.get("strategy", {}), path)
+    _check_env(built["env"], path)
+    return Job(path=str(path), **built)
+
+
+def _build_strategy(table, path):
+    if not isinstance(table, dict):
+        raise ConfigError(path, "strategy", f"expected a table, got {table!r}")
+    table = dict(table)
+    name = table.pop("name", "openai_es")
+    if name not in STRATEGY_SETTINGS:
+        raise ConfigError(path, "strategy.name", f"unknown strategy {name!r} (known: {', '.join(STRATEGY_SETTINGS)})")
+    return build_section(STRATEGY_SETTINGS[name], table, path, "strategy")
+
+
+def _check_env(env, path):
+    from .envs import known_env_ids
+
+    ids = known_env_ids()
+    if env.id not in ids:
+        close = sorted(i for i in ids if env.id.split("-")[0].lower() in i.lower())[:5]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(path, "env.id", f"unknown environment {env.id!r}{hint}")
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def dump_toml(sections):
+    """Write {section: {key: value}} as TOML (tomllib reads only)."""
+    lines = []
+    for name, table in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,28 @@
+"""gymnasium environment factories."""
+
+import functools
+
+import gymnasium as gym
+
+
+@functools.lru_cache(maxsize=1)
+def known_env_ids():
+    """All registered ids, the ALE's included when ale-py is installed."""
+    try:
+        import ale_py
+
+        gym.register_envs(ale_py)
+    except ImportError:
+        pass
+    return frozenset(gym.envs.registry)
+
+
+def make_env(env_settings, render_mode=None):
+    known_env_ids()
+    return gym.make(env_settings.id, render_mode=render_mode, **env_settings.kwargs)
+
+
+def env_step_limit(env):
+    """The environment's own episode limit (its TimeLimit), or None."""
+    spec = env.spec
+    return spec.max_episode_steps if spec is not None else None

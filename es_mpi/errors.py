@@ -1,0 +1,23 @@
+"""Errors a user can fix: printed as one line, exit code 2, no traceback."""
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 3
+
+
+class UserError(Exception):
+    """Bad input (job file, checkpoint, argument). `str()` is the whole message."""
+
+
+class ConfigError(UserError):
+    def __init__(self, path, key, reason):
+        self.path, self.key, self.reason = str(path), key, reason
+        where = f"{self.path}: {key}" if key else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class CheckpointError(UserError):
+    def __init__(self, path, reason):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")

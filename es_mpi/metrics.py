@@ -1,0 +1,55 @@
+"""Per-iteration metrics: kept for the checkpoint, appended to a CSV, shown as a progress line."""
+
+import csv
+import math
+
+import numpy as np
+
+
+class MetricsLog:
+    def __init__(self, csv_path=None):
+        self.csv_path = csv_path
+        self.rows = []
+
+    def append(self, row):
+        self.rows.append(row)
+        if self.csv_path is not None:
+            new = not self.csv_path.exists() or len(self.rows) == 1
+            with open(self.csv_path, "w" if new else "a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(row))
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+
+    def last(self, key, default):
+        return self.rows[-1].get(key, default) if self.rows else default
+
+    def columns(self):
+        """{name: 1-D array} for HDF5."""
+        if not self.rows:
+            return {}
+        return {key: np.array([row[key] for row in self.rows]) for key in self.rows[0]}
+
+    def restore(self, columns):
+        """Rows from a checkpoint; the CSV is rewritten so that it matches the checkpoint."""
+        keys = list(columns)
+        n_rows = len(columns[keys[0]]) if keys else 0
+        self.rows = [{k: columns[k][i].item() for k in keys} for i in range(n_rows)]
+        if self.csv_path is not None:
+            with open(self.csv_path, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(self.rows)
+
+    @staticmethod
+    def progress_line(row):
+        def num(x):
+            return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
+
+        steps = row["timesteps"]
+        steps = f"{steps / 1e6:.2f}M" if steps >= 1e6 else f"{steps / 1e3:.1f}k"
+        return (f"it {row['iteration']:5d} | steps {steps:>8} | return mean {num(row['return_mean'])} "
+                f"max {num(row['return_max'])} | eval {num(row['eval_return'])} | "
+                f"{row['timesteps_per_s']:.0f} steps/s | update {row['update_s']:.3f}s | "
+                f"imbalance {row['imbalance']:.2f} | capped {row['capped']} | "
+                f"nonfinite {row['nonfinite']} | repairs {row['repairs']}")

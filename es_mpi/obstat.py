@@ -1,0 +1,40 @@
+"""Running observation statistics, combined in global member order (rank-count invariant)."""
+
+import numpy as np
+
+MIN_VARIANCE = 1e-2
+
+
+class ObsStat:
+    """Sum, sum of squares and count in float64; starts as mean 0, std 1."""
+
+    def __init__(self, size, epsilon=1e-2):
+        self.sum_o = np.zeros(size, dtype=np.float64)
+        self.sumsq_o = np.full(size, epsilon, dtype=np.float64)
+        self.count = np.float64(epsilon)
+
+    def mean(self):
+        return self.sum_o / self.count
+
+    def std(self):
+        return np.sqrt(np.maximum(self.sumsq_o / self.count - np.square(self.mean()), MIN_VARIANCE))
+
+    def add(self, rows_k2o1):
+        """Add episode contributions, each row = [sum_o, sumsq_o, count], in the given order."""
+        for row in rows_k2o1:
+            size = self.sum_o.size
+            self.sum_o += row[:size]
+            self.sumsq_o += row[size:2 * size]
+            self.count += row[2 * size]
+
+    def normalizer(self, clip):
+        """(mean, 1/std, clip) in float32 for the per-step path."""
+        return (self.mean().astype(np.float32), (1.0 / self.std()).astype(np.float32), np.float32(clip))
+
+    def state_dict(self):
+        return {"sum": self.sum_o, "sumsq": self.sumsq_o, "count": self.count}
+
+    def load_state_dict(self, state):
+        self.sum_o = np.asarray(state["sum"], dtype=np.float64).copy()
+        self.sumsq_o = np.asarray(state["sumsq"], dtype=np.float64).copy()
+        self.count = np.float64(state["count"])

@@ -1,0 +1,29 @@
+"""Policies: a flat float32 parameter vector and a numpy forward pass."""
+
+import gymnasium as gym
+import numpy as np
+
+from .mlp import ActionHead, MLPPolicy
+
+
+def observation_size(space):
+    if isinstance(space, gym.spaces.Box):
+        return int(np.prod(space.shape))
+    raise ValueError(f"observation space {space} is not supported by an MLP policy")
+
+
+def head_kind(requested, action_space):
+    if isinstance(action_space, gym.spaces.Discrete):
+        if requested not in ("auto", "discrete"):
+            raise ValueError(f"policy.action = {requested!r} does not fit a Discrete action space")
+        return "discrete"
+    if isinstance(action_space, gym.spaces.Box):
+        if requested == "discrete":
+            raise ValueError("policy.action = 'discrete' does not fit a Box action space")
+        return "continuous" if requested == "auto" else requested
+    raise ValueError(f"action space {action_space} is not supported")
+
+
+def make_policy(settings, observation_space, action_space):
+    head = ActionHead(head_kind(settings.action, action_space), action_space, settings.bins)
+    return MLPPolicy(settings, observation_size(observation_space), head)

@@ -1,0 +1,79 @@
+"""Multi-layer perceptron policy as a numpy forward pass over a flat float32 vector."""
+
+import numpy as np
+
+ACTIVATIONS = {
+    "tanh": np.tanh,
+    "relu": lambda x: np.maximum(x, 0, out=x),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+}
+
+
+class ActionHead:
+    """Turns network outputs into an environment action."""
+
+    def __init__(self, kind, action_space, bins):
+        self.kind = kind
+        if kind == "discrete":
+            self.n_outputs = int(action_space.n)
+            self.start = int(getattr(action_space, "start", 0))
+        else:
+            self.low = np.asarray(action_space.low, dtype=np.float32).ravel()
+            self.high = np.asarray(action_space.high, dtype=np.float32).ravel()
+            self.shape = action_space.shape
+            if kind == "continuous":
+                self.n_outputs = self.low.size
+            else:
+                self.bins = bins
+                self.n_outputs = self.low.size * bins
+                self.levels_ab = self.low[:, None] + (self.high - self.low)[:, None] * (
+                    np.arange(bins, dtype=np.float32) / (bins - 1))
+                self.rows_a = np.arange(self.low.size)
+
+    def __call__(self, out):
+        if self.kind == "discrete":
+            return int(np.argmax(out)) + self.start
+        if self.kind == "continuous":
+            return np.clip(out, self.low, self.high).reshape(self.shape)
+        picks_a = np.argmax(out.reshape(self.low.size, self.bins), axis=1)
+        return self.levels_ab[self.rows_a, picks_a].reshape(self.shape)
+
+
+class MLPPolicy:
+    def __init__(self, settings, n_inputs, head):
+        self.settings, self.head = settings, head
+        self.sizes = [n_inputs, *settings.hidden, head.n_outputs]
+        self.activation = ACTIVATIONS[settings.activation]
+        self.n_params = sum(i * o + o for i, o in zip(self.sizes[:-1], self.sizes[1:]))
+
+    def init_params(self, draw):
+        """Normalised-column Gaussian weights (unit norm; output layer `init_scale`), zero biases."""
+        parts = []
+        for layer, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            weights = draw.standard_normal((n_in, n_out))
+            scale = self.settings.init_scale if layer == len(self.sizes) - 2 else 1.0
+            weights *= scale / np.sqrt(np.square(weights).sum(axis=0, keepdims=True))
+            parts += [weights.ravel(), np.zeros(n_out)]
+        return np.concatenate(parts).astype(np.float32)
+
+    def unflatten(self, params_p):
+        """(weights_io, bias_o) views into params_p, layer by layer."""
+        layers, at = [], 0
+        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
+            weights = params_p[at:at + n_in * n_out].reshape(n_in, n_out)
+            at += n_in * n_out
+            layers.append((weights, params_p[at:at + n_out]))
+            at += n_out
+        return layers
+
+    def bind(self, params_p):
+        """A function obs_vector -> action for fixed parameters (unflattened once per episode)."""
+        layers, activation, head = self.unflatten(params_p), self.activation, self.head
+        hidden, (last_w, last_b) = layers[:-1], layers[-1]
+
+        def act(x):
+            for weights, bias in hidden:
+                x = activation(x @ weights + bias)
+            return head(x @ last_w + last_b)
+
+        return act

@@ -1,0 +1,45 @@
+"""One episode: parameters, env seed, step cap -> return, length, flags, observation stats."""
+
+import dataclasses
+import math
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Episode:
+    total_return: float
+    length: int
+    capped: bool
+    nonfinite: bool
+    obs_stats: np.ndarray = None  # [sum_o, sumsq_o, count] when recorded
+
+
+def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False):
+    """Play one episode. A NaN/inf observation or reward ends it as the worst fitness (-inf)."""
+    obs, _ = env.reset(seed=seed)
+    if normalizer is not None:
+        mean_o, inv_std_o, clip = normalizer
+    size = int(np.prod(np.shape(obs)))
+    if record_obs:
+        sum_o, sumsq_o = np.zeros(size), np.zeros(size)
+    total, length, ended = 0.0, 0, False
+    while length < step_cap:
+        x = np.asarray(obs, dtype=np.float32).reshape(size)
+        if not math.isfinite(float(x @ x)):
+            return Episode(-math.inf, length, False, True, None)
+        if record_obs:
+            sum_o += x
+            sumsq_o += np.square(x, dtype=np.float64)
+        if normalizer is not None:
+            x = np.clip((x - mean_o) * inv_std_o, -clip, clip)
+        obs, reward, terminated, truncated, _ = env.step(act(x))
+        if not math.isfinite(reward):
+            return Episode(-math.inf, length + 1, False, True, None)
+        total += float(reward)
+        length += 1
+        if terminated or truncated:
+            ended = terminated
+            break
+    stats = np.concatenate([sum_o, sumsq_o, [length]]) if record_obs and length else None
+    return Episode(total, length, not ended, False, stats)

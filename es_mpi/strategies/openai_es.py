@@ -1,0 +1,90 @@
+"""OpenAI-ES (Salimans et al. 2017): mirrored noise from the shared table, centered ranks,
+Adam or SGD with momentum, L2 weight decay."""
+
+import dataclasses
+
+import numpy as np
+
+from ..optim import make_optimizer
+from ..seeding import Purpose, rng
+from ..settings import setting
+from ..shaping import shape_fitness
+from .base import Strategy
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenAIESSettings:
+    name = "openai_es"
+    pairs: int = setting(50, "int", lo=1, hi=10_000_000, doc="mirrored pairs per iteration (population = 2 x pairs)")
+    sigma: float = setting(0.02, "float", lo=1e-8, doc="perturbation standard deviation")
+    learning_rate: float = setting(0.01, "float", lo=0.0, doc="optimizer step size")
+    optimizer: str = setting("adam", "str", choices=("adam", "sgd"), doc="adam, or sgd with momentum")
+    momentum: float = setting(0.9, "float", lo=0.0, hi=0.999999, doc="sgd momentum")
+    beta1: float = setting(0.9, "float", lo=0.0, hi=0.999999, doc="adam beta1")
+    beta2: float = setting(0.999, "float", lo=0.0, hi=0.999999, doc="adam beta2")
+    l2: float = setting(0.005, "float", lo=0.0, doc="L2 weight decay coefficient")
+    shaping: str = setting("centered_rank", "str", choices=("centered_rank", "none"), doc="fitness shaping")
+
+
+def weighted_noise_sum(noise, offsets_n, weights_n, n_params, block=64):
+    """sum_i weights_n[i] * noise[offsets_n[i] : offsets_n[i] + n_params], in a fixed order.
+
+    Rows are stacked a block at a time and reduced with one matrix-vector product per block:
+    the same blocks in the same order on every rank, so the float32 result is identical.
+    """
+    total_p = np.zeros(n_params, dtype=np.float32)
+    weights_n = np.asarray(weights_n, dtype=np.float32)
+    for start in range(0, len(offsets_n), block):
+        offsets = offsets_n[start:start + block]
+        rows_bp = np.stack([noise[o:o + n_params] for o in offsets])
+        total_p += weights_n[start:start + block] @ rows_bp
+    return total_p
+
+
+class OpenAIES(Strategy):
+    name = "openai_es"
+    group = 2
+
+    def __init__(self, settings, initial_params_p, noise, seed):
+        self.settings, self.noise, self.seed = settings, noise, seed
+        self.params_p = np.array(initial_params_p, dtype=np.float32)
+        self.n_params = self.params_p.size
+        if noise.size < self.n_params:
+            raise ValueError(f"noise table ({noise.size} floats) is smaller than the policy ({self.n_params} parameters)")
+        self.population = 2 * settings.pairs
+        self.optimizer = make_optimizer(settings.optimizer, self.n_params, settings.learning_rate,
+                                        settings.momentum, settings.beta1, settings.beta2)
+        self.offsets_n = None
+
+    def ask(self, iteration):
+        draw = rng(self.seed, iteration, purpose=Purpose.NOISE_OFFSETS)
+        self.offsets_n = draw.integers(0, self.noise.size - self.n_params + 1, size=self.settings.pairs)
+
+    def member_params(self, member):
+        offset = self.offsets_n[member // 2]
+        sign = 1.0 if member % 2 == 0 else -1.0
+        epsilon_p = self.noise[offset:offset + self.n_params]
+        return self.params_p + np.float32(sign * self.settings.sigma) * epsilon_p
+
+    def tell(self, fitness_n):
+        shaped_n2 = shape_fitness(np.asarray(fitness_n).reshape(-1, 2), self.settings.shaping)
+        weights_n = shaped_n2[:, 0] - shaped_n2[:, 1]
+        gradient_p = weighted_noise_sum(self.noise, self.offsets_n, weights_n, self.n_params)
+        gradient_p /= np.float32(fitness_n.size * self.settings.sigma)
+        descent_p = -gradient_p + np.float32(self.settings.l2) * self.params_p
+        self.params_p = self.params_p + self.optimizer.step(descent_p)
+        return {"gradient_norm": float(np.linalg.norm(gradient_p)),
+                "param_norm": float(np.linalg.norm(self.params_p))}
+
+    def center(self):
+        return self.params_p
+
+    def state_dict(self):
+        state = {"params": self.params_p}
+        state.update({f"optimizer/{k}": v for k, v in self.optimizer.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state):
+        self.params_p = np.asarray(state["params"], dtype=np.float32).copy()
+        prefix = "optimizer/"
+        self.optimizer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

@@ -1,0 +1,273 @@
+"""The MPI training loop: the only place with per-iteration collectives (DESIGN.md)."""
+
+import hashlib
+import math
+import shutil
+import signal
+import time
+
+import numpy as np
+
+from . import checkpoint as ckpt_io
+from .config import job_from_text
+from .errors import EXIT_INTERRUPTED, EXIT_OK, CheckpointError, ConfigError
+from .metrics import MetricsLog
+from .mpi import allgather_rows, allgather_variable, static_slice
+from .noise import SharedNoiseTable
+from .obstat import ObsStat
+from .rollout import run_episode
+from .runtime import (evaluate_center, finite_mean, initial_params, make_env_and_policy, max_steps,
+                      normalizer_for)
+from .seeding import Purpose, episode_seed, rng
+from .strategies import make_strategy
+
+# Job sections that must match a checkpoint to resume from it; the rest may change.
+RESUME_MUST_MATCH = ("env", "policy", "strategy", "noise", "obs_norm")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+EPISODE_COLUMNS = 4  # return, length, capped, nonfinite
+
+
+def params_checksum(*arrays):
+    digest = hashlib.blake2b(digest_size=8)
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return np.frombuffer(digest.digest(), dtype=np.uint64)[0]
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGUSR1/SIGINT; repeats (Slurm may send two) are ignored."""
+
+    def __init__(self):
+        self.signal = 0
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signal = self.signal or signum
+
+
+class Trainer:
+    def __init__(self, job, comm, resume=False, force=False, log=print):
+        self.job, self.comm, self.log = job, comm, log
+        self.rank, self.size = comm.rank, comm.size
+        self.run_dir = job.run_dir()
+        self.stop_flag = StopFlag()
+        self.env, self.policy = make_env_and_policy(job)
+        start = self._prepare_run_dir(resume, force)
+        self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
+        if self.noise.array.size < self.policy.n_params:
+            raise ConfigError(job.path, "noise.size",
+                              f"{job.noise.size} is smaller than the policy's {self.policy.n_params} parameters")
+        self.strategy = make_strategy(job.strategy, initial_params(job, self.policy), self.noise.array, job.run.seed)
+        self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
+        self.iteration, self.timesteps = 0, 0
+        self.step_cap = max_steps(job, self.env)
+        self.best_eval_return, self.last_eval_return = -math.inf, math.nan
+        self.metrics = MetricsLog(self.run_dir / "metrics.csv" if self.rank == 0 else None)
+        if start is not None:
+            self._restore(start)
+        n_groups = self.strategy.population // self.strategy.group
+        self.group_slices = [static_slice(n_groups, r, self.size) for r in range(self.size)]
+        self.member_slices = [(a * self.strategy.group, b * self.strategy.group) for a, b in self.group_slices]
+
+    # ----------------------------------------------------------------- start / resume
+    def _prepare_run_dir(self, resume, force):
+        """Rank 0 decides (fresh, resume from a file, or refuse) and tells the others."""
+        decision = None
+        if self.rank == 0:
+            decision = self._decide_start(resume, force)
+        decision = self.comm.bcast(decision, root=0)
+        if isinstance(decision, Exception):
+            raise decision
+        if decision is None:
+            return None
+        return self.comm.bcast(ckpt_io.load(decision) if self.rank == 0 else None, root=0)
+
+    def _decide_start(self, resume, force):
+        try:
+            existing = [p for p in self.run_dir.iterdir()] if self.run_dir.is_dir() else []
+            if resume:
+                found = ckpt_io.newest_valid(self.run_dir)
+                if found is None and ckpt_io.periodic_checkpoints(self.run_dir):
+                    raise CheckpointError(self.run_dir, "--resume: no checkpoint here loads (all corrupt)")
+                if found is not None:
+                    self._check_compatible(*found)
+                    return found[0]
+            elif existing and not force:
+                raise ConfigError(self.job.path, "run.dir",
+                                  f"run directory {self.run_dir} already exists; use --resume to continue it "
+                                  "or --force to start over (its checkpoints are deleted)")
+            elif force:
+                for path in existing:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            return None
+        except (ConfigError, CheckpointError) as err:
+            return err
+        except OSError as err:
+            return ConfigError(self.job.path, "run.dir", f"cannot use {self.run_dir}: {err.strerror}")
+
+    def _check_compatible(self, path, ckpt):
+        saved = job_from_text(ckpt.config_toml, path).to_dict()
+        wanted = self.job.to_dict()
+        if saved["run"]["seed"] != wanted["run"]["seed"]:
+            raise CheckpointError(path, "was written with a different run.seed; cannot resume")
+        for section in RESUME_MUST_MATCH:
+            for key in sorted(set(saved[section]) | set(wanted[section])):
+                if saved[section].get(key) != wanted[section].get(key):
+                    raise CheckpointError(path, f"was written with {section}.{key} = {saved[section].get(key)!r}, "
+                                                f"the job says {wanted[section].get(key)!r}; cannot resume")
+
+    def _restore(self, ckpt):
+        self.strategy.load_state_dict(ckpt.strategy)
+        self.obstat.load_state_dict(ckpt.obstat)
+        self.iteration, self.timesteps, self.step_cap = ckpt.iteration, ckpt.timesteps, ckpt.step_cap
+        self.best_eval_return, self.last_eval_return = ckpt.best_eval_return, ckpt.eval_return
+        self.metrics.restore(ckpt.metrics)
+        if self.rank == 0:
+            self.log(f"resumed from iteration {ckpt.iteration} ({ckpt.timesteps} timesteps) in {self.run_dir}")
+
+    # ----------------------------------------------------------------- the iteration
+    def _evaluate_members(self, iteration, normalizer):
+        """This rank's slice of the population -> rows [return, length, capped, nonfinite], obs stats."""
+        start, stop = self.member_slices[self.rank]
+        rows_k4 = np.zeros((stop - start, EPISODE_COLUMNS))
+        obs_rows = []
+        seed, probability = self.job.run.seed, self.job.obs_norm.probability
+        for k, member in enumerate(range(start, stop)):
+            record = self.job.obs_norm.enabled and \
+                rng(seed, iteration, member, purpose=Purpose.OBS_SAMPLE).random() < probability
+            act = self.policy.bind(self.strategy.member_params(member))
+            episode = run_episode(self.env, act, episode_seed(seed, iteration, member), self.step_cap,
+                                  normalizer, record)
+            rows_k4[k] = (episode.total_return, episode.length, episode.capped, episode.nonfinite)
+            if episode.obs_stats is not None:
+                obs_rows.append(episode.obs_stats)
+        return rows_k4, obs_rows
+
+    def _evaluate_center(self, iteration):
+        episodes = self.job.eval.episodes
+        slices = [static_slice(episodes, r, self.size) for r in range(self.size)]
+        start, stop = slices[self.rank]
+        mine = evaluate_center(self.job, self.env, self.policy, self.strategy.center(),
+                               normalizer_for(self.job, self.obstat), iteration, range(start, stop))
+        local = np.array([e.total_return for e in mine], dtype=np.float64).reshape(-1, 1)
+        return allgather_rows(self.comm, local, episodes, 1, slices)[:, 0]
+
+    def step(self):
+        """One iteration, identical float operations on every rank."""
+        t = self.iteration + 1
+        t_start = time.perf_counter()
+        self.strategy.ask(t)
+        normalizer = normalizer_for(self.job, self.obstat)
+        busy_start = time.perf_counter()
+        rows_k4, obs_rows = self._evaluate_members(t, normalizer)
+        busy_s = time.perf_counter() - busy_start
+        results_n4 = allgather_rows(self.comm, rows_k4, self.strategy.population, EPISODE_COLUMNS,
+                                    self.member_slices)
+        returns_n, lengths_n = results_n4[:, 0], results_n4[:, 1]
+        tell_metrics = self.strategy.tell(returns_n.copy())
+        if self.job.obs_norm.enabled:
+            n_obs = 2 * self.obstat.sum_o.size + 1
+            local = np.array(obs_rows).reshape(-1, n_obs)
+            self.obstat.add(allgather_variable(self.comm, local, n_obs))
+        self.iteration, self.timesteps = t, self.timesteps + int(lengths_n.sum())
+        if self.job.env.step_cap == "adaptive":
+            self.step_cap = min(max(1, int(math.ceil(2.0 * lengths_n.mean()))), max_steps(self.job, self.env))
+        eval_return, eval_s = math.nan, 0.0
+        if self.job.eval.every and t % self.job.eval.every == 0:
+            eval_start = time.perf_counter()
+            eval_return = finite_mean(self._evaluate_center(t))
+            self.last_eval_return = eval_return
+            eval_s = time.perf_counter() - eval_start
+        repaired, stop_signal, busy_all = self._agree(busy_s)
+        update_s = time.perf_counter() - t_start - busy_s - eval_s
+        iteration_s = time.perf_counter() - t_start
+        finite = returns_n[np.isfinite(returns_n)]
+        row = dict(
+            iteration=t, timesteps=self.timesteps, episodes=returns_n.size,
+            return_mean=float(finite.mean()) if finite.size else math.nan,
+            return_max=float(finite.max()) if finite.size else math.nan,
+            return_min=float(finite.min()) if finite.size else math.nan,
+            eval_return=eval_return, timesteps_per_s=lengths_n.sum() / iteration_s,
+            iteration_s=iteration_s, update_s=update_s, eval_s=eval_s,
+            imbalance=float(busy_all.max() / busy_all.mean()) if busy_all.mean() > 0 else 1.0,
+            capped=int(results_n4[:, 2].sum()), nonfinite=int(results_n4[:, 3].sum()),
+            repairs=self.metrics.last("repairs", 0) + repaired, step_cap=self.step_cap,
+            wall_time=time.time(), **tell_metrics)
+        self.metrics.append(row)
+        return row, stop_signal
+
+    def _agree(self, busy_s):
+        """Checksums, busy times and stop flags of all ranks; repair from rank 0 on a mismatch."""
+        state_sum = params_checksum(self.strategy.center(), self.obstat.sum_o, self.obstat.sumsq_o)
+        sums = np.empty(self.size, dtype=np.uint64)
+        self.comm.Allgather(np.array([state_sum], dtype=np.uint64), sums)
+        flags_r2 = np.empty((self.size, 2), dtype=np.float64)
+        self.comm.Allgather(np.array([busy_s, self.stop_flag.signal], dtype=np.float64), flags_r2)
+        repaired = 0
+        if not np.all(sums == sums[0]):
+            repaired = 1
+            state = self.comm.bcast((self.strategy.state_dict(), self.obstat.state_dict()), root=0)
+            self.strategy.load_state_dict(state[0])
+            self.obstat.load_state_dict(state[1])
+            if self.rank == 0:
+                self.log(f"warning: parameter checksums differed across ranks at iteration {self.iteration}; "
+                         "repaired from rank 0")
+        return repaired, int(flags_r2[:, 1].max()), flags_r2[:, 0]
+
+    # ----------------------------------------------------------------- stopping, saving
+    def _stop_reason(self):
+        stop = self.job.stop
+        if self.iteration >= stop.iterations:
+            return "iterations"
+        if stop.timesteps is not None and self.timesteps >= stop.timesteps:
+            return "timesteps"
+        if stop.target_return is not None and self.last_eval_return >= stop.target_return:
+            return "target_return"
+        return None
+
+    def _checkpoint(self, eval_return, periodic, best):
+        """Rank 0 writes the periodic checkpoint and/or best.h5 from the same state."""
+        if self.rank != 0 or not (periodic or best):
+            return
+        ckpt = ckpt_io.Checkpoint(
+            config_toml=self.job.to_toml(), iteration=self.iteration, timesteps=self.timesteps,
+            step_cap=self.step_cap, best_eval_return=self.best_eval_return, eval_return=eval_return,
+            params=self.strategy.center(), strategy=self.strategy.state_dict(),
+            obstat=self.obstat.state_dict(), metrics=self.metrics.columns(), versions=ckpt_io.package_versions())
+        if periodic:
+            ckpt_io.save(ckpt_io.checkpoint_path(self.run_dir, self.iteration), ckpt)
+            ckpt_io.prune(self.run_dir, self.job.checkpoint.keep)
+        if best:
+            ckpt_io.save(self.run_dir / ckpt_io.BEST_NAME, ckpt)
+
+    def train(self):
+        """Run to the stopping rule or a signal; returns the process exit code."""
+        if self.rank == 0:
+            self.log(f"es-mpi: {self.job.env.id}, {self.strategy.name}, {self.policy.n_params} parameters, "
+                     f"population {self.strategy.population}, {self.size} ranks, run directory {self.run_dir}")
+        reason = self._stop_reason()
+        while reason is None:
+            row, stop_signal = self.step()
+            if self.rank == 0:
+                self.log(self.metrics.progress_line(row))
+            improved = math.isfinite(row["eval_return"]) and row["eval_return"] > self.best_eval_return
+            if improved:
+                self.best_eval_return = row["eval_return"]
+            reason = self._stop_reason()
+            periodic = bool(stop_signal or reason or self.iteration % self.job.checkpoint.every == 0)
+            self._checkpoint(row["eval_return"], periodic, improved)
+            if stop_signal:
+                if self.rank == 0:
+                    self.log(f"stopped by signal {signal.Signals(stop_signal).name} after iteration "
+                             f"{self.iteration}; checkpoint written; continue with --resume")
+                return EXIT_INTERRUPTED
+        if self.rank == 0:
+            self.log(f"done ({reason}) at iteration {self.iteration}, {self.timesteps} timesteps; "
+                     f"best evaluation return {self.best_eval_return:.2f}")
+        return EXIT_OK
+
+    def close(self):
+        self.env.close()
+        self.noise.free()
