@@ -162,9 +162,10 @@ class Trainer:
         normalizer = normalizer_for(self.job, self.obstat)
         busy_start = time.perf_counter()
         rows_k4, obs_rows = self._evaluate_members(t, normalizer)
-        busy_s = time.perf_counter() - busy_start
+        busy_end = time.perf_counter()
         results_n4 = allgather_rows(self.comm, rows_k4, self.strategy.population, EPISODE_COLUMNS,
                                     self.member_slices)
+        gathered = time.perf_counter()
         returns_n, lengths_n = results_n4[:, 0], results_n4[:, 1]
         tell_metrics = self.strategy.tell(returns_n.copy())
         if self.job.obs_norm.enabled:
@@ -180,9 +181,9 @@ class Trainer:
             eval_return = finite_mean(self._evaluate_center(t))
             self.last_eval_return = eval_return
             eval_s = time.perf_counter() - eval_start
-        repaired, stop_signal, busy_all = self._agree(busy_s)
-        update_s = time.perf_counter() - t_start - busy_s - eval_s
-        iteration_s = time.perf_counter() - t_start
+        repaired, stop_signal, busy_all = self._agree(busy_end - busy_start)
+        end = time.perf_counter()
+        iteration_s = end - t_start
         finite = returns_n[np.isfinite(returns_n)]
         row = dict(
             iteration=t, timesteps=self.timesteps, episodes=returns_n.size,
@@ -190,7 +191,8 @@ class Trainer:
             return_max=float(finite.max()) if finite.size else math.nan,
             return_min=float(finite.min()) if finite.size else math.nan,
             eval_return=eval_return, timesteps_per_s=lengths_n.sum() / iteration_s,
-            iteration_s=iteration_s, update_s=update_s, eval_s=eval_s,
+            iteration_s=iteration_s, episodes_s=busy_end - busy_start, wait_s=gathered - busy_end,
+            update_s=(busy_start - t_start) + (end - gathered - eval_s), eval_s=eval_s,
             imbalance=float(busy_all.max() / busy_all.mean()) if busy_all.mean() > 0 else 1.0,
             capped=int(results_n4[:, 2].sum()), nonfinite=int(results_n4[:, 3].sum()),
             repairs=self.metrics.last("repairs", 0) + repaired, step_cap=self.step_cap,
