@@ -2,6 +2,7 @@
 
 import hashlib
 import math
+import os
 import shutil
 import signal
 import time
@@ -202,6 +203,7 @@ class Trainer:
 
     def _agree(self, busy_s):
         """Checksums, busy times and stop flags of all ranks; repair from rank 0 on a mismatch."""
+        self._maybe_inject_fault()
         state_sum = params_checksum(self.strategy.center(), self.obstat.sum_o, self.obstat.sumsq_o)
         sums = np.empty(self.size, dtype=np.uint64)
         self.comm.Allgather(np.array([state_sum], dtype=np.uint64), sums)
@@ -217,6 +219,12 @@ class Trainer:
                 self.log(f"warning: parameter checksums differed across ranks at iteration {self.iteration}; "
                          "repaired from rank 0")
         return repaired, int(flags_r2[:, 1].max()), flags_r2[:, 0]
+
+    def _maybe_inject_fault(self):
+        """ES_MPI_FAULT_INJECT=RANK:ITERATION flips one parameter there, to exercise the repair."""
+        target = os.environ.get("ES_MPI_FAULT_INJECT", "")
+        if target == f"{self.rank}:{self.iteration}":
+            self.strategy.center()[0] += np.float32(1.0)
 
     # ----------------------------------------------------------------- stopping, saving
     def _stop_reason(self):

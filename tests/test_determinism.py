@@ -101,3 +101,17 @@ def test_resume_is_byte_identical_to_an_unbroken_run(write_job, tmp_path):
         assert list(f["metrics/iteration"][()]) == [1, 2, 3, 4, 5, 6]
     csv_rows = (tmp_path / "broken" / "metrics.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in csv_rows[1:]] == ["1", "2", "3", "4", "5", "6"]
+
+
+@pytest.mark.mpi
+def test_a_diverged_rank_is_repaired_from_rank_0_and_counted(write_job, tmp_path):
+    job = write_job(CARTPOLE)
+    train(1, job, tmp_path / "clean")
+    result = run_mpi(2, "train", job, "--run-dir", tmp_path / "faulty", timeout=300,
+                     env_extra={"ES_MPI_FAULT_INJECT": "1:2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "repaired from rank 0" in result.stdout
+    with h5py.File(tmp_path / "faulty" / "ckpt-00000004.h5", "r") as f:
+        assert list(f["metrics/repairs"][()]) == [0, 1, 1, 1]
+    assert state_digest(tmp_path / "clean" / "ckpt-00000004.h5") == \
+        state_digest(tmp_path / "faulty" / "ckpt-00000004.h5")
