@@ -20,6 +20,7 @@ from .rollout import run_episode
 from .runtime import (evaluate_center, finite_mean, initial_params, make_env_and_policy, max_steps,
                       normalizer_for)
 from .seeding import Purpose, episode_seed, rng
+from .status import status_record, write_status
 from .strategies import make_strategy
 
 # Job sections that must match a checkpoint to resume from it; the rest may change.
@@ -53,6 +54,7 @@ class Trainer:
         self.rank, self.size = comm.rank, comm.size
         self.run_dir = job.run_dir()
         self.stop_flag = StopFlag()
+        self.last_checkpoint = None
         self.env, self.policy = make_env_and_policy(job)
         start = self._prepare_run_dir(resume, force)
         self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
@@ -82,6 +84,7 @@ class Trainer:
             raise decision
         if decision is None:
             return None
+        self.last_checkpoint = decision
         return self.comm.bcast(ckpt_io.load(decision) if self.rank == 0 else None, root=0)
 
     def _decide_start(self, resume, force):
@@ -247,10 +250,18 @@ class Trainer:
             params=self.strategy.center(), strategy=self.strategy.state_dict(),
             obstat=self.obstat.state_dict(), metrics=self.metrics.columns(), versions=ckpt_io.package_versions())
         if periodic:
-            ckpt_io.save(ckpt_io.checkpoint_path(self.run_dir, self.iteration), ckpt)
+            self.last_checkpoint = ckpt_io.checkpoint_path(self.run_dir, self.iteration)
+            ckpt_io.save(self.last_checkpoint, ckpt)
             ckpt_io.prune(self.run_dir, self.job.checkpoint.keep)
         if best:
             ckpt_io.save(self.run_dir / ckpt_io.BEST_NAME, ckpt)
+
+    def _write_status(self, state):
+        if self.rank == 0:
+            write_status(self.run_dir, status_record(
+                state=state, job=self.job, iteration=self.iteration, timesteps=self.timesteps,
+                best_eval_return=self.best_eval_return, last_eval_return=self.last_eval_return,
+                checkpoint=self.last_checkpoint, rows=self.metrics.rows, n_ranks=self.size))
 
     def train(self):
         """Run to the stopping rule or a signal; returns the process exit code."""
@@ -268,6 +279,8 @@ class Trainer:
             reason = self._stop_reason()
             periodic = bool(stop_signal or reason or self.iteration % self.job.checkpoint.every == 0)
             self._checkpoint(row["eval_return"], periodic, improved)
+            self._write_status(f"interrupted ({signal.Signals(stop_signal).name})" if stop_signal
+                               else f"done ({reason})" if reason else "running")
             if stop_signal:
                 if self.rank == 0:
                     self.log(f"stopped by signal {signal.Signals(stop_signal).name} after iteration "
