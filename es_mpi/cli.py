@@ -45,7 +45,9 @@ def build_parser():
     train.add_argument("--mpiexec", default=os.environ.get("ES_MPI_MPIEXEC"),
                        help="mpiexec to use with -n (default: the venv's, then PATH; env ES_MPI_MPIEXEC)")
 
-    evaluate = sub.add_parser("eval", help="play a checkpoint's policy (no MPI needed)")
+    evaluate = sub.add_parser("eval", help="play a checkpoint's policy (no MPI needed)",
+                              description="Play the centre policy of a checkpoint and print each episode's return.",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("checkpoint", help="checkpoint file, or a run directory (its newest valid checkpoint)")
     evaluate.add_argument("--episodes", type=int, default=None,
                           help="episodes to play (default: the job's eval.episodes)")
@@ -53,7 +55,10 @@ def build_parser():
                           help="seed of the episode seeds (default: the job seed, which reproduces the "
                                "evaluation return recorded in training)")
 
-    inspect = sub.add_parser("inspect", help="print a checkpoint's config, progress and versions")
+    inspect = sub.add_parser("inspect", help="print a checkpoint's config, progress and versions",
+                             description="Print a checkpoint's iteration, timesteps, package versions, "
+                                         "metrics summary and job config.",
+                             epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     inspect.add_argument("checkpoint", help="checkpoint file, or a run directory")
 
     sub.add_parser("keys", help="print every job-file section and key: type, default, range, meaning",

@@ -1,11 +1,32 @@
 """`es-mpi train`: validate the job, then train in this MPI job or start one with -n.
 
-Every input check runs before anything touches the run directory. Under mpiexec every rank
-checks, the ranks agree on the outcome, and only rank 0 reports: one line, not one per rank.
+Every input check runs before anything touches the run directory, and before MPI starts:
+Open MPI prints runtime noise when initialised ranks exit non-zero, and a bad job file is
+the common case. Under mpiexec every rank checks the job (they read the same file), and
+only rank 0 reports it: one line, not one per rank.
 """
+
+import os
+import time
 
 from .config import check_runnable, load_job
 from .errors import EXIT_BAD_INPUT, UserError
+
+# A rank other than 0 whose check failed waits this long for rank 0's failure to end the job;
+# if the job is still alive, the failure is its own (say, the job file is missing on its node).
+RANK_ERROR_GRACE_S = 5.0
+RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")
+
+
+def launcher_rank():
+    """This process's rank as mpiexec/srun told it, or None when no launcher started us.
+
+    Read from the environment: importing es_mpi.mpi would start MPI.
+    """
+    for name in RANK_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return None
 
 
 def validated_job(args):
@@ -15,19 +36,9 @@ def validated_job(args):
     return job
 
 
-def first_error(comm, error):
-    """The first rank's error message (rank order), the same on every rank; None if all passed."""
-    messages = comm.allgather(None if error is None else str(error))
-    for rank, message in enumerate(messages):
-        if message is not None:
-            return message if rank == 0 else f"rank {rank}: {message}"
-    return None
-
-
 def train_command(args):
-    from .mpi import under_mpi_launcher
-
-    if not under_mpi_launcher():
+    rank = launcher_rank()
+    if rank is None:
         job = validated_job(args)
         if args.np is not None:
             from .launcher import launch
@@ -36,22 +47,20 @@ def train_command(args):
         from .mpi import world
 
         return train(job, args, world())
-    from .mpi import install_abort_on_error, world
-
-    comm = world()
-    install_abort_on_error(comm)
     try:
-        job, error = validated_job(args), None
+        job = validated_job(args)
     except UserError as err:
-        job, error = None, err
-    message = first_error(comm, error)
-    if message is not None:
-        return report_once(comm, UserError(message))
-    return train(job, args, comm)
+        if rank == 0:
+            raise
+        time.sleep(RANK_ERROR_GRACE_S)
+        raise UserError(f"rank {rank}: {err}") from None
+    from .mpi import world
+
+    return train(job, args, world())
 
 
 def report_once(comm, error):
-    """Rank 0 raises the error for the CLI to print; the other ranks exit quietly."""
+    """Rank 0 raises an error all ranks share, for the CLI to print; the others exit quietly."""
     if comm.rank == 0:
         raise error
     return EXIT_BAD_INPUT
