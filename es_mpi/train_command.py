@@ -76,7 +76,6 @@ def train(job, args, comm):
                           log=lambda line: print(line, flush=True))
     except UserError as err:
         return report_once(comm, err)
-    try:
-        return trainer.train()
-    finally:
-        trainer.close()
+    code = trainer.train()
+    trainer.close()  # collective: never on an error path, where it would wait for a dead rank
+    return code
