@@ -19,9 +19,9 @@ def load_for_play(path, render_mode=None):
     """(path, checkpoint, job, env, policy, normalizer) ready to play the centre policy."""
     path, ckpt = ckpt_io.resolve(path)
     job = job_from_text(ckpt.config_toml, path)
-    check_runnable(job)
     if render_mode is not None and video.uses_mujoco(job.env.id):
         video.choose_mujoco_gl()
+    check_runnable(job)
     env, policy = make_env_and_policy(job, render_mode=render_mode)
     if ckpt.params.size != policy.n_params:
         raise ckpt_io.CheckpointError(path, f"params has {ckpt.params.size} entries, the policy needs {policy.n_params}")
