@@ -24,7 +24,7 @@ import numpy as np
 from .errors import CheckpointError
 
 FORMAT = "es-mpi checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: content checksum attribute
 NAME_RE = re.compile(r"^ckpt-(\d{8})\.h5$")
 BEST_NAME = "best.h5"
 
