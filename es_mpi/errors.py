@@ -16,8 +16,15 @@ class ConfigError(UserError):
         where = f"{self.path}: {key}" if key else self.path
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self):
+        """Picklable, so that rank 0 can broadcast its verdict to the other ranks."""
+        return type(self), (self.path, self.key, self.reason)
+
 
 class CheckpointError(UserError):
     def __init__(self, path, reason):
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)
