@@ -10,6 +10,7 @@ from .config import job_from_text
 from .errors import UserError
 from .obstat import ObsStat
 from .runtime import evaluate_center, make_env_and_policy, normalizer_for
+from .vbn_reference import reference_from_checkpoint
 
 
 def load_for_play(path):
@@ -19,6 +20,8 @@ def load_for_play(path):
     env, policy = make_env_and_policy(job)
     if ckpt.params.size != policy.n_params:
         raise ckpt_io.CheckpointError(path, f"params has {ckpt.params.size} entries, the policy needs {policy.n_params}")
+    if job.policy.vbn:
+        policy.set_reference(reference_from_checkpoint(path, ckpt, job, env.observation_space))
     obstat = ObsStat(int(np.prod(env.observation_space.shape)))
     obstat.load_state_dict(ckpt.obstat)
     return path, ckpt, job, env, policy, normalizer_for(job, obstat)

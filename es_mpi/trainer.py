@@ -20,9 +20,11 @@ from .runtime import (evaluate_center, finite_mean, initial_params, make_env_and
                       normalizer_for)
 from .seeding import Purpose, episode_seed, rng
 from .strategies import make_strategy
+from .vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
+from .vbn_reference import collect_reference, reference_from_checkpoint
 
 # Job sections that must match a checkpoint to resume from it; the rest may change.
-RESUME_MUST_MATCH = ("env", "policy", "strategy", "noise", "obs_norm")
+RESUME_MUST_MATCH = ("env", "atari", "policy", "strategy", "noise", "obs_norm")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 EPISODE_COLUMNS = 4  # return, length, capped, nonfinite
 
@@ -54,6 +56,7 @@ class Trainer:
         self.stop_flag = StopFlag()
         self.env, self.policy = make_env_and_policy(job)
         start = self._prepare_run_dir(resume, force)
+        self.vbn_reference = self._vbn_reference(start)
         self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
         if self.noise.array.size < self.policy.n_params:
             raise ConfigError(job.path, "noise.size",
@@ -113,10 +116,27 @@ class Trainer:
         if saved["run"]["seed"] != wanted["run"]["seed"]:
             raise CheckpointError(path, "was written with a different run.seed; cannot resume")
         for section in RESUME_MUST_MATCH:
-            for key in sorted(set(saved[section]) | set(wanted[section])):
-                if saved[section].get(key) != wanted[section].get(key):
-                    raise CheckpointError(path, f"was written with {section}.{key} = {saved[section].get(key)!r}, "
-                                                f"the job says {wanted[section].get(key)!r}; cannot resume")
+            saved_section, wanted_section = saved.get(section, {}), wanted.get(section, {})
+            for key in sorted(set(saved_section) | set(wanted_section)):
+                if saved_section.get(key) != wanted_section.get(key):
+                    raise CheckpointError(path, f"was written with {section}.{key} = {saved_section.get(key)!r}, "
+                                                f"the job says {wanted_section.get(key)!r}; cannot resume")
+
+    def _vbn_reference(self, start):
+        """With policy.vbn: the checkpoint's reference batch on resume, else rank 0 collects it and broadcasts it once."""
+        if not self.job.policy.vbn:
+            return None
+        space = self.env.observation_space
+        if start is not None:
+            reference = reference_from_checkpoint(self.run_dir, start, self.job, space)
+        else:
+            reference = np.empty((self.job.policy.vbn_batch, *space.shape), dtype=space.dtype)
+            if self.rank == 0:
+                reference[...] = collect_reference(self.env, self.job.policy.vbn_batch, self.job.policy.vbn_probability,
+                                                   self.job.run.seed, max_steps(self.job, self.env))
+            self.comm.Bcast(reference, root=0)
+        self.policy.set_reference(reference)
+        return reference
 
     def _restore(self, ckpt):
         self.strategy.load_state_dict(ckpt.strategy)
@@ -235,7 +255,8 @@ class Trainer:
             config_toml=self.job.to_toml(), iteration=self.iteration, timesteps=self.timesteps,
             step_cap=self.step_cap, best_eval_return=self.best_eval_return, eval_return=eval_return,
             params=self.strategy.center(), strategy=self.strategy.state_dict(),
-            obstat=self.obstat.state_dict(), metrics=self.metrics.columns(), versions=ckpt_io.package_versions())
+            obstat=self.obstat.state_dict(), metrics=self.metrics.columns(), versions=ckpt_io.package_versions(),
+            extra={} if self.vbn_reference is None else {VBN_CHECKPOINT_KEY: self.vbn_reference})
         if periodic:
             ckpt_io.save(ckpt_io.checkpoint_path(self.run_dir, self.iteration), ckpt)
             ckpt_io.prune(self.run_dir, self.job.checkpoint.keep)
