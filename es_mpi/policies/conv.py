@@ -1,9 +1,10 @@
 """Convolutional policies for Atari frames: numpy float32 over a flat parameter vector.
 
 Layout is channels-last (batch, height, width, channels). A convolution is im2col through
-stride tricks (a view, then one copy) and one BLAS matmul per layer. Matmuls are stacked
-per observation ((B, P, K) @ (K, O)), so each observation's floats are those it would get
-alone: results never depend on which other observations share the call.
+stride tricks (a view, then one copy) and one BLAS matmul per layer. While playing, matmuls
+are stacked per observation ((B, P, K) @ (K, O)), so each observation's floats are those it
+would get alone: results never depend on which other observations share the call. Only the
+VBN reference batch, always passed whole, goes through one flat (B*P, K) @ (K, O) matmul.
 """
 
 import functools
@@ -46,12 +47,16 @@ class ConvLayer:
             strides=(sb, s * sh, s * sw, sh, sw, sc), writeable=False)
         return view.reshape(b, out_h * out_w, self.fan_in)
 
-    def __call__(self, x_bhwc, weights_ko):
+    def __call__(self, x_bhwc, weights_ko, stacked=True):
         b = x_bhwc.shape[0]
         out_bpo = np.empty((b, self.out_hwc[0] * self.out_hwc[1], self.filters), dtype=np.float32)
         for start in range(0, b, IM2COL_CHUNK):
-            np.matmul(self.patches(x_bhwc[start:start + IM2COL_CHUNK]), weights_ko,
-                      out=out_bpo[start:start + IM2COL_CHUNK])
+            patches = self.patches(x_bhwc[start:start + IM2COL_CHUNK])
+            out = out_bpo[start:start + IM2COL_CHUNK]
+            if stacked:
+                np.matmul(patches, weights_ko, out=out)
+            else:
+                np.matmul(patches.reshape(-1, self.fan_in), weights_ko, out=out.reshape(-1, self.filters))
         return out_bpo.reshape(b, *self.out_hwc)
 
 
@@ -61,8 +66,10 @@ class DenseLayer:
     def __init__(self, fan_in, units):
         self.fan_in, self.units, self.out_hwc = fan_in, units, (units,)
 
-    def __call__(self, x_b, weights_ko):
+    def __call__(self, x_b, weights_ko, stacked=True):
         b = x_b.shape[0]
+        if not stacked:
+            return x_b.reshape(b, self.fan_in) @ weights_ko
         return np.matmul(x_b.reshape(b, 1, self.fan_in), weights_ko).reshape(b, self.units)
 
 
@@ -119,7 +126,7 @@ class ConvPolicy:
         self.n_params = sum(layer.fan_in * units + per_unit * units
                             for layer, units in self._hidden_units()) + \
             self.output.fan_in * self.output.units + self.output.units
-        self.reference = None
+        self.reference = self.reference_frames = None
 
     def _hidden_units(self):
         return [(layer, layer.out_hwc[-1]) for layer in self.hidden]
@@ -127,6 +134,7 @@ class ConvPolicy:
     def set_reference(self, observations):
         """The VBN reference batch (raw observations, e.g. uint8 frames), shared by every member."""
         self.reference = np.asarray(observations)
+        self.reference_frames = prepare_frames(self.reference, self.obs_chw)
 
     def init_params(self, draw):
         """Normalised-column Gaussian weights (output layer `init_scale`); zero biases; gamma 1, beta 0."""
@@ -163,7 +171,9 @@ class ConvPolicy:
             return BoundConvNet(self, linears, [(None, parts[1]) for parts in hidden], output, None)
         if self.reference is None:
             raise RuntimeError("policy.vbn is on but no reference batch was set")
-        affines, moments = fit_reference(prepare_frames(self.reference, self.obs_chw), linears,
+        reference_linears = [functools.partial(layer, weights_ko=parts[0], stacked=False)
+                             for layer, parts in zip(self.hidden, hidden)]
+        affines, moments = fit_reference(self.reference_frames, reference_linears,
                                          [parts[1:] for parts in hidden], relu)
         return BoundConvNet(self, linears, affines, output, moments)
 

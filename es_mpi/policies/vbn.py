@@ -14,8 +14,8 @@ EPSILON = 1e-5
 
 def channel_moments(z):
     """Mean and variance (float64) of each channel (last axis) over all other axes."""
-    z_mc = z.reshape(-1, z.shape[-1]).astype(np.float64)
-    return z_mc.mean(axis=0), z_mc.var(axis=0)
+    z_mc = z.reshape(-1, z.shape[-1])
+    return z_mc.mean(axis=0, dtype=np.float64), z_mc.var(axis=0, dtype=np.float64)
 
 
 def normalizing_affine(mean_c, var_c, gamma_c, beta_c):
