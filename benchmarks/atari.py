@@ -6,6 +6,7 @@ Writes a markdown table to benchmarks/results/atari.md.
 """
 
 import argparse
+import os
 import pathlib
 import platform
 import sys
@@ -122,23 +123,27 @@ def main():
     parser.add_argument("--repeats", type=int, default=300, help="forward passes timed per network")
     args = parser.parse_args()
 
-    env_rate = raw_env_rate(args.game, 2000)
     lines = [f"# Atari benchmark ({args.game})", "",
              f"`python benchmarks/atari.py --game {args.game} --pairs {args.pairs} --iterations {args.iterations} "
              f"--steps {args.steps} --repeats {args.repeats}`; {platform.processor() or platform.machine()}, "
              "one rank, one BLAS thread.", "",
-             f"Raw preprocessed env: **{env_rate:.0f} steps/s** (random actions, one process).", "",
-             "| network | VBN | parameters | forward us/frame | bind ms/member | training frames/s per rank "
-             "| / raw env rate | VBN reference s/iteration | share of iteration |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "The raw env rate (preprocessed env, random actions, one process) is measured right before "
+             "each row's training run, so both see the same machine load.", "",
+             "| network | VBN | parameters | forward us/frame | bind ms/member | raw env steps/s "
+             "| training frames/s per rank | / raw env rate | VBN reference s/iteration | share of iteration |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for network in ("paper", "nature"):
         for vbn in (False, True):
             forward_us, bind_ms, n_params = forward_costs(args.game, network, vbn, args.repeats)
+            env_rate = raw_env_rate(args.game, 2000)
             fps, vbn_s, iteration_s = training_rate(args.game, network, vbn, args.pairs, args.steps, args.iterations)
             vbn_cells = f"{vbn_s:.3f} | {vbn_s / iteration_s:.1%}" if vbn else "- | -"
             lines.append(f"| {network} | {'yes' if vbn else 'no'} | {n_params} | {forward_us:.0f} | {bind_ms:.1f} "
-                         f"| {fps:.0f} | {fps / env_rate:.2f} | {vbn_cells} |")
+                         f"| {env_rate:.0f} | {fps:.0f} | {fps / env_rate:.2f} | {vbn_cells} |")
             print(lines[-1], flush=True)
+    load_1m, _, _ = os.getloadavg()
+    lines += ["", f"Load average when done: {load_1m:.1f} on {os.cpu_count()} cores (a shared machine makes every "
+                  "figure here noisy; compare rows of one run only)."]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS}")
