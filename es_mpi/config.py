@@ -8,6 +8,7 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
+from .atari import ATARI_OWNED_KWARGS, is_atari_id
 from .errors import ConfigError
 from .settings import build_section, describe, section_to_dict, setting
 from .strategies import STRATEGY_SETTINGS
@@ -30,13 +31,32 @@ class EnvSettings:
 
 @dataclasses.dataclass(frozen=True)
 class PolicySettings:
-    kind: str = setting("mlp", "str", choices=("mlp",), doc="network family")
+    kind: str = setting("mlp", "str", choices=("mlp", "cnn"), doc="network family: mlp (flat observations) or cnn (Atari frames)")
+    network: str = setting("paper", "str", choices=("paper", "nature"),
+                           doc="cnn layout: paper (ES paper: 16 8x8/4, 32 4x4/2, fc 256) or nature (Nature DQN: 32 8x8/4, 64 4x4/2, 64 3x3/1, fc 512)")
     hidden: list = setting([64, 64], "int_list", lo=1, hi=65536, doc="hidden layer sizes")
     activation: str = setting("tanh", "str", choices=("tanh", "relu", "elu"), doc="hidden nonlinearity")
     action: str = setting("auto", "str", choices=("auto", "continuous", "discrete", "bins"),
                           doc="action head: auto picks discrete for Discrete spaces, continuous for Box")
     bins: int = setting(10, "int", lo=2, hi=1000, doc="bins per action dimension when action = 'bins' (ES paper, Hopper/Swimmer)")
     init_scale: float = setting(0.01, "float", lo=0.0, doc="column norm of the output layer at initialisation")
+    vbn: bool = setting(False, "bool", doc="virtual batch normalisation of the hidden layers from a fixed reference batch")
+    vbn_batch: int = setting(128, "int", lo=2, hi=100_000, doc="observations in the VBN reference batch")
+    vbn_probability: float = setting(0.01, "float", lo=1e-6, hi=1.0,
+                                     doc="chance that a random-action step's observation joins the reference batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class AtariSettings:
+    """The ES paper's preprocessing (gymnasium's AtariPreprocessing + FrameStackObservation); ALE ids only."""
+    noop_max: int = setting(30, "int", lo=0, hi=10_000, doc="up to this many no-op actions at reset")
+    frame_skip: int = setting(4, "int", lo=1, hi=100, doc="frames per action (max-pooled over the last two)")
+    screen_size: int = setting(84, "int", lo=16, hi=1024, doc="grayscale frames are resized to screen_size x screen_size")
+    frame_stack: int = setting(4, "int", lo=1, hi=64, doc="frames stacked into one observation")
+    repeat_action_probability: float = setting(0.0, "float", lo=0.0, hi=1.0,
+                                               doc="sticky actions: chance the ALE repeats the previous action (0: the ES paper)")
+    full_action_space: bool = setting(False, "bool", doc="all 18 actions instead of the game's minimal set")
+    max_episode_steps: int = setting(5000, "int", lo=1, doc="episode limit in agent steps (after frame skip)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +94,7 @@ class StopSettings:
 DEFAULT_STRATEGY = "openai_es"
 
 SECTIONS = {
-    "run": RunSettings, "env": EnvSettings, "policy": PolicySettings, "noise": NoiseSettings,
+    "run": RunSettings, "env": EnvSettings, "atari": AtariSettings, "policy": PolicySettings, "noise": NoiseSettings,
     "obs_norm": ObsNormSettings, "eval": EvalSettings, "checkpoint": CheckpointSettings,
     "stop": StopSettings,
 }
@@ -85,6 +105,7 @@ class Job:
     path: str
     run: RunSettings
     env: EnvSettings
+    atari: AtariSettings  # None unless env.id is an Atari (ALE) game
     policy: PolicySettings
     strategy: object
     noise: NoiseSettings
@@ -97,7 +118,7 @@ class Job:
         return pathlib.Path(self.run.dir or f"runs/{self.run.name}")
 
     def to_dict(self):
-        out = {name: section_to_dict(getattr(self, name)) for name in SECTIONS}
+        out = {name: section_to_dict(getattr(self, name)) for name in SECTIONS if getattr(self, name) is not None}
         out["strategy"] = {"name": self.strategy.name, **section_to_dict(self.strategy)}
         return out
 
@@ -170,6 +191,11 @@ def _build_job(raw, path, run_dir):
         built["run"] = dataclasses.replace(built["run"], dir=str(run_dir))
     built["strategy"] = _build_strategy(raw.get("strategy", {}), path)
     _check_env(built["env"], path)
+    if not is_atari_id(built["env"].id):
+        if "atari" in raw:
+            raise ConfigError(path, "atari", f"only applies to Atari (ALE) games; env.id = {built['env'].id!r} is not one")
+        built["atari"] = None
+    _check_combinations(built, path)
     return Job(path=str(path), **built)
 
 
@@ -200,7 +226,7 @@ def check_runnable(job):
     from .policies import head_kind, make_policy
 
     try:
-        env = make_env(job.env)
+        env = make_env(job.env, atari=job.atari)
     except Exception as err:  # gymnasium raises many kinds for bad kwargs or missing extras
         raise ConfigError(job.path, "env", f"cannot make {job.env.id!r}: {type(err).__name__}: {err}") from None
     try:
@@ -231,6 +257,26 @@ def job_reference():
                   f"| `strategy.name` | string | `\"{DEFAULT_STRATEGY}\"` | one of {', '.join(STRATEGY_SETTINGS)} "
                   "| the algorithm |", *describe(cls, "strategy"), ""]
     return "\n".join(lines)
+
+
+def _check_combinations(built, path):
+    """Settings that are valid alone but not together."""
+    env, atari, policy, obs_norm = built["env"], built["atari"], built["policy"], built["obs_norm"]
+    if atari is not None:
+        for key in env.kwargs:
+            if key in ATARI_OWNED_KWARGS:
+                owner = ATARI_OWNED_KWARGS[key]
+                reason = f"set it as {owner}" if owner else "only image observations are supported"
+                raise ConfigError(path, f"env.kwargs.{key}", f"not allowed for Atari games: {reason}")
+        if obs_norm.enabled:
+            raise ConfigError(path, "obs_norm.enabled", "must be false for Atari games: pixels are scaled by 1/255 instead")
+        if policy.kind != "cnn":
+            raise ConfigError(path, "policy.kind", f"{policy.kind!r} takes flat observations; use 'cnn' for Atari frames")
+    elif policy.kind == "cnn":
+        raise ConfigError(path, "policy.kind", f"'cnn' needs an Atari (ALE) game's frames; env.id = {env.id!r} is not one")
+    if policy.vbn and obs_norm.enabled:
+        raise ConfigError(path, "policy.vbn", "needs obs_norm.enabled = false: the reference batch fixes the input "
+                                              "scale, running observation statistics would shift it")
 
 
 def _toml_value(value):

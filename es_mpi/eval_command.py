@@ -13,6 +13,7 @@ from .config import check_runnable, job_from_text
 from .errors import CheckpointError, UserError
 from .obstat import ObsStat
 from .runtime import evaluate_center, finite_mean, make_env_and_policy, normalizer_for
+from .vbn_reference import reference_from_checkpoint
 
 
 def load_for_play(path, render_mode=None):
@@ -25,6 +26,8 @@ def load_for_play(path, render_mode=None):
     env, policy = make_env_and_policy(job, render_mode=render_mode)
     if ckpt.params.size != policy.n_params:
         raise ckpt_io.CheckpointError(path, f"params has {ckpt.params.size} entries, the policy needs {policy.n_params}")
+    if job.policy.vbn:
+        policy.set_reference(reference_from_checkpoint(path, ckpt, job, env.observation_space))
     obstat = ObsStat(int(np.prod(env.observation_space.shape)))
     obstat.load_state_dict(ckpt.obstat)
     return path, ckpt, job, env, policy, normalizer_for(job, obstat)

@@ -12,7 +12,7 @@ from .seeding import Purpose, episode_seed, rng
 
 
 def make_env_and_policy(job, render_mode=None):
-    env = make_env(job.env, render_mode=render_mode)
+    env = make_env(job.env, render_mode=render_mode, atari=job.atari)
     try:
         policy = make_policy(job.policy, env.observation_space, env.action_space)
     except ValueError as err:

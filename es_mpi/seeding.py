@@ -17,6 +17,7 @@ class Purpose(enum.IntEnum):
     NOISE_TABLE = 6
     STRATEGY = 7
     ACTION = 8
+    VBN_REFERENCE = 9
 
 
 def rng(seed, *key, purpose):

@@ -21,6 +21,8 @@ from .runtime import (evaluate_center, finite_mean, initial_params, make_env_and
 from .seeding import Purpose, episode_seed, rng
 from .status import status_record, write_status
 from .strategies import make_strategy
+from .vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
+from .vbn_reference import collect_reference, reference_from_checkpoint
 
 RUN_FILE_NAMES = ("best.h5", "metrics.csv", "status.json")
 
@@ -31,7 +33,7 @@ def is_run_file(name):
 
 
 # Job sections that must match a checkpoint to resume from it; the rest may change.
-RESUME_MUST_MATCH = ("env", "policy", "strategy", "noise", "obs_norm")
+RESUME_MUST_MATCH = ("env", "atari", "policy", "strategy", "noise", "obs_norm")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 EPISODE_COLUMNS = 4  # return, length, capped, nonfinite
 
@@ -64,6 +66,7 @@ class Trainer:
         self.last_checkpoint = None
         self.env, self.policy = make_env_and_policy(job)
         start = self._prepare_run_dir(resume, force)
+        self.vbn_reference = self._vbn_reference(start)
         self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
         self.strategy = make_strategy(job.strategy, initial_params(job, self.policy), self.noise.array, job.run.seed)
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
@@ -122,10 +125,27 @@ class Trainer:
         if saved["run"]["seed"] != wanted["run"]["seed"]:
             raise CheckpointError(path, "was written with a different run.seed; cannot resume")
         for section in RESUME_MUST_MATCH:
-            for key in sorted(set(saved[section]) | set(wanted[section])):
-                if saved[section].get(key) != wanted[section].get(key):
-                    raise CheckpointError(path, f"was written with {section}.{key} = {saved[section].get(key)!r}, "
-                                                f"the job says {wanted[section].get(key)!r}; cannot resume")
+            saved_section, wanted_section = saved.get(section, {}), wanted.get(section, {})
+            for key in sorted(set(saved_section) | set(wanted_section)):
+                if saved_section.get(key) != wanted_section.get(key):
+                    raise CheckpointError(path, f"was written with {section}.{key} = {saved_section.get(key)!r}, "
+                                                f"the job says {wanted_section.get(key)!r}; cannot resume")
+
+    def _vbn_reference(self, start):
+        """With policy.vbn: the checkpoint's reference batch on resume, else rank 0 collects it and broadcasts it once."""
+        if not self.job.policy.vbn:
+            return None
+        space = self.env.observation_space
+        if start is not None:
+            reference = reference_from_checkpoint(self.run_dir, start, self.job, space)
+        else:
+            reference = np.empty((self.job.policy.vbn_batch, *space.shape), dtype=space.dtype)
+            if self.rank == 0:
+                reference[...] = collect_reference(self.env, self.job.policy.vbn_batch, self.job.policy.vbn_probability,
+                                                   self.job.run.seed, max_steps(self.job, self.env))
+            self.comm.Bcast(reference, root=0)
+        self.policy.set_reference(reference)
+        return reference
 
     def _restore(self, ckpt):
         self.strategy.load_state_dict(ckpt.strategy)
@@ -253,7 +273,8 @@ class Trainer:
             config_toml=self.job.to_toml(), iteration=self.iteration, timesteps=self.timesteps,
             step_cap=self.step_cap, best_eval_return=self.best_eval_return, eval_return=eval_return,
             params=self.strategy.center(), strategy=self.strategy.state_dict(),
-            obstat=self.obstat.state_dict(), metrics=self.metrics.columns(), versions=ckpt_io.package_versions())
+            obstat=self.obstat.state_dict(), metrics=self.metrics.columns(), versions=ckpt_io.package_versions(),
+            extra={} if self.vbn_reference is None else {VBN_CHECKPOINT_KEY: self.vbn_reference})
         if periodic:
             self.last_checkpoint = ckpt_io.checkpoint_path(self.run_dir, self.iteration)
             ckpt_io.save(self.last_checkpoint, ckpt)

@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 
+from .conv import ConvPolicy
 from .mlp import ActionHead, MLPPolicy
 
 
@@ -10,6 +11,13 @@ def observation_size(space):
     if isinstance(space, gym.spaces.Box):
         return int(np.prod(space.shape))
     raise ValueError(f"observation space {space} is not supported by an MLP policy")
+
+
+def frame_shape(space):
+    """(channels, height, width) of stacked frames, as FrameStackObservation gives them."""
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 3:
+        return space.shape
+    raise ValueError(f"policy.kind = 'cnn' needs (stack, height, width) frames, not {space}")
 
 
 def head_kind(requested, action_space):
@@ -26,4 +34,6 @@ def head_kind(requested, action_space):
 
 def make_policy(settings, observation_space, action_space):
     head = ActionHead(head_kind(settings.action, action_space), action_space, settings.bins)
+    if settings.kind == "cnn":
+        return ConvPolicy(settings, frame_shape(observation_space), head)
     return MLPPolicy(settings, observation_size(observation_space), head)

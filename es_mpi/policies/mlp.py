@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .vbn import finish_hidden, fit_reference
+
 ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda x: np.maximum(x, 0, out=x),
@@ -47,7 +49,14 @@ class MLPPolicy:
         self.settings, self.head = settings, head
         self.sizes = [n_inputs, *settings.hidden, head.n_outputs]
         self.activation = ACTIVATIONS[settings.activation]
+        self.vbn = settings.vbn  # hidden layers then carry (gamma, beta) instead of a bias
         self.n_params = sum(i * o + o for i, o in zip(self.sizes[:-1], self.sizes[1:]))
+        self.n_params += sum(self.sizes[1:-1]) if self.vbn else 0
+        self.reference = None
+
+    def set_reference(self, observations):
+        """The VBN reference batch (raw observations), shared by every member."""
+        self.reference = np.asarray(observations, dtype=np.float32).reshape(-1, self.sizes[0])
 
     def init_params(self, draw):
         """Normalised-column Gaussian weights (unit norm; output layer `init_scale`), zero biases."""
@@ -56,17 +65,19 @@ class MLPPolicy:
             weights = draw.standard_normal((n_in, n_out))
             scale = self.settings.init_scale if layer == len(self.sizes) - 2 else 1.0
             weights *= scale / np.sqrt(np.square(weights).sum(axis=0, keepdims=True))
-            parts += [weights.ravel(), np.zeros(n_out)]
+            hidden_vbn = self.vbn and layer < len(self.sizes) - 2
+            parts += [weights.ravel(), *([np.ones(n_out)] if hidden_vbn else []), np.zeros(n_out)]
         return np.concatenate(parts).astype(np.float32)
 
     def unflatten(self, params_p):
-        """(weights_io, bias_o) views into params_p, layer by layer."""
+        """(weights_io, bias_o) views into params_p, layer by layer; (weights_io, gamma_o, beta_o) for VBN layers."""
         layers, at = [], 0
-        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
+        for layer, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             weights = params_p[at:at + n_in * n_out].reshape(n_in, n_out)
             at += n_in * n_out
-            layers.append((weights, params_p[at:at + n_out]))
-            at += n_out
+            n_vectors = 2 if self.vbn and layer < len(self.sizes) - 2 else 1
+            layers.append((weights, *(params_p[at + v * n_out:at + (v + 1) * n_out] for v in range(n_vectors))))
+            at += n_vectors * n_out
         return layers
 
     def bind(self, params_p):
@@ -76,10 +87,27 @@ class MLPPolicy:
         """
         layers, activation, head = self.unflatten(params_p), self.activation, self.head
         hidden, (last_w, last_b) = layers[:-1], layers[-1]
+        if self.vbn:
+            return self._bind_vbn(hidden, last_w, last_b)
 
         def act(x):
             for weights, bias in hidden:
                 x = activation(x.dot(weights) + bias)
             return head(x.dot(last_w) + last_b)
+
+        return act
+
+    def _bind_vbn(self, hidden, last_w, last_b):
+        """Hidden affines fixed by the reference batch through these parameters (see vbn.py)."""
+        if self.reference is None:
+            raise RuntimeError("policy.vbn is on but no reference batch was set")
+        linears = [(lambda x, w=weights: x @ w) for weights, _, _ in hidden]
+        affines, _ = fit_reference(self.reference, linears, [parts[1:] for parts in hidden], self.activation)
+        activation, head = self.activation, self.head
+
+        def act(x):
+            for linear, (scale, shift) in zip(linears, affines):
+                x = finish_hidden(linear(x), scale, shift, activation)
+            return head(x @ last_w + last_b)
 
         return act

@@ -1,0 +1,127 @@
+"""Atari jobs for real: validation, reference batch, 1 vs 2 ranks, resume, eval and inspect."""
+
+import pathlib
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import run_es, run_mpi
+from es_mpi.config import job_from_text
+from es_mpi.errors import ConfigError
+from es_mpi.runtime import make_env_and_policy
+from es_mpi.vbn_reference import collect_reference
+
+TINY_PONG = """
+[env]
+id = "ALE/Pong-v5"
+[atari]
+max_episode_steps = 25
+repeat_action_probability = 0.25
+[policy]
+kind = "cnn"
+vbn = true
+vbn_batch = 6
+vbn_probability = 0.5
+[strategy]
+pairs = 2
+[noise]
+size = 1_000_000
+[obs_norm]
+enabled = false
+[eval]
+every = 2
+episodes = 1
+[checkpoint]
+every = 1
+[stop]
+iterations = 2
+"""
+
+BAD_COMBINATIONS = [
+    ("[obs_norm]\nenabled = true", "obs_norm.enabled"),
+    ("[policy]\nkind = 'mlp'", "policy.kind"),
+    ("[env]\nkwargs = {frameskip = 4}", "env.kwargs.frameskip"),
+    ("[env]\nkwargs = {repeat_action_probability = 0.25}", "env.kwargs.repeat_action_probability"),
+    ("[atari]\nrepeat_action_probability = 1.5", "atari.repeat_action_probability"),
+    ("[atari]\nframe_skip = 0", "atari.frame_skip"),
+]
+
+
+def pong_job():
+    return job_from_text(TINY_PONG, pathlib.Path("pong.toml"))
+
+
+@pytest.mark.parametrize("change, key", BAD_COMBINATIONS)
+def test_incompatible_settings_name_the_key(change, key):
+    header, _, body = change.partition("\n")
+    lines = [line for line in TINY_PONG.splitlines() if line.split(" =")[0] != body.split(" =")[0]]
+    text = "\n".join(lines).replace(header, header + "\n" + body, 1)
+    with pytest.raises(ConfigError, match=f": {key.replace('.', '[.]')}: "):
+        job_from_text(text, pathlib.Path("pong.toml"))
+
+
+def test_atari_section_and_cnn_need_an_ale_game():
+    with pytest.raises(ConfigError, match=": atari: only applies to Atari"):
+        job_from_text('[env]\nid = "CartPole-v1"\n[atari]\nnoop_max = 3\n', pathlib.Path("c.toml"))
+    with pytest.raises(ConfigError, match=": policy.kind: 'cnn' needs an Atari"):
+        job_from_text('[env]\nid = "CartPole-v1"\n[policy]\nkind = "cnn"\n', pathlib.Path("c.toml"))
+    with pytest.raises(ConfigError, match=": policy.vbn: needs obs_norm.enabled = false"):
+        job_from_text('[env]\nid = "CartPole-v1"\n[policy]\nvbn = true\n', pathlib.Path("c.toml"))
+    assert "atari" not in job_from_text('[env]\nid = "CartPole-v1"\n', pathlib.Path("c.toml")).to_dict()
+
+
+def test_preprocessed_env_and_deterministic_reference_batch():
+    job = pong_job()
+    env, policy = make_env_and_policy(job)
+    assert env.observation_space.shape == (4, 84, 84) and env.observation_space.dtype == np.uint8
+    assert env.spec.max_episode_steps == 25
+    first = collect_reference(env, 6, 0.5, job.run.seed, 25)
+    second = collect_reference(env, 6, 0.5, job.run.seed, 25)
+    other_seed = collect_reference(env, 6, 0.5, job.run.seed + 1, 25)
+    assert first.shape == (6, 4, 84, 84) and first.dtype == np.uint8
+    assert np.array_equal(first, second) and not np.array_equal(first, other_seed)
+    env.close()
+
+
+def test_bad_combination_on_the_command_line_is_one_line_exit_2(tmp_path):
+    job = tmp_path / "pong.toml"
+    job.write_text(TINY_PONG)
+    result = run_es("train", job, "--set", "obs_norm.enabled=true", "--run-dir", tmp_path / "run", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "obs_norm.enabled" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def final_state(run_dir, iteration=2):
+    with h5py.File(pathlib.Path(run_dir) / f"ckpt-{iteration:08d}.h5", "r") as f:
+        return f["params"][()].tobytes(), f["extra/vbn_reference"][()]
+
+
+@pytest.mark.mpi
+def test_two_ranks_match_one_rank_resume_eval_and_inspect(tmp_path):
+    job = tmp_path / "pong.toml"
+    job.write_text(TINY_PONG)
+    two = run_mpi(2, "train", job, "--run-dir", tmp_path / "two", timeout=240)
+    assert two.returncode == 0, two.stderr
+    one = run_es("train", job, "--run-dir", tmp_path / "one", timeout=240)
+    assert one.returncode == 0, one.stderr
+    params_two, reference_two = final_state(tmp_path / "two")
+    params_one, reference_one = final_state(tmp_path / "one")
+    assert reference_two.shape == (6, 4, 84, 84) and reference_two.dtype == np.uint8
+    assert np.array_equal(reference_one, reference_two)
+    assert params_one == params_two
+
+    half = run_mpi(2, "train", job, "--run-dir", tmp_path / "resumed", "--set", "stop.iterations=1", timeout=240)
+    assert half.returncode == 0, half.stderr
+    rest = run_mpi(2, "train", job, "--run-dir", tmp_path / "resumed", "--resume", timeout=240)
+    assert rest.returncode == 0 and "resumed from iteration 1" in rest.stdout, rest.stderr
+    params_resumed, reference_resumed = final_state(tmp_path / "resumed")
+    assert params_resumed == params_two and np.array_equal(reference_resumed, reference_two)
+
+    played = run_es("eval", tmp_path / "two", "--episodes", "2", timeout=120)
+    assert played.returncode == 0, played.stderr
+    assert "over 2 episodes" in played.stdout
+    shown = run_es("inspect", tmp_path / "two", timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "extra/vbn_reference: shape (6, 4, 84, 84), dtype uint8" in shown.stdout
