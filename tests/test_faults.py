@@ -82,10 +82,13 @@ def test_sigkill_of_one_rank_ends_the_job_and_resume_continues(write_job, tmp_pa
     assert process.returncode != 0
     inspected = run_es("inspect", run_dir)
     assert inspected.returncode == 0, inspected.stderr
-    resumed = run_mpi(2, "train", job, "--run-dir", run_dir, "--resume", "--set", "stop.iterations=6")
+    from es_mpi.checkpoint import newest_valid
+
+    killed_at = newest_valid(run_dir)[1].iteration
+    resumed = run_mpi(2, "train", job, "--run-dir", run_dir, "--resume", "--set", f"stop.iterations={killed_at + 3}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resumed from iteration" in resumed.stdout
-    assert (run_dir / "ckpt-00000006.h5").exists()
+    assert f"resumed from iteration {killed_at}" in resumed.stdout
+    assert (run_dir / f"ckpt-{killed_at + 3:08d}.h5").exists()
 
 
 @pytest.mark.mpi
