@@ -30,7 +30,8 @@ class EnvSettings:
 
 @dataclasses.dataclass(frozen=True)
 class PolicySettings:
-    kind: str = setting("mlp", "str", choices=("mlp",), doc="network family")
+    kind: str = setting("mlp", "str", choices=("mlp", "tabular"),
+                        doc="mlp, or tabular (a state x action table; Discrete observations and actions)")
     hidden: list = setting([64, 64], "int_list", lo=1, hi=65536, doc="hidden layer sizes")
     activation: str = setting("tanh", "str", choices=("tanh", "relu", "elu"), doc="hidden nonlinearity")
     action: str = setting("auto", "str", choices=("auto", "continuous", "discrete", "bins"),
@@ -71,10 +72,20 @@ class StopSettings:
     target_return: float = setting(None, "float", optional=True, doc="stop once the evaluation return reaches this")
 
 
+@dataclasses.dataclass(frozen=True)
+class ObjectiveSettings:
+    function: str = setting(None, "str", optional=True,
+                            doc="black-box objective 'module:function' (float64 vector -> float, minimised; "
+                                "fitness = -f(x)); set it instead of [env]")
+    dim: int = setting(10, "int", lo=1, hi=2**31, doc="dimension of the objective's input")
+    initial: float = setting(0.0, "float", doc="initial point: every coordinate starts here")
+    initial_std: float = setting(0.0, "float", lo=0.0, doc="std of a seeded Gaussian offset added to the initial point")
+
+
 SECTIONS = {
     "run": RunSettings, "env": EnvSettings, "policy": PolicySettings, "noise": NoiseSettings,
     "obs_norm": ObsNormSettings, "eval": EvalSettings, "checkpoint": CheckpointSettings,
-    "stop": StopSettings,
+    "stop": StopSettings, "objective": ObjectiveSettings,
 }
 
 
@@ -90,6 +101,7 @@ class Job:
     eval: EvalSettings
     checkpoint: CheckpointSettings
     stop: StopSettings
+    objective: ObjectiveSettings
 
     def run_dir(self):
         return pathlib.Path(self.run.dir or f"runs/{self.run.name}")
@@ -147,7 +159,10 @@ def job_from_text(text, path, overrides=(), run_dir=None):
     if run_dir is not None:
         built["run"] = dataclasses.replace(built["run"], dir=str(run_dir))
     built["strategy"] = _build_strategy(raw.get("strategy", {}), path)
-    _check_env(built["env"], path)
+    if built["objective"].function is None:
+        _check_env(built["env"], path)
+    else:
+        _check_objective(built["objective"], built["strategy"], raw, path)
     return Job(path=str(path), **built)
 
 
@@ -169,6 +184,19 @@ def _check_env(env, path):
         close = sorted(i for i in ids if env.id.split("-")[0].lower() in i.lower())[:5]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(path, "env.id", f"unknown environment {env.id!r}{hint}")
+
+
+def _check_objective(objective, strategy, raw, path):
+    from .objectives import load_objective
+
+    if "env" in raw:
+        raise ConfigError(path, "objective.function", "a job has either an [env] or an objective, not both")
+    if getattr(strategy, "needs_environment", False):
+        raise ConfigError(path, "strategy.name", f"{strategy.name} needs an environment, not an objective")
+    try:
+        load_objective(objective.function)
+    except ValueError as err:
+        raise ConfigError(path, "objective.function", str(err)) from None
 
 
 def _toml_value(value):

@@ -13,10 +13,14 @@ class Episode:
     capped: bool
     nonfinite: bool
     obs_stats: np.ndarray = None  # [sum_o, sumsq_o, count] when recorded
+    transitions: np.ndarray = None  # rows [policy input..., action...] when recorded
 
 
-def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False):
-    """Play one episode. A NaN/inf observation or reward ends it as the worst fitness (-inf)."""
+def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False, record_transitions=False):
+    """Play one episode. A NaN/inf observation or reward ends it as the worst fitness (-inf).
+
+    `record_transitions` keeps each step's policy input and action (for action-space CEM).
+    """
     obs, _ = env.reset(seed=seed)
     if normalizer is not None:
         mean_o, inv_std_o, clip = normalizer
@@ -24,6 +28,7 @@ def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False):
     if record_obs:
         sum_o, sumsq_o = np.zeros(size), np.zeros(size)
     total, length, ended = 0.0, 0, False
+    steps = []
     while length < step_cap:
         x = np.asarray(obs, dtype=np.float32).reshape(size)
         if not math.isfinite(float(x @ x)):
@@ -33,7 +38,10 @@ def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False):
             sumsq_o += np.square(x, dtype=np.float64)
         if normalizer is not None:
             x = np.clip((x - mean_o) * inv_std_o, -clip, clip)
-        obs, reward, terminated, truncated, _ = env.step(act(x))
+        action = act(x)
+        if record_transitions:
+            steps.append(np.concatenate([x, np.ravel(action)]).astype(np.float64))
+        obs, reward, terminated, truncated, _ = env.step(action)
         if not math.isfinite(reward):
             return Episode(-math.inf, length + 1, False, True, None)
         total += float(reward)
@@ -42,4 +50,5 @@ def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False):
             ended = terminated
             break
     stats = np.concatenate([sum_o, sumsq_o, [length]]) if record_obs and length else None
-    return Episode(total, length, not ended, False, stats)
+    transitions = np.array(steps) if record_transitions else None
+    return Episode(total, length, not ended, False, stats, transitions)

@@ -12,11 +12,17 @@ from .seeding import Purpose, episode_seed, rng
 
 
 def make_env_and_policy(job, render_mode=None):
+    if job.objective.function is not None:
+        from .objective_task import make_objective_task
+
+        return make_objective_task(job.objective)
     env = make_env(job.env, render_mode=render_mode)
     try:
         policy = make_policy(job.policy, env.observation_space, env.action_space)
     except ValueError as err:
         raise ConfigError(job.path, "policy", str(err)) from None
+    if job.policy.kind == "tabular" and job.obs_norm.enabled:
+        raise ConfigError(job.path, "obs_norm.enabled", "must be false with policy.kind = 'tabular' (states are indices)")
     return env, policy
 
 

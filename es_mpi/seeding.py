@@ -17,6 +17,9 @@ class Purpose(enum.IntEnum):
     NOISE_TABLE = 6
     STRATEGY = 7
     ACTION = 8
+    CROSSOVER = 9
+    POLICY_SAMPLE = 10
+    MINIBATCH = 11
 
 
 def rng(seed, *key, purpose):

@@ -4,6 +4,7 @@ import gymnasium as gym
 import numpy as np
 
 from .mlp import ActionHead, MLPPolicy
+from .tabular import TabularPolicy
 
 
 def observation_size(space):
@@ -25,5 +26,9 @@ def head_kind(requested, action_space):
 
 
 def make_policy(settings, observation_space, action_space):
+    if settings.kind == "tabular":
+        if not (isinstance(observation_space, gym.spaces.Discrete) and isinstance(action_space, gym.spaces.Discrete)):
+            raise ValueError("kind = 'tabular' needs Discrete observation and action spaces")
+        return TabularPolicy(int(observation_space.n), int(action_space.n))
     head = ActionHead(head_kind(settings.action, action_space), action_space, settings.bins)
     return MLPPolicy(settings, observation_size(observation_space), head)

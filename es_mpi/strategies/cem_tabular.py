@@ -1,0 +1,93 @@
+"""Tabular cross-entropy method for Discrete-observation environments (Taxi, FrozenLake).
+
+The state is a policy matrix pi(a|s). Each iteration samples `policies` deterministic
+policies from pi (one action per state, drawn from (seed, iteration, policy, POLICY_SAMPLE)),
+plays each `simulations` times (several for stochastic environments: the policy's score is
+the mean), keeps the policies at or above the `percentile` of the scores, and refits pi to
+the elite (state, action) counts: Laplace-smoothed with `count_smoothing`, blended into the
+old pi with weight `learning_rate`; rows of states no elite session visited are kept.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from ..seeding import Purpose, rng
+from ..settings import setting
+from .base import Strategy, percentile_elite
+from .elite_memory import EliteMemory, stack_transitions
+
+
+@dataclasses.dataclass(frozen=True)
+class TabularCEMSettings:
+    name = "cem_tabular"
+    needs_environment = True
+    policies: int = setting(100, "int", lo=2, hi=1_000_000, doc="policies sampled from pi per iteration")
+    simulations: int = setting(1, "int", lo=1, hi=10_000, doc="episodes per sampled policy (its score is their mean)")
+    percentile: float = setting(70.0, "float", lo=0.0, hi=100.0, doc="keep policies scoring at or above this percentile")
+    count_smoothing: float = setting(0.1, "float", lo=0.0, doc="pseudo-count added to every (state, action) of a visited state")
+    learning_rate: float = setting(0.5, "float", lo=0.0, hi=1.0, doc="weight of the refit pi (1: replace the old pi)")
+    memory: int = setting(0, "int", lo=0, doc="also count the elite sessions of this many previous iterations")
+
+
+class TabularCEM(Strategy):
+    name = "cem_tabular"
+    wants_transitions = True
+    needs_policy = True
+
+    def __init__(self, settings, initial_params_p, noise, seed, policy):
+        if not hasattr(policy, "n_states"):
+            raise ValueError("cem_tabular needs policy.kind = 'tabular'")
+        self.settings, self.seed = settings, seed
+        self.n_states, self.n_actions = policy.n_states, policy.n_actions
+        self.pi_sa = np.array(initial_params_p, dtype=np.float64).reshape(self.n_states, self.n_actions)
+        self.population = settings.policies * settings.simulations
+        self.memory = EliteMemory(settings.memory, 2)
+        self.iteration = 0
+
+    def ask(self, iteration):
+        self.iteration = iteration
+
+    def member_params(self, member):
+        policy = member // self.settings.simulations
+        u_s = rng(self.seed, self.iteration, policy, purpose=Purpose.POLICY_SAMPLE).random(self.n_states)
+        cumulative_sa = np.cumsum(self.pi_sa, axis=1)
+        actions_s = np.minimum((cumulative_sa < (u_s * cumulative_sa[:, -1])[:, None]).sum(axis=1), self.n_actions - 1)
+        table_sa = np.zeros((self.n_states, self.n_actions), dtype=np.float32)
+        table_sa[np.arange(self.n_states), actions_s] = 1.0
+        return table_sa.ravel()
+
+    def _policy_scores(self, fitness_n):
+        return np.asarray(fitness_n, dtype=np.float64).reshape(self.settings.policies, self.settings.simulations).mean(axis=1)
+
+    def elite_members(self, fitness_n):
+        simulations = self.settings.simulations
+        elite = percentile_elite(self._policy_scores(fitness_n), self.settings.percentile)
+        return (elite[:, None] * simulations + np.arange(simulations)[None, :]).ravel()
+
+    def tell(self, fitness_n, transitions):
+        rows_r2 = stack_transitions(transitions, 2)
+        counted_r2 = self.memory.rows_with(rows_r2)
+        self.memory.add(rows_r2, self.iteration)
+        cells = counted_r2[:, 0].astype(np.int64) * self.n_actions + counted_r2[:, 1].astype(np.int64)
+        counts_sa = np.bincount(cells, minlength=self.pi_sa.size).reshape(self.pi_sa.shape).astype(np.float64)
+        visited_s = counts_sa.sum(axis=1) > 0
+        smoothed_sa = counts_sa + self.settings.count_smoothing
+        refit_sa = smoothed_sa / smoothed_sa.sum(axis=1, keepdims=True)
+        rate = self.settings.learning_rate
+        self.pi_sa[visited_s] = rate * refit_sa[visited_s] + (1 - rate) * self.pi_sa[visited_s]
+        scores = self._policy_scores(fitness_n)
+        return {"elite_steps": float(len(rows_r2)), "visited_states": float(visited_s.sum()),
+                "score_best": float(scores.max())}
+
+    def center(self):
+        return self.pi_sa.astype(np.float32).ravel()
+
+    def state_dict(self):
+        state = {"pi": self.pi_sa}
+        state.update({f"memory/{k}": v for k, v in self.memory.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state):
+        self.pi_sa = np.array(state["pi"], dtype=np.float64).reshape(self.n_states, self.n_actions)
+        self.memory.load_state_dict({k[len("memory/"):]: v for k, v in state.items() if k.startswith("memory/")})
