@@ -1,11 +1,18 @@
 """Tabular cross-entropy method for Discrete-observation environments (Taxi, FrozenLake).
 
-The state is a policy matrix pi(a|s). Each iteration samples `policies` deterministic
-policies from pi (one action per state, drawn from (seed, iteration, policy, POLICY_SAMPLE)),
-plays each `simulations` times (several for stochastic environments: the policy's score is
-the mean), keeps the policies at or above the `percentile` of the scores, and refits pi to
-the elite (state, action) counts: Laplace-smoothed with `count_smoothing`, blended into the
-old pi with weight `learning_rate`; rows of states no elite session visited are kept.
+The state is a policy matrix pi(a|s). Each iteration plays `policies` x `simulations`
+sessions, keeps the sessions of the policies whose score (mean return over their
+simulations) is at or above the `percentile`, and refits pi to the elite (state, action)
+counts: Laplace-smoothed with `count_smoothing`, blended into the old pi with weight
+`learning_rate`; rows of states no elite session visited are kept.
+
+`sampling` says what a "policy" is:
+- "per_step" (classic CEM sessions): every action is drawn from pi(.|s), from
+  (seed, iteration, member, ACTION); use simulations = 1.
+- "per_policy": a deterministic policy is drawn from pi (one action per state, from
+  (seed, iteration, policy, POLICY_SAMPLE)) and played `simulations` times, so that its score
+  averages out a stochastic environment (FrozenLake). It needs a pi that already reaches the
+  goal now and then: on Taxi a random deterministic policy almost always loops.
 """
 
 import dataclasses
@@ -22,7 +29,9 @@ from .elite_memory import EliteMemory, stack_transitions
 class TabularCEMSettings:
     name = "cem_tabular"
     needs_environment = True
-    policies: int = setting(100, "int", lo=2, hi=1_000_000, doc="policies sampled from pi per iteration")
+    policies: int = setting(100, "int", lo=2, hi=1_000_000, doc="policies (sessions when sampling per step) per iteration")
+    sampling: str = setting("per_step", "str", choices=("per_step", "per_policy"),
+                            doc="draw each action from pi, or draw a deterministic policy from pi per member")
     simulations: int = setting(1, "int", lo=1, hi=10_000, doc="episodes per sampled policy (its score is their mean)")
     percentile: float = setting(70.0, "float", lo=0.0, hi=100.0, doc="keep policies scoring at or above this percentile")
     count_smoothing: float = setting(0.1, "float", lo=0.0, doc="pseudo-count added to every (state, action) of a visited state")
@@ -44,15 +53,28 @@ class TabularCEM(Strategy):
         self.population = settings.policies * settings.simulations
         self.memory = EliteMemory(settings.memory, 2)
         self.iteration = 0
+        self.cumulative_sa = None
 
     def ask(self, iteration):
         self.iteration = iteration
+        self.cumulative_sa = np.cumsum(self.pi_sa, axis=1)
+
+    def member_actor(self, member, policy):
+        if self.settings.sampling == "per_policy":
+            return policy.bind(self.member_params(member))
+        draw, cumulative_sa, last = rng(self.seed, self.iteration, member, purpose=Purpose.ACTION), self.cumulative_sa, self.n_actions - 1
+
+        def act(x):
+            row = cumulative_sa[int(x[0])]
+            return min(int(np.searchsorted(row, draw.random() * row[-1], side="right")), last)
+
+        return act
 
     def member_params(self, member):
         policy = member // self.settings.simulations
         u_s = rng(self.seed, self.iteration, policy, purpose=Purpose.POLICY_SAMPLE).random(self.n_states)
-        cumulative_sa = np.cumsum(self.pi_sa, axis=1)
-        actions_s = np.minimum((cumulative_sa < (u_s * cumulative_sa[:, -1])[:, None]).sum(axis=1), self.n_actions - 1)
+        cumulative_sa = self.cumulative_sa
+        actions_s = np.minimum((cumulative_sa <= (u_s * cumulative_sa[:, -1])[:, None]).sum(axis=1), self.n_actions - 1)
         table_sa = np.zeros((self.n_states, self.n_actions), dtype=np.float32)
         table_sa[np.arange(self.n_states), actions_s] = 1.0
         return table_sa.ravel()
