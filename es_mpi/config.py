@@ -112,7 +112,10 @@ class Job:
         return out
 
     def to_toml(self):
-        return dump_toml(self.to_dict())
+        """The job as TOML; an objective job has no [env] section, an environment job no [objective]."""
+        sections = self.to_dict()
+        sections.pop("env" if self.objective.function is not None else "objective")
+        return dump_toml(sections)
 
 
 def parse_override(text, path):

@@ -16,8 +16,14 @@ class ConfigError(UserError):
         where = f"{self.path}: {key}" if key else self.path
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self):  # rank 0 broadcasts start-up errors to the other ranks
+        return ConfigError, (self.path, self.key, self.reason)
+
 
 class CheckpointError(UserError):
     def __init__(self, path, reason):
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self):
+        return CheckpointError, (self.path, self.reason)

@@ -278,7 +278,8 @@ class Trainer:
     def train(self):
         """Run to the stopping rule or a signal; returns the process exit code."""
         if self.rank == 0:
-            self.log(f"es-mpi: {self.job.env.id}, {self.strategy.name}, {self.policy.n_params} parameters, "
+            task = self.job.objective.function or self.job.env.id
+            self.log(f"es-mpi: {task}, {self.strategy.name}, {self.policy.n_params} parameters, "
                      f"population {self.strategy.population}, {self.size} ranks, run directory {self.run_dir}")
         reason = self._stop_reason()
         while reason is None:
