@@ -1,18 +1,20 @@
 """Tabular cross-entropy method for Discrete-observation environments (Taxi, FrozenLake).
 
 The state is a policy matrix pi(a|s). Each iteration plays `policies` x `simulations`
-sessions, keeps the sessions of the policies whose score (mean return over their
-simulations) is at or above the `percentile`, and refits pi to the elite (state, action)
+sessions, keeps the elite sessions (at or above the `percentile` of the scores), and refits pi to the elite (state, action)
 counts: Laplace-smoothed with `count_smoothing`, blended into the old pi with weight
 `learning_rate`; rows of states no elite session visited are kept.
 
-`sampling` says what a "policy" is:
-- "per_step" (classic CEM sessions): every action is drawn from pi(.|s), from
-  (seed, iteration, member, ACTION); use simulations = 1.
+`sampling` says what is scored:
+- "per_step" (classic CEM): every action is drawn from pi(.|s), from (seed, iteration,
+  member, ACTION); each session is scored on its own return.
 - "per_policy": a deterministic policy is drawn from pi (one action per state, from
-  (seed, iteration, policy, POLICY_SAMPLE)) and played `simulations` times, so that its score
-  averages out a stochastic environment (FrozenLake). It needs a pi that already reaches the
-  goal now and then: on Taxi a random deterministic policy almost always loops.
+  (seed, iteration, policy, POLICY_SAMPLE)) and played `simulations` times; its score is
+  the mean return, which averages out a stochastic environment (FrozenLake). A policy
+  with an action that loops on a state fails and is never elite, so the greedy policy of
+  pi learns to avoid loops. It needs a pi that already reaches the goal now and then
+  (a random deterministic policy on Taxi almost always loops): `switch_after` starts
+  with per-step sampling and switches to per-policy after that many iterations.
 """
 
 import dataclasses
@@ -29,12 +31,14 @@ from .elite_memory import EliteMemory, stack_transitions
 class TabularCEMSettings:
     name = "cem_tabular"
     needs_environment = True
-    policies: int = setting(100, "int", lo=2, hi=1_000_000, doc="policies (sessions when sampling per step) per iteration")
+    policies: int = setting(100, "int", lo=2, hi=1_000_000, doc="policies per iteration (x simulations = sessions)")
     sampling: str = setting("per_step", "str", choices=("per_step", "per_policy"),
                             doc="draw each action from pi, or draw a deterministic policy from pi per member")
-    simulations: int = setting(1, "int", lo=1, hi=10_000, doc="episodes per sampled policy (its score is their mean)")
+    switch_after: int = setting(0, "int", lo=0,
+                                doc="with sampling = per_step: switch to per_policy after this many iterations (0: never)")
+    simulations: int = setting(1, "int", lo=1, hi=10_000, doc="episodes per policy (per_policy: its score is their mean)")
     percentile: float = setting(70.0, "float", lo=0.0, hi=100.0, doc="keep policies scoring at or above this percentile")
-    count_smoothing: float = setting(0.1, "float", lo=0.0, doc="pseudo-count added to every (state, action) of a visited state")
+    count_smoothing: float = setting(0.0, "float", lo=0.0, doc="pseudo-count added to every (state, action) of a visited state")
     learning_rate: float = setting(0.5, "float", lo=0.0, hi=1.0, doc="weight of the refit pi (1: replace the old pi)")
     memory: int = setting(0, "int", lo=0, doc="also count the elite sessions of this many previous iterations")
 
@@ -59,8 +63,12 @@ class TabularCEM(Strategy):
         self.iteration = iteration
         self.cumulative_sa = np.cumsum(self.pi_sa, axis=1)
 
+    def _per_policy(self):
+        settings = self.settings
+        return settings.sampling == "per_policy" or 0 < settings.switch_after < self.iteration
+
     def member_actor(self, member, policy):
-        if self.settings.sampling == "per_policy":
+        if self._per_policy():
             return policy.bind(self.member_params(member))
         draw, cumulative_sa, last = rng(self.seed, self.iteration, member, purpose=Purpose.ACTION), self.cumulative_sa, self.n_actions - 1
 
@@ -79,12 +87,14 @@ class TabularCEM(Strategy):
         table_sa[np.arange(self.n_states), actions_s] = 1.0
         return table_sa.ravel()
 
-    def _policy_scores(self, fitness_n):
-        return np.asarray(fitness_n, dtype=np.float64).reshape(self.settings.policies, self.settings.simulations).mean(axis=1)
+    def _scores(self, fitness_n):
+        """Per scored unit: a policy's mean return over its simulations, or each session's return."""
+        simulations = self.settings.simulations if self._per_policy() else 1
+        return np.asarray(fitness_n, dtype=np.float64).reshape(-1, simulations).mean(axis=1), simulations
 
     def elite_members(self, fitness_n):
-        simulations = self.settings.simulations
-        elite = percentile_elite(self._policy_scores(fitness_n), self.settings.percentile)
+        scores, simulations = self._scores(fitness_n)
+        elite = percentile_elite(scores, self.settings.percentile)
         return (elite[:, None] * simulations + np.arange(simulations)[None, :]).ravel()
 
     def tell(self, fitness_n, transitions):
@@ -95,10 +105,10 @@ class TabularCEM(Strategy):
         counts_sa = np.bincount(cells, minlength=self.pi_sa.size).reshape(self.pi_sa.shape).astype(np.float64)
         visited_s = counts_sa.sum(axis=1) > 0
         smoothed_sa = counts_sa + self.settings.count_smoothing
-        refit_sa = smoothed_sa / smoothed_sa.sum(axis=1, keepdims=True)
+        refit_vs = smoothed_sa[visited_s] / smoothed_sa[visited_s].sum(axis=1, keepdims=True)
         rate = self.settings.learning_rate
-        self.pi_sa[visited_s] = rate * refit_sa[visited_s] + (1 - rate) * self.pi_sa[visited_s]
-        scores = self._policy_scores(fitness_n)
+        self.pi_sa[visited_s] = rate * refit_vs + (1 - rate) * self.pi_sa[visited_s]
+        scores, _ = self._scores(fitness_n)
         return {"elite_steps": float(len(rows_r2)), "visited_states": float(visited_s.sum()),
                 "score_best": float(scores.max())}
 
