@@ -3,11 +3,11 @@ VENV   ?= .venv
 PYTHON ?= python3
 NP     ?= $(shell nproc)
 JOB    ?= jobs/halfcheetah.toml
-EXTRAS ?= openmpi,atari,test
+EXTRAS ?= openmpi,atari,video,plot,test
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install train test bench clean
+.PHONY: install system-packages train test bench clean slurm-up slurm-down
 
 install: $(STAMP)
 
@@ -21,8 +21,20 @@ $(STAMP): setup.cfg pyproject.toml
 train: install
 	$(BIN)/es-mpi train $(JOB) -n $(NP) --resume
 
-test: install
+# As root on Debian this also installs the system packages the tests need (offscreen rendering);
+# the Slurm tests bring up a one-node Slurm themselves (.ci/slurm.sh, root and apt-get needed).
+test: install system-packages
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+system-packages:
+	.ci/render-packages.sh
+
+# A one-node Slurm on this machine (root, Debian): try slurm/*.sbatch by hand.
+slurm-up:
+	.ci/slurm.sh up
+
+slurm-down:
+	.ci/slurm.sh down
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

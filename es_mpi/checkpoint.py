@@ -59,6 +59,7 @@ def package_versions():
 def _write_dict(group, values):
     for key, value in values.items():
         group.create_dataset(key, data=np.asarray(value))
+    group.attrs["order"] = json.dumps(list(values))  # HDF5 lists names alphabetically
 
 
 def _read_dict(group):
@@ -69,7 +70,8 @@ def _read_dict(group):
             out[name] = node[()]
 
     group.visititems(visit)
-    return out
+    order = json.loads(group.attrs.get("order", "[]"))
+    return {key: out[key] for key in [*order, *sorted(set(out) - set(order))] if key in out}
 
 
 def _fsync_dir(directory):

@@ -1,4 +1,4 @@
-"""es-mpi train | eval | inspect.
+"""es-mpi train | eval | inspect | plot.
 
 Exit codes: 0 done, 1 crash (a rank failed; the job was aborted), 2 bad input (job file,
 checkpoint, argument), 3 stopped by a signal after writing a checkpoint (continue with --resume).
@@ -52,6 +52,17 @@ def build_parser():
     evaluate.add_argument("--seed", type=int, default=None,
                           help="seed of the episode seeds (default: the job seed, which reproduces the "
                                "evaluation return recorded in training)")
+    evaluate.add_argument("--video", metavar="OUT.mp4",
+                          help="record the episodes (one: OUT.mp4; several: OUT-episode-K.mp4); needs the "
+                               "'video' extra; MuJoCo picks EGL or OSMesa unless MUJOCO_GL is set")
+    evaluate.add_argument("--all", action="store_true",
+                          help="evaluate every checkpoint the run directory keeps, on the same episodes, "
+                               "and print a table")
+
+    plot = sub.add_parser("plot", help="learning curves of run directories to a PNG (needs the 'plot' extra)")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                      help="run directories; runs with the same job apart from run.* form one min/mean/max band")
+    plot.add_argument("-o", "--output", default="learning-curves.png", help="PNG file (default: %(default)s)")
 
     inspect = sub.add_parser("inspect", help="print a checkpoint's config, progress and versions")
     inspect.add_argument("checkpoint", help="checkpoint file, or a run directory")
@@ -69,6 +80,10 @@ def main(argv=None):
             from .eval_command import eval_command
 
             return eval_command(args)
+        if args.command == "plot":
+            from .plot import plot_command
+
+            return plot_command(args)
         if args.command == "inspect":
             from .eval_command import inspect_command
 

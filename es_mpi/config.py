@@ -180,10 +180,10 @@ def _build_strategy(table, path):
 
 
 def _check_env(env, path):
-    from .envs import known_env_ids
+    from .envs import is_known, known_env_ids
 
-    ids = known_env_ids()
-    if env.id not in ids:
+    if not is_known(env.id):
+        ids = known_env_ids()
         close = sorted(i for i in ids if env.id.split("-")[0].lower() in i.lower())[:5]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(path, "env.id", f"unknown environment {env.id!r}{hint}")

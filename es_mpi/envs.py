@@ -1,6 +1,7 @@
 """gymnasium environment factories."""
 
 import functools
+import importlib
 
 import gymnasium as gym
 
@@ -15,6 +16,18 @@ def known_env_ids():
     except ImportError:
         pass
     return frozenset(gym.envs.registry)
+
+
+def is_known(env_id):
+    """Registered, or `module:Name-vN` whose module registers it on import (custom envs)."""
+    if ":" in env_id:
+        module, _, name = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return False
+        return name in gym.envs.registry
+    return env_id in known_env_ids()
 
 
 def make_env(env_settings, render_mode=None):

@@ -2,21 +2,26 @@
 
 import json
 import math
+import pathlib
+import shutil
 
 import numpy as np
 
 from . import checkpoint as ckpt_io
+from . import video
 from .config import job_from_text
-from .errors import UserError
+from .errors import CheckpointError, UserError
 from .obstat import ObsStat
 from .runtime import evaluate_center, make_env_and_policy, normalizer_for
 
 
-def load_for_play(path):
+def load_for_play(path, render_mode=None):
     """(path, checkpoint, job, env, policy, normalizer) ready to play the centre policy."""
     path, ckpt = ckpt_io.resolve(path)
     job = job_from_text(ckpt.config_toml, path)
-    env, policy = make_env_and_policy(job)
+    if render_mode is not None and video.uses_mujoco(job.env.id):
+        video.choose_mujoco_gl()
+    env, policy = make_env_and_policy(job, render_mode=render_mode)
     if ckpt.params.size != policy.n_params:
         raise ckpt_io.CheckpointError(path, f"params has {ckpt.params.size} entries, the policy needs {policy.n_params}")
     obstat = ObsStat(int(np.prod(env.observation_space.shape)))
@@ -25,12 +30,24 @@ def load_for_play(path):
 
 
 def eval_command(args):
-    path, ckpt, job, env, policy, normalizer = load_for_play(args.checkpoint)
-    episodes = job.eval.episodes if args.episodes is None else args.episodes
+    if args.all:
+        return eval_all_command(args)
+    if args.video:
+        video.check_video_support(args.video)
+    path, ckpt, job, env, policy, normalizer = load_for_play(args.checkpoint, "rgb_array" if args.video else None)
+    episodes = (1 if args.video else job.eval.episodes) if args.episodes is None else args.episodes
     if episodes < 1:
         raise UserError(f"--episodes: need at least 1, got {episodes}")
     print(f"{path}: {job.env.id}, iteration {ckpt.iteration}, {ckpt.timesteps} timesteps")
+    if args.video:
+        folder = video.scratch_folder(args.video)
+        env = video.recording(env, folder)
     results = evaluate_center(job, env, policy, ckpt.params, normalizer, ckpt.iteration, range(episodes), args.seed)
+    env.close()
+    if args.video:
+        for written in video.move_recordings(folder, args.video, episodes):
+            print(f"video: {written}")
+        shutil.rmtree(folder.parent)
     for index, episode in enumerate(results):
         print(f"episode {index:4d}: return {episode.total_return:10.2f}  length {episode.length}")
     returns = np.array([e.total_return for e in results])
@@ -38,7 +55,40 @@ def eval_command(args):
           f"max {returns.max():.2f}  over {episodes} episodes")
     if args.seed is None and episodes == job.eval.episodes and math.isfinite(ckpt.eval_return):
         print(f"(training recorded {ckpt.eval_return:.2f} for these episodes at iteration {ckpt.iteration})")
-    env.close()
+    return 0
+
+
+def kept_checkpoints(run_dir):
+    """Every checkpoint a run directory keeps: periodic ones by iteration, then best.h5."""
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: --all needs a run directory")
+    paths = [path for _, path in sorted(ckpt_io.periodic_checkpoints(run_dir))]
+    if (run_dir / ckpt_io.BEST_NAME).exists():
+        paths.append(run_dir / ckpt_io.BEST_NAME)
+    if not paths:
+        raise CheckpointError(run_dir, "no checkpoints in this run directory")
+    return paths
+
+
+def eval_all_command(args):
+    """One table row per kept checkpoint: the same episodes for each, so rows compare."""
+    if args.video:
+        raise UserError("--video and --all do not go together; give one checkpoint for a video")
+    print(f"{'checkpoint':<20} {'iteration':>9} {'timesteps':>11} {'mean':>10} {'std':>9} {'min':>10} {'max':>10}")
+    for candidate in kept_checkpoints(args.checkpoint):
+        try:
+            path, ckpt, job, env, policy, normalizer = load_for_play(candidate)
+        except CheckpointError as err:
+            print(f"{candidate.name:<20} unreadable: {err.reason}")
+            continue
+        episodes = job.eval.episodes if args.episodes is None else args.episodes
+        seed = job.run.seed if args.seed is None else args.seed
+        results = evaluate_center(job, env, policy, ckpt.params, normalizer, 0, range(episodes), seed)
+        env.close()
+        returns = np.array([e.total_return for e in results])
+        print(f"{path.name:<20} {ckpt.iteration:>9d} {ckpt.timesteps:>11d} {returns.mean():>10.2f} "
+              f"{returns.std():>9.2f} {returns.min():>10.2f} {returns.max():>10.2f}")
     return 0
 
 

@@ -26,7 +26,6 @@ def train_command(args):
         if comm.rank == 0:
             sys.stderr.write(f"es-mpi: error: {err}\n")
         return EXIT_BAD_INPUT
-    try:
-        return trainer.train()
-    finally:
-        trainer.close()
+    code = trainer.train()
+    trainer.close()  # collective: never on an error path, where it would wait for a dead rank
+    return code

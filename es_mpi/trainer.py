@@ -2,6 +2,7 @@
 
 import hashlib
 import math
+import os
 import shutil
 import signal
 import time
@@ -19,6 +20,7 @@ from .rollout import run_episode
 from .runtime import (evaluate_center, finite_mean, initial_params, make_env_and_policy, max_steps,
                       normalizer_for)
 from .seeding import Purpose, episode_seed, rng
+from .status import status_record, write_status
 from .strategies import make_strategy
 
 # Job sections that must match a checkpoint to resume from it; the rest may change.
@@ -57,6 +59,7 @@ class Trainer:
         self.rank, self.size = comm.rank, comm.size
         self.run_dir = job.run_dir()
         self.stop_flag = StopFlag()
+        self.last_checkpoint = None
         self.env, self.policy = make_env_and_policy(job)
         start = self._prepare_run_dir(resume, force)
         self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
@@ -90,6 +93,7 @@ class Trainer:
             raise decision
         if decision is None:
             return None
+        self.last_checkpoint = decision
         return self.comm.bcast(ckpt_io.load(decision) if self.rank == 0 else None, root=0)
 
     def _decide_start(self, resume, force):
@@ -190,14 +194,15 @@ class Trainer:
         normalizer = normalizer_for(self.job, self.obstat)
         busy_start = time.perf_counter()
         rows_k4, obs_rows, transitions = self._evaluate_members(t, normalizer)
-        busy_s = time.perf_counter() - busy_start
+        busy_end = time.perf_counter()
         results_n4 = allgather_rows(self.comm, rows_k4, self.strategy.population, EPISODE_COLUMNS,
                                     self.member_slices)
+        gathered = time.perf_counter()
         returns_n, lengths_n = results_n4[:, 0], results_n4[:, 1]
         if self.strategy.wants_transitions:
             elite_members = self.strategy.elite_members(returns_n.copy())
-            gathered = self._gather_elite_transitions(elite_members, transitions)
-            tell_metrics = self.strategy.tell(returns_n.copy(), gathered)
+            elite_transitions = self._gather_elite_transitions(elite_members, transitions)
+            tell_metrics = self.strategy.tell(returns_n.copy(), elite_transitions)
         else:
             tell_metrics = self.strategy.tell(returns_n.copy())
         if self.job.obs_norm.enabled:
@@ -213,9 +218,9 @@ class Trainer:
             eval_return = finite_mean(self._evaluate_center(t))
             self.last_eval_return = eval_return
             eval_s = time.perf_counter() - eval_start
-        repaired, stop_signal, busy_all = self._agree(busy_s)
-        update_s = time.perf_counter() - t_start - busy_s - eval_s
-        iteration_s = time.perf_counter() - t_start
+        repaired, stop_signal, busy_all = self._agree(busy_end - busy_start)
+        end = time.perf_counter()
+        iteration_s = end - t_start
         finite = returns_n[np.isfinite(returns_n)]
         row = dict(
             iteration=t, timesteps=self.timesteps, episodes=returns_n.size,
@@ -223,7 +228,8 @@ class Trainer:
             return_max=float(finite.max()) if finite.size else math.nan,
             return_min=float(finite.min()) if finite.size else math.nan,
             eval_return=eval_return, timesteps_per_s=lengths_n.sum() / iteration_s,
-            iteration_s=iteration_s, update_s=update_s, eval_s=eval_s,
+            iteration_s=iteration_s, episodes_s=busy_end - busy_start, wait_s=gathered - busy_end,
+            update_s=(busy_start - t_start) + (end - gathered - eval_s), eval_s=eval_s,
             imbalance=float(busy_all.max() / busy_all.mean()) if busy_all.mean() > 0 else 1.0,
             capped=int(results_n4[:, 2].sum()), nonfinite=int(results_n4[:, 3].sum()),
             repairs=self.metrics.last("repairs", 0) + repaired, step_cap=self.step_cap,
@@ -233,6 +239,7 @@ class Trainer:
 
     def _agree(self, busy_s):
         """Checksums, busy times and stop flags of all ranks; repair from rank 0 on a mismatch."""
+        self._maybe_inject_fault()
         state_sum = params_checksum(self.strategy.center(), self.obstat.sum_o, self.obstat.sumsq_o)
         sums = np.empty(self.size, dtype=np.uint64)
         self.comm.Allgather(np.array([state_sum], dtype=np.uint64), sums)
@@ -248,6 +255,12 @@ class Trainer:
                 self.log(f"warning: parameter checksums differed across ranks at iteration {self.iteration}; "
                          "repaired from rank 0")
         return repaired, int(flags_r2[:, 1].max()), flags_r2[:, 0]
+
+    def _maybe_inject_fault(self):
+        """ES_MPI_FAULT_INJECT=RANK:ITERATION flips one parameter there, to exercise the repair."""
+        target = os.environ.get("ES_MPI_FAULT_INJECT", "")
+        if target == f"{self.rank}:{self.iteration}":
+            self.strategy.center()[0] += np.float32(1.0)
 
     # ----------------------------------------------------------------- stopping, saving
     def _stop_reason(self):
@@ -270,10 +283,18 @@ class Trainer:
             params=self.strategy.center(), strategy=self.strategy.state_dict(),
             obstat=self.obstat.state_dict(), metrics=self.metrics.columns(), versions=ckpt_io.package_versions())
         if periodic:
-            ckpt_io.save(ckpt_io.checkpoint_path(self.run_dir, self.iteration), ckpt)
+            self.last_checkpoint = ckpt_io.checkpoint_path(self.run_dir, self.iteration)
+            ckpt_io.save(self.last_checkpoint, ckpt)
             ckpt_io.prune(self.run_dir, self.job.checkpoint.keep)
         if best:
             ckpt_io.save(self.run_dir / ckpt_io.BEST_NAME, ckpt)
+
+    def _write_status(self, state):
+        if self.rank == 0:
+            write_status(self.run_dir, status_record(
+                state=state, job=self.job, iteration=self.iteration, timesteps=self.timesteps,
+                best_eval_return=self.best_eval_return, last_eval_return=self.last_eval_return,
+                checkpoint=self.last_checkpoint, rows=self.metrics.rows, n_ranks=self.size))
 
     def train(self):
         """Run to the stopping rule or a signal; returns the process exit code."""
@@ -292,6 +313,8 @@ class Trainer:
             reason = self._stop_reason()
             periodic = bool(stop_signal or reason or self.iteration % self.job.checkpoint.every == 0)
             self._checkpoint(row["eval_return"], periodic, improved)
+            self._write_status(f"interrupted ({signal.Signals(stop_signal).name})" if stop_signal
+                               else f"done ({reason})" if reason else "running")
             if stop_signal:
                 if self.rank == 0:
                     self.log(f"stopped by signal {signal.Signals(stop_signal).name} after iteration "

@@ -28,19 +28,19 @@ def mpiexec_command(n_ranks, *args):
     return [MPIEXEC, "-n", str(n_ranks), "--oversubscribe", "--bind-to", "none", *es_mpi_command(*args)]
 
 
-def run(command, timeout=300, **kwargs):
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=child_env(),
-                          cwd=kwargs.pop("cwd", REPO), **kwargs)
+def run(command, timeout=300, env_extra=None, **kwargs):
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          env=child_env(**(env_extra or {})), cwd=kwargs.pop("cwd", REPO), **kwargs)
 
 
-def run_es(*args, timeout=300):
+def run_es(*args, timeout=300, env_extra=None):
     """es-mpi in one process (an MPI singleton for train)."""
-    return run(es_mpi_command(*args), timeout=timeout)
+    return run(es_mpi_command(*args), timeout=timeout, env_extra=env_extra)
 
 
-def run_mpi(n_ranks, *args, timeout=300):
+def run_mpi(n_ranks, *args, timeout=300, env_extra=None):
     """es-mpi under a real mpiexec with n_ranks ranks."""
-    return run(mpiexec_command(n_ranks, *args), timeout=timeout)
+    return run(mpiexec_command(n_ranks, *args), timeout=timeout, env_extra=env_extra)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ class ActionHead:
             self.low = np.asarray(action_space.low, dtype=np.float32).ravel()
             self.high = np.asarray(action_space.high, dtype=np.float32).ravel()
             self.shape = action_space.shape
+            self.flat = len(self.shape) == 1
             if kind == "continuous":
                 self.n_outputs = self.low.size
             else:
@@ -31,10 +32,12 @@ class ActionHead:
                 self.rows_a = np.arange(self.low.size)
 
     def __call__(self, out):
+        """min(max(out, low), high) is np.clip's result without its Python wrapper's cost."""
         if self.kind == "discrete":
             return int(np.argmax(out)) + self.start
         if self.kind == "continuous":
-            return np.clip(out, self.low, self.high).reshape(self.shape)
+            action = np.minimum(np.maximum(out, self.low), self.high)
+            return action if self.flat else action.reshape(self.shape)
         picks_a = np.argmax(out.reshape(self.low.size, self.bins), axis=1)
         return self.levels_ab[self.rows_a, picks_a].reshape(self.shape)
 
@@ -79,14 +82,17 @@ class MLPPolicy:
         return layers
 
     def bind(self, params_p):
-        """A function obs_vector -> action for fixed parameters (unflattened once per episode)."""
+        """A function obs_vector -> action for fixed parameters (unflattened once per episode).
+
+        `x.dot(w)` calls the same BLAS gemv as `x @ w` (same bits) with half the call overhead.
+        """
         layers, activation, head = self.unflatten(params_p), self.activation, self.head
         hidden, (last_w, last_b) = layers[:-1], layers[-1]
 
         def act(x):
             for weights, bias in hidden:
-                x = activation(x @ weights + bias)
-            return head(x @ last_w + last_b)
+                x = activation(x.dot(weights) + bias)
+            return head(x.dot(last_w) + last_b)
 
         return act
 

@@ -26,18 +26,27 @@ class OpenAIESSettings:
     shaping: str = setting("centered_rank", "str", choices=("centered_rank", "none"), doc="fitness shaping")
 
 
-def weighted_noise_sum(noise, offsets_n, weights_n, n_params, block=64):
+NOISE_SUM_CHUNK = 1 << 16  # floats per column chunk: partial sum + scratch (512 KB) stay in L2
+
+
+def weighted_noise_sum(noise, offsets_n, weights_n, n_params, chunk=NOISE_SUM_CHUNK):
     """sum_i weights_n[i] * noise[offsets_n[i] : offsets_n[i] + n_params], in a fixed order.
 
-    Rows are stacked a block at a time and reduced with one matrix-vector product per block:
-    the same blocks in the same order on every rank, so the float32 result is identical.
+    Chunk by chunk of columns, each row is scaled and added in member order, elementwise in
+    float32: every element gets the same operations in the same order on every rank (no BLAS,
+    whose blocking may depend on its thread count), the table is streamed from memory once,
+    and the partial sum stays in cache. The chunk size does not change the result.
     """
     total_p = np.zeros(n_params, dtype=np.float32)
+    scratch = np.empty(min(chunk, n_params), dtype=np.float32)
     weights_n = np.asarray(weights_n, dtype=np.float32)
-    for start in range(0, len(offsets_n), block):
-        offsets = offsets_n[start:start + block]
-        rows_bp = np.stack([noise[o:o + n_params] for o in offsets])
-        total_p += weights_n[start:start + block] @ rows_bp
+    offsets = [int(offset) for offset in offsets_n]
+    for start in range(0, n_params, chunk):
+        stop = min(start + chunk, n_params)
+        total_c, scaled_c = total_p[start:stop], scratch[:stop - start]
+        for offset, weight in zip(offsets, weights_n):
+            np.multiply(noise[offset + start:offset + stop], weight, out=scaled_c)
+            total_c += scaled_c
     return total_p
 
 

@@ -1,0 +1,44 @@
+"""Run every benchmark with small defaults (`make bench`); each writes benchmarks/results/<name>.md.
+
+Takes a few minutes on 2 cores. Each script has --help for larger settings, e.g.
+`python benchmarks/throughput.py --hidden 256,256`.
+"""
+
+import argparse
+import subprocess
+import sys
+
+import common
+
+BENCHMARKS = [
+    ("throughput", ["--iterations", "6", "--raw-seconds", "2", "--rounds", "3"]),
+    ("update_cost", ["--repeats", "3"]),
+    ("noise_sum", ["--repeats", "5"]),
+    ("memory", ["--ranks", "2", "3", "--size-gb", "1"]),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=[name for name, _ in BENCHMARKS], help="run only these")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per benchmark")
+    args = parser.parse_args()
+    failed = []
+    for name, options in BENCHMARKS:
+        if args.only and name not in args.only:
+            continue
+        command = [sys.executable, str(common.REPO / "benchmarks" / f"{name}.py"), *options]
+        print(f"== {' '.join(command)}", flush=True)
+        try:
+            done = subprocess.run(command, timeout=args.timeout, cwd=common.REPO)
+            if done.returncode != 0:
+                failed.append(name)
+        except subprocess.TimeoutExpired:
+            failed.append(f"{name} (timed out)")
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
+    print(f"results in {common.RESULTS.relative_to(common.REPO)}/")
+
+
+if __name__ == "__main__":
+    main()

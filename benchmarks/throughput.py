@@ -1,0 +1,192 @@
+"""Training timesteps/s per rank, divided by the raw gymnasium env.step rate of the same env.
+
+The training rate comes from a real `mpiexec -n RANKS python -m es_mpi train` run: its
+metrics.csv gives, per iteration, the timesteps spent and the wall time of the whole
+iteration (episodes, gathers, tell, checksum, logging), so the rate includes everything
+training pays for, with every rank busy. The first iteration (imports, JIT-free warm-up,
+page faults of the noise table) is dropped; the figure is the median over the others.
+
+The raw rate is a gymnasium.make env stepped with pre-sampled random actions in one process
+(resets included, as in training), measured before and after the training run in the same
+invocation; a second raw figure runs RANKS such processes at once, which is the fair
+denominator when every core is busy (turbo, shared caches).
+"""
+
+import argparse
+import csv
+import multiprocessing
+import pathlib
+import tempfile
+import time
+
+import common
+
+DEFAULT_ENVS = ("HalfCheetah-v5", "Hopper-v5", "Humanoid-v5")
+
+
+def raw_step_rate(env_id, seconds, seed=0):
+    """env.step calls per second with random actions (resets included), and the mean episode length."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(4096)]
+    env.reset(seed=seed)
+    steps, episodes, start = 0, 1, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for action in actions[:256]:
+            _, _, terminated, truncated, _ = env.step(actions[(steps + 7 * episodes) % len(actions)])
+            steps += 1
+            if terminated or truncated:
+                env.reset()
+                episodes += 1
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed, steps / episodes
+
+
+class TimedEnv:
+    """Adds up the time spent inside the env's step and reset (the part a raw loop also pays)."""
+
+    def __init__(self, env):
+        self.env, self.seconds = env, 0.0
+
+    def reset(self, **kwargs):
+        start = time.perf_counter()
+        out = self.env.reset(**kwargs)
+        self.seconds += time.perf_counter() - start
+        return out
+
+    def step(self, action):
+        start = time.perf_counter()
+        out = self.env.step(action)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def env_share_of_rollout(env_id, hidden, seconds, rounds):
+    """Per round: time inside env.step/reset over the time of es_mpi's run_episode (a member of the
+    initial population, observation normalisation on). The same states are visited in both, so
+    this is the throughput ratio without the random-action bias and without load from other
+    processes (which slows both alike)."""
+    from es_mpi.config import job_from_text
+    from es_mpi.obstat import ObsStat
+    from es_mpi.rollout import run_episode
+    from es_mpi.runtime import initial_params, make_env_and_policy, max_steps
+
+    job = job_from_text(f'[env]\nid = "{env_id}"\n[policy]\nhidden = {list(hidden)}\n',
+                        pathlib.Path("throughput.toml"))
+    env, policy = make_env_and_policy(job)
+    timed = TimedEnv(env)
+    act, cap = policy.bind(initial_params(job, policy)), max_steps(job, env)
+    normalizer = ObsStat(policy.sizes[0]).normalizer(job.obs_norm.clip)
+    shares, episode = [], 0
+    for _ in range(rounds):
+        timed.seconds, start = 0.0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            run_episode(timed, act, episode, cap, normalizer)
+            episode += 1
+        shares.append(timed.seconds / (time.perf_counter() - start))
+    return shares
+
+
+def _raw_worker(args):
+    return raw_step_rate(*args)
+
+
+def raw_rates_concurrent(env_id, seconds, n_procs):
+    """Per-process raw rates with n_procs processes stepping at once."""
+    with multiprocessing.get_context("spawn").Pool(n_procs) as pool:
+        return [rate for rate, _ in pool.map(_raw_worker, [(env_id, seconds, s) for s in range(n_procs)])]
+
+
+JOB_TEMPLATE = """\
+[env]
+id = "{env}"
+[policy]
+hidden = {hidden}
+[strategy]
+pairs = {pairs}
+[noise]
+size = {noise}
+[eval]
+every = 0
+[checkpoint]
+every = 1000
+[stop]
+iterations = {iterations}
+"""
+
+
+def training_rows(env_id, hidden, pairs, iterations, ranks, timeout):
+    """Per-iteration metrics rows of a real mpiexec training run (first iteration dropped)."""
+    with tempfile.TemporaryDirectory(prefix="es-bench-") as tmp:
+        job = pathlib.Path(tmp) / "throughput.toml"
+        job.write_text(JOB_TEMPLATE.format(env=env_id, hidden=list(hidden), pairs=pairs, noise=5_000_000,
+                                           iterations=iterations))
+        common.run_mpi(ranks, ["-m", "es_mpi", "train", job, "--run-dir", pathlib.Path(tmp) / "run"], timeout)
+        with open(pathlib.Path(tmp) / "run" / "metrics.csv") as fh:
+            rows = list(csv.DictReader(fh))
+    previous = 0
+    out = []
+    for row in rows:
+        timesteps = int(row["timesteps"])
+        out.append(dict(steps=timesteps - previous, iteration_s=float(row["iteration_s"]),
+                        update_s=float(row["update_s"]), imbalance=float(row["imbalance"]),
+                        episodes=int(row["episodes"])))
+        previous = timesteps
+    return out[1:]
+
+
+def measure(env_id, args):
+    raw = [raw_step_rate(env_id, args.raw_seconds)]
+    rows = training_rows(env_id, args.hidden, args.pairs, args.iterations, args.ranks, args.timeout)
+    raw.append(raw_step_rate(env_id, args.raw_seconds))
+    concurrent = raw_rates_concurrent(env_id, args.raw_seconds, args.ranks)
+    direct = env_share_of_rollout(env_id, args.hidden, args.raw_seconds, args.rounds)
+    per_rank = [r["steps"] / r["iteration_s"] / args.ranks for r in rows]
+    raw_rate = common.median(rate for rate, _ in raw)
+    train_rate = common.median(per_rank)
+    return {
+        "env": env_id,
+        "policy": "x".join(map(str, args.hidden)),
+        "raw env.step/s (1 proc)": f"{raw_rate:.0f}",
+        f"raw env.step/s ({args.ranks} procs at once)": f"{common.median(concurrent):.0f}",
+        "raw episode length": f"{common.median(length for _, length in raw):.0f}",
+        "training steps/s per rank": f"{train_rate:.0f} ({common.spread(per_rank)})",
+        "training episode length": f"{common.median(r['steps'] / r['episodes'] for r in rows):.0f}",
+        "ratio (1 proc)": f"{train_rate / raw_rate:.2f}",
+        f"ratio ({args.ranks} procs)": f"{train_rate / common.median(concurrent):.2f}",
+        "env share of rollout time": f"{common.median(direct):.2f} ({common.spread(direct)})",
+        "update share": f"{common.median(r['update_s'] / r['iteration_s'] for r in rows):.1%}",
+        "imbalance": f"{common.median(r['imbalance'] for r in rows):.2f}",
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS), help="gymnasium env ids")
+    parser.add_argument("--hidden", type=lambda s: [int(x) for x in s.split(",")], default=[64, 64],
+                        help="hidden layer sizes, comma separated (e.g. 256,256)")
+    parser.add_argument("--ranks", type=int, default=2, help="MPI ranks of the training run (default 2)")
+    parser.add_argument("--pairs", type=int, default=16, help="mirrored pairs per iteration (default 16)")
+    parser.add_argument("--iterations", type=int, default=6, help="training iterations; the first is dropped")
+    parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw env.step measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the env-share measurement")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per training run")
+    parser.add_argument("--name", default="throughput", help="report name under benchmarks/results/")
+    args = parser.parse_args()
+    rows = [measure(env_id, args) for env_id in args.envs]
+    body = [f"Training run: `mpiexec -n {args.ranks}`, {args.pairs} pairs, {args.iterations} iterations "
+            "(first dropped), eval off; figures are medians over iterations (min-max in brackets).",
+            "Ratio = training steps/s per rank / raw env.step/s. Target >= 0.9.",
+            "env share of rollout time: time inside env.step/reset over run_episode's time, one process, "
+            f"{args.rounds} rounds of {args.raw_seconds:g} s: the same ratio measured on the same states "
+            "(random actions visit other states, e.g. a fallen Humanoid steps 2x slower) and robust to load "
+            "from other processes.", "",
+            common.markdown_table(list(rows[0]), rows)]
+    common.write_report(args.name, "Throughput: training vs raw env.step", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""status.json in the run directory: where a run stands, for people and scripts (rank 0 writes it).
+
+Rewritten atomically every iteration (temporary file + rename), so a reader never sees half a file.
+"""
+
+import json
+import math
+import os
+import pathlib
+import time
+
+STATUS_NAME = "status.json"
+RECENT_ITERATIONS = 10
+
+
+def _finite_or_none(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def seconds_to_stop(stop, iteration, timesteps, rows):
+    """Estimated seconds until the iteration or timestep budget is spent, from recent iterations."""
+    recent = rows[-RECENT_ITERATIONS:]
+    if not recent:
+        return None
+    seconds_per_iteration = sum(r["iteration_s"] for r in recent) / len(recent)
+    remaining = max(0, stop.iterations - iteration)
+    if stop.timesteps is not None:
+        steps_per_iteration = (recent[-1]["timesteps"] - recent[0]["timesteps"]) / max(1, len(recent) - 1) \
+            if len(recent) > 1 else recent[-1]["timesteps"] / max(1, recent[-1]["iteration"])
+        if steps_per_iteration > 0:
+            remaining = min(remaining, math.ceil(max(0, stop.timesteps - timesteps) / steps_per_iteration))
+    return remaining * seconds_per_iteration
+
+
+def status_record(*, state, job, iteration, timesteps, best_eval_return, last_eval_return, checkpoint, rows,
+                  n_ranks):
+    """The status as a JSON-able dict; `state` is running, done (reason) or interrupted (signal)."""
+    now = time.time()
+    age = None
+    if checkpoint is not None and pathlib.Path(checkpoint).exists():
+        age = now - pathlib.Path(checkpoint).stat().st_mtime
+    return {
+        "state": state,
+        "updated_unix": now,
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+        "env": job.env.id,
+        "strategy": job.strategy.name,
+        "ranks": n_ranks,
+        "iteration": iteration,
+        "timesteps": timesteps,
+        "best_eval_return": _finite_or_none(best_eval_return),
+        "last_eval_return": _finite_or_none(last_eval_return),
+        "last_return_mean": _finite_or_none(rows[-1]["return_mean"]) if rows else None,
+        "last_checkpoint": None if checkpoint is None else str(checkpoint),
+        "last_checkpoint_age_s": age,
+        "stop_iterations": job.stop.iterations,
+        "stop_timesteps": job.stop.timesteps,
+        "stop_target_return": job.stop.target_return,
+        "estimated_seconds_to_stop": seconds_to_stop(job.stop, iteration, timesteps, rows),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
+    }
+
+
+def write_status(run_dir, record):
+    path = pathlib.Path(run_dir) / STATUS_NAME
+    tmp = path.with_name(f".{STATUS_NAME}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,119 @@
+"""Contract 5: no hangs. A dead or failing rank ends the job; signals checkpoint and exit 3."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import child_env, es_mpi_command, mpiexec_command, run_es, run_mpi
+
+JOB = """
+[env]
+id = "CartPole-v1"
+[policy]
+hidden = [8]
+[strategy]
+pairs = 8
+sigma = 0.1
+[noise]
+size = 100_000
+[eval]
+every = 0
+[checkpoint]
+every = 1
+keep = 2
+[stop]
+iterations = 100000
+"""
+
+
+def rank_pids(run_dir):
+    """PIDs of the Python ranks training into run_dir (not mpiexec itself)."""
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"es_mpi" in argv and str(run_dir).encode() in argv and b"python" in pathlib.Path(argv[0].decode()).name.encode():
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_for(predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def start(command, log_dir):
+    """Start in the background; output goes to files (a full pipe would block rank 0)."""
+    return subprocess.Popen(command, env=child_env(), stdout=open(log_dir / "out.log", "w"),
+                            stderr=open(log_dir / "err.log", "w"), text=True)
+
+
+def reached(run_dir, iteration):
+    from es_mpi.checkpoint import periodic_checkpoints
+
+    found = periodic_checkpoints(run_dir)
+    return bool(found) and found[0][0] >= iteration
+
+
+@pytest.mark.mpi
+def test_sigkill_of_one_rank_ends_the_job_and_resume_continues(write_job, tmp_path):
+    job, run_dir = write_job(JOB), tmp_path / "run"
+    process = start(mpiexec_command(2, "train", job, "--run-dir", run_dir), tmp_path)
+    try:
+        assert wait_for(lambda: reached(run_dir, 3)), "training did not start"
+        pids = rank_pids(run_dir)
+        assert len(pids) == 2, pids
+        os.kill(max(pids), signal.SIGKILL)
+        process.wait(timeout=60)  # no hang: the survivors are taken down
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    inspected = run_es("inspect", run_dir)
+    assert inspected.returncode == 0, inspected.stderr
+    resumed = run_mpi(2, "train", job, "--run-dir", run_dir, "--resume", "--set", "stop.iterations=6")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from iteration" in resumed.stdout
+    assert (run_dir / "ckpt-00000006.h5").exists()
+
+
+@pytest.mark.mpi
+def test_exception_on_one_rank_aborts_everything(write_job, tmp_path):
+    job = write_job(JOB.replace('id = "CartPole-v1"', 'id = "tests.faulty_env:FaultyCartPole-v0"'))
+    result = run_mpi(2, "train", job, "--run-dir", tmp_path / "run", timeout=120)
+    assert result.returncode != 0
+    assert "[rank 1]" in result.stderr and "injected failure on this rank" in result.stderr
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("how", ["sigterm-to-launcher", "sigusr1-to-mpiexec", "sigint-to-launcher"])
+def test_signal_checkpoints_and_exits_3(write_job, tmp_path, how):
+    job, run_dir = write_job(JOB), tmp_path / "run"
+    if how.endswith("launcher"):
+        command = es_mpi_command("train", job, "--run-dir", run_dir, "-n", "2")
+        sig = signal.SIGTERM if how.startswith("sigterm") else signal.SIGINT
+    else:
+        command, sig = mpiexec_command(2, "train", job, "--run-dir", run_dir), signal.SIGUSR1
+    process = start(command, tmp_path)
+    try:
+        assert wait_for(lambda: reached(run_dir, 2)), "training did not start"
+        process.send_signal(sig)
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+    out, err = (tmp_path / "out.log").read_text(), (tmp_path / "err.log").read_text()
+    assert process.returncode == 3, err[-2000:]
+    assert "stopped by signal" in out
+    stopped_at = int(out.split("stopped by signal")[1].split("after iteration")[1].split(";")[0])
+    assert (run_dir / f"ckpt-{stopped_at:08d}.h5").exists()

@@ -1,0 +1,88 @@
+"""Pure-numpy pieces, without MPI: shaping, optimizers, policies, OpenAI-ES, obs statistics."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from es_mpi.config import PolicySettings
+from es_mpi.noise import local_table
+from es_mpi.obstat import ObsStat
+from es_mpi.optim import SGD, Adam
+from es_mpi.policies import make_policy
+from es_mpi.seeding import Purpose, episode_seed, rng
+from es_mpi.shaping import centered_ranks
+from es_mpi.strategies import make_strategy
+from es_mpi.strategies.openai_es import OpenAIESSettings, weighted_noise_sum
+
+
+def test_centered_ranks_span_minus_half_to_half_and_keep_order():
+    values = np.array([[3.0, -1.0], [10.0, -np.inf], [0.5, 3.0]])
+    ranks = centered_ranks(values)
+    assert ranks.shape == values.shape
+    assert ranks.min() == -0.5 and ranks.max() == 0.5
+    assert ranks[1, 1] == -0.5  # a non-finite episode ranks last
+    assert ranks[0, 0] < ranks[2, 1]  # ties broken by position, deterministically
+
+
+def test_adam_first_step_moves_each_parameter_by_the_learning_rate():
+    adam = Adam(3, learning_rate=0.1)
+    step = adam.step(np.array([2.0, -0.5, 1e-3], dtype=np.float32))
+    assert step.dtype == np.float32
+    np.testing.assert_allclose(step, [-0.1, 0.1, -0.1], rtol=1e-3)
+
+
+def test_sgd_momentum_accumulates():
+    sgd = SGD(1, learning_rate=1.0, momentum=0.5)
+    first = sgd.step(np.ones(1, dtype=np.float32))
+    second = sgd.step(np.ones(1, dtype=np.float32))
+    assert first[0] == pytest.approx(-0.5) and second[0] == pytest.approx(-0.75)
+
+
+def test_seeds_are_pure_functions_of_their_key():
+    assert episode_seed(1, 2, 3) == episode_seed(1, 2, 3)
+    assert episode_seed(1, 2, 3) != episode_seed(1, 2, 4)
+    assert episode_seed(1, 2, 3) != episode_seed(1, 2, 3, Purpose.EVAL_EPISODE)
+
+
+def test_mlp_bins_head_maps_to_action_levels():
+    env = gym.make("Hopper-v5")
+    policy = make_policy(PolicySettings(hidden=[4], action="bins", bins=3), env.observation_space, env.action_space)
+    assert policy.n_params == 11 * 4 + 4 + 4 * 9 + 9
+    params = policy.init_params(rng(0, purpose=Purpose.INIT_PARAMS))
+    action = policy.bind(params)(np.zeros(11, dtype=np.float32))
+    assert action.shape == (3,) and set(np.round(action, 6)) <= {-1.0, 0.0, 1.0}
+
+
+def test_weighted_noise_sum_equals_the_plain_sum():
+    noise = local_table(100_000, 1)
+    offsets = np.array([5, 999, 50_000, 12, 77_777])
+    weights = np.array([0.5, -1.0, 0.25, 2.0, -0.125])
+    expected = sum(w * noise[o:o + 300].astype(np.float64) for w, o in zip(weights, offsets))
+    np.testing.assert_allclose(weighted_noise_sum(noise, offsets, weights, 300, block=2), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_openai_es_climbs_a_quadratic_and_its_state_round_trips():
+    noise = local_table(200_000, 3)
+    settings = OpenAIESSettings(pairs=20, sigma=0.1, learning_rate=0.05, l2=0.0)
+    target = np.linspace(-1, 1, 10).astype(np.float32)
+    es = make_strategy(settings, np.zeros(10, np.float32), noise, seed=0)
+    for t in range(1, 150):
+        es.ask(t)
+        fitness = np.array([-np.sum((es.member_params(i) - target) ** 2) for i in range(es.population)])
+        es.tell(fitness)
+    assert np.sum((es.center() - target) ** 2) < 0.05
+    twin = make_strategy(settings, np.zeros(10, np.float32), noise, seed=0)
+    twin.load_state_dict(es.state_dict())
+    es.ask(200), twin.ask(200)
+    fitness = np.arange(es.population, dtype=np.float64)
+    es.tell(fitness), twin.tell(fitness)
+    assert es.center().tobytes() == twin.center().tobytes()
+
+
+def test_obstat_matches_direct_moments():
+    data = rng(0, purpose=Purpose.ACTION).normal(3.0, 2.0, size=(1000, 4))
+    stat = ObsStat(4, epsilon=0.0)
+    rows = [np.concatenate([c.sum(0), np.square(c).sum(0), [len(c)]]) for c in np.array_split(data, 7)]
+    stat.add(rows)
+    np.testing.assert_allclose(stat.mean(), data.mean(0))
+    np.testing.assert_allclose(stat.std(), data.std(0))
