@@ -2,7 +2,8 @@
 
 Layout:
   attrs     format, format_version, iteration, timesteps, step_cap, best_eval_return,
-            eval_return, config (job TOML), versions (JSON)
+            eval_return, config (job TOML), versions (JSON), checksum (of all the above and
+            every dataset: HDF5 itself does not checksum data, so a flipped byte would pass)
   params    float32 centre parameters
   strategy/ the strategy's state dict (optimizer included)
   obstat/   sum, sumsq, count
@@ -11,6 +12,7 @@ Layout:
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
@@ -22,7 +24,7 @@ import numpy as np
 from .errors import CheckpointError
 
 FORMAT = "es-mpi checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: content checksum attribute
 NAME_RE = re.compile(r"^ckpt-(\d{8})\.h5$")
 BEST_NAME = "best.h5"
 
@@ -54,6 +56,23 @@ def package_versions():
         except md.PackageNotFoundError:
             pass
     return versions
+
+
+def content_checksum(ckpt):
+    """blake2b of everything the checkpoint holds, in a fixed order (names, dtypes, shapes, bytes)."""
+    digest = hashlib.blake2b(digest_size=16)
+    scalars = dict(config=str(ckpt.config_toml), iteration=int(ckpt.iteration), timesteps=int(ckpt.timesteps),
+                   step_cap=int(ckpt.step_cap), best_eval_return=float(ckpt.best_eval_return),
+                   eval_return=float(ckpt.eval_return), versions=ckpt.versions)
+    digest.update(json.dumps(scalars, sort_keys=True).encode())
+    arrays = {"params": ckpt.params}
+    for group in ("strategy", "obstat", "metrics", "extra"):
+        arrays.update({f"{group}/{key}": value for key, value in getattr(ckpt, group).items()})
+    for name in sorted(arrays):
+        array = np.asarray(arrays[name])
+        digest.update(f"{name} {array.dtype.str} {array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _write_dict(group, values):
@@ -91,7 +110,8 @@ def save(path, ckpt):
             f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, iteration=ckpt.iteration,
                            timesteps=ckpt.timesteps, step_cap=ckpt.step_cap,
                            best_eval_return=ckpt.best_eval_return, eval_return=ckpt.eval_return,
-                           config=ckpt.config_toml, versions=json.dumps(ckpt.versions))
+                           config=ckpt.config_toml, versions=json.dumps(ckpt.versions),
+                           checksum=content_checksum(ckpt))
             f.create_dataset("params", data=ckpt.params)
             for name in ("strategy", "obstat", "metrics", "extra"):
                 _write_dict(f.create_group(name), getattr(ckpt, name))
@@ -123,19 +143,23 @@ def load(path):
             if params.dtype != np.float32 or params.ndim != 1:
                 raise CheckpointError(path, "params: expected a 1-D float32 array")
             attrs = f.attrs
-            return Checkpoint(
+            ckpt = Checkpoint(
                 config_toml=str(attrs["config"]), iteration=int(attrs["iteration"]),
                 timesteps=int(attrs["timesteps"]), step_cap=int(attrs["step_cap"]),
                 best_eval_return=float(attrs["best_eval_return"]), eval_return=float(attrs["eval_return"]),
                 params=params, strategy=_read_dict(f["strategy"]), obstat=_read_dict(f["obstat"]),
                 metrics=_read_dict(f["metrics"]), versions=json.loads(attrs["versions"]),
                 extra=_read_dict(f["extra"]) if "extra" in f else {})
+            stored_checksum = str(attrs["checksum"])
     except CheckpointError:
         raise
     except KeyError as err:
         raise CheckpointError(path, f"missing {err.args[0] if err.args else 'data'}") from None
-    except (OSError, ValueError, TypeError, json.JSONDecodeError) as err:
-        raise CheckpointError(path, f"unreadable checkpoint ({err})") from None
+    except Exception as err:  # h5py raises many kinds (OSError, RuntimeError, ValueError...) on damaged files
+        raise CheckpointError(path, f"unreadable checkpoint ({type(err).__name__}: {err})") from None
+    if content_checksum(ckpt) != stored_checksum:
+        raise CheckpointError(path, "checksum mismatch: the file is corrupt")
+    return ckpt
 
 
 def periodic_checkpoints(run_dir):
@@ -150,13 +174,15 @@ def periodic_checkpoints(run_dir):
     return sorted(found, reverse=True)
 
 
-def newest_valid(run_dir):
-    """(path, Checkpoint) of the newest checkpoint that loads, skipping broken ones; or None."""
+def newest_valid(run_dir, skipped=None):
+    """(path, Checkpoint) of the newest checkpoint that loads, or None. Broken ones are skipped
+    (their errors appended to `skipped` when given): a crash mid-run must not block a resume."""
     for _, path in periodic_checkpoints(run_dir):
         try:
             return path, load(path)
-        except CheckpointError:
-            continue
+        except CheckpointError as err:
+            if skipped is not None:
+                skipped.append(err)
     return None
 
 
@@ -173,8 +199,10 @@ def resolve(path):
     """A checkpoint file, or a run directory's newest valid checkpoint."""
     path = pathlib.Path(path)
     if path.is_dir():
-        found = newest_valid(path)
+        skipped = []
+        found = newest_valid(path, skipped)
         if found is None:
-            raise CheckpointError(path, "no valid checkpoint in this run directory")
+            why = f" (newest: {skipped[0]})" if skipped else " (no ckpt-*.h5 files)"
+            raise CheckpointError(path, "no valid checkpoint in this run directory" + why)
         return found
     return path, load(path)

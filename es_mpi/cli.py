@@ -1,4 +1,4 @@
-"""es-mpi train | eval | inspect | plot.
+"""es-mpi train | eval | inspect | plot | keys.
 
 Exit codes: 0 done, 1 crash (a rank failed; the job was aborted), 2 bad input (job file,
 checkpoint, argument), 3 stopped by a signal after writing a checkpoint (continue with --resume).
@@ -32,7 +32,7 @@ def build_parser():
                            description="Train a policy. Run under mpiexec/srun, or give -n N to have es-mpi "
                                        "start mpiexec itself (as root and with more ranks than cores too).",
                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("job", help="TOML job file (see jobs/ and the README for its keys)")
+    train.add_argument("job", help="TOML job file (examples in jobs/; 'es-mpi keys' lists every key)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a job setting, e.g. --set strategy.sigma=0.05 (repeatable)")
     train.add_argument("--run-dir", help="run directory (default runs/<run.name>)")
@@ -45,7 +45,9 @@ def build_parser():
     train.add_argument("--mpiexec", default=os.environ.get("ES_MPI_MPIEXEC"),
                        help="mpiexec to use with -n (default: the venv's, then PATH; env ES_MPI_MPIEXEC)")
 
-    evaluate = sub.add_parser("eval", help="play a checkpoint's policy (no MPI needed)")
+    evaluate = sub.add_parser("eval", help="play a checkpoint's policy (no MPI needed)",
+                              description="Play the centre policy of a checkpoint and print each episode's return.",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("checkpoint", help="checkpoint file, or a run directory (its newest valid checkpoint)")
     evaluate.add_argument("--episodes", type=int, default=None,
                           help="episodes to play (default: the job's eval.episodes)")
@@ -64,8 +66,14 @@ def build_parser():
                       help="run directories; runs with the same job apart from run.* form one min/mean/max band")
     plot.add_argument("-o", "--output", default="learning-curves.png", help="PNG file (default: %(default)s)")
 
-    inspect = sub.add_parser("inspect", help="print a checkpoint's config, progress and versions")
+    inspect = sub.add_parser("inspect", help="print a checkpoint's config, progress and versions",
+                             description="Print a checkpoint's iteration, timesteps, package versions, "
+                                         "metrics summary and job config.",
+                             epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     inspect.add_argument("checkpoint", help="checkpoint file, or a run directory")
+
+    sub.add_parser("keys", help="print every job-file section and key: type, default, range, meaning",
+                   description="Print the job-file reference (Markdown), generated from the settings themselves.")
     return parser
 
 
@@ -88,8 +96,15 @@ def main(argv=None):
             from .eval_command import inspect_command
 
             return inspect_command(args)
+        if args.command == "keys":
+            from .config import job_reference
+
+            print(job_reference())
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # e.g. `es-mpi keys | head`
+        return 0
     except UserError as err:
-        sys.stderr.write(f"es-mpi: error: {err}\n")
+        sys.stderr.write("es-mpi: error: " + " ".join(str(err).splitlines()) + "\n")
         return EXIT_BAD_INPUT
     return 0
 

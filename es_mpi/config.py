@@ -9,7 +9,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 from .errors import ConfigError
-from .settings import build_section, section_to_dict, setting
+from .settings import build_section, describe, section_to_dict, setting
 from .strategies import STRATEGY_SETTINGS
 
 
@@ -82,6 +82,8 @@ class ObjectiveSettings:
     initial_std: float = setting(0.0, "float", lo=0.0, doc="std of a seeded Gaussian offset added to the initial point")
 
 
+DEFAULT_STRATEGY = "openai_es"
+
 SECTIONS = {
     "run": RunSettings, "env": EnvSettings, "policy": PolicySettings, "noise": NoiseSettings,
     "obs_norm": ObsNormSettings, "eval": EvalSettings, "checkpoint": CheckpointSettings,
@@ -135,23 +137,43 @@ def load_job(path, overrides=(), run_dir=None):
     """Read, override and validate a job file. Raises ConfigError; does no other work."""
     path = pathlib.Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as err:
         raise ConfigError(path, None, f"cannot read job file ({err.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(path, None, f"not valid TOML (not UTF-8 text: byte {err.start})") from None
     return job_from_text(text, path, overrides, run_dir)
+
+
+def _from_override(key, overridden):
+    """True when the setting (or section) `key` was given by --set rather than by the file."""
+    return key is not None and any(k == key or k.startswith(f"{key}.") for k in overridden)
 
 
 def job_from_text(text, path, overrides=(), run_dir=None):
     try:
         raw = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+    except tomllib.TOMLDecodeError as err:
         raise ConfigError(path, None, f"not valid TOML ({err})") from None
+    overridden = set()
     for override in overrides:
         section, key, value = parse_override(override, path)
         table = raw.setdefault(section, {})
         if not isinstance(table, dict):
-            raise ConfigError(path, section, "is not a table")
+            raise ConfigError(path, section, "is not a table (from --set)")
         table[key] = value
+        overridden.add(f"{section}.{key}")
+    try:
+        return _build_job(raw, path, run_dir)
+    except ConfigError as err:
+        if _from_override(err.key, overridden):
+            raise ConfigError(path, err.key, f"{err.reason} (from --set)") from None
+        raise
+
+
+def _build_job(raw, path, run_dir):
     for section in raw:
         if section not in SECTIONS and section != "strategy":
             known = ", ".join(sorted([*SECTIONS, "strategy"]))
@@ -173,7 +195,7 @@ def _build_strategy(table, path):
     if not isinstance(table, dict):
         raise ConfigError(path, "strategy", f"expected a table, got {table!r}")
     table = dict(table)
-    name = table.pop("name", "openai_es")
+    name = table.pop("name", DEFAULT_STRATEGY)
     if name not in STRATEGY_SETTINGS:
         raise ConfigError(path, "strategy.name", f"unknown strategy {name!r} (known: {', '.join(STRATEGY_SETTINGS)})")
     return build_section(STRATEGY_SETTINGS[name], table, path, "strategy")
@@ -200,6 +222,60 @@ def _check_objective(objective, strategy, raw, path):
         load_objective(objective.function)
     except ValueError as err:
         raise ConfigError(path, "objective.function", str(err)) from None
+
+
+def check_runnable(job):
+    """The checks that need the environment: it can be made, the policy fits it, the noise
+    table holds one perturbation. Run before anything touches the run directory."""
+    from .envs import make_env
+    from .policies import head_kind, make_policy
+    from .strategies import check_strategy_fits
+
+    if job.objective.function is not None:
+        if job.noise.size < job.objective.dim:
+            raise ConfigError(job.path, "noise.size", f"{job.noise.size} is smaller than the objective's "
+                                                      f"{job.objective.dim} dimensions")
+        return
+
+    try:
+        env = make_env(job.env)
+    except Exception as err:  # gymnasium raises many kinds for bad kwargs or missing extras
+        raise ConfigError(job.path, "env", f"cannot make {job.env.id!r}: {type(err).__name__}: {err}") from None
+    try:
+        try:
+            head_kind(job.policy.action, env.action_space)
+        except ValueError:
+            raise ConfigError(job.path, "policy.action", f"{job.policy.action!r} does not fit {job.env.id}'s "
+                                                         f"action space {env.action_space}") from None
+        try:
+            policy = make_policy(job.policy, env.observation_space, env.action_space)
+        except ValueError as err:
+            raise ConfigError(job.path, "policy", str(err)) from None
+        if job.noise.size < policy.n_params:
+            raise ConfigError(job.path, "noise.size", f"{job.noise.size} is smaller than the policy's "
+                                                      f"{policy.n_params} parameters")
+        if job.policy.kind == "tabular" and job.obs_norm.enabled:
+            raise ConfigError(job.path, "obs_norm.enabled", "must be false with policy.kind = 'tabular' "
+                                                            "(states are indices)")
+        try:
+            check_strategy_fits(job.strategy, policy)
+        except ValueError as err:
+            raise ConfigError(job.path, "strategy", str(err)) from None
+    finally:
+        env.close()
+
+
+def job_reference():
+    """Markdown reference of every job-file section and key, generated from the dataclasses."""
+    header = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    lines = []
+    for name, cls in SECTIONS.items():
+        lines += [f"### [{name}]", "", *header, *describe(cls, name), ""]
+    for name, cls in STRATEGY_SETTINGS.items():
+        lines += [f'### [strategy] with name = "{name}"', "", *header,
+                  f"| `strategy.name` | string | `\"{DEFAULT_STRATEGY}\"` | one of {', '.join(STRATEGY_SETTINGS)} "
+                  "| the algorithm |", *describe(cls, "strategy"), ""]
+    return "\n".join(lines)
 
 
 def _toml_value(value):

@@ -16,8 +16,9 @@ class ConfigError(UserError):
         where = f"{self.path}: {key}" if key else self.path
         super().__init__(f"{where}: {reason}")
 
-    def __reduce__(self):  # rank 0 broadcasts start-up errors to the other ranks
-        return ConfigError, (self.path, self.key, self.reason)
+    def __reduce__(self):
+        """Picklable, so that rank 0 can broadcast its verdict to the other ranks."""
+        return type(self), (self.path, self.key, self.reason)
 
 
 class CheckpointError(UserError):
@@ -26,4 +27,4 @@ class CheckpointError(UserError):
         super().__init__(f"{path}: {reason}")
 
     def __reduce__(self):
-        return CheckpointError, (self.path, self.reason)
+        return type(self), (self.path, self.reason)

@@ -9,10 +9,10 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import video
-from .config import job_from_text
+from .config import check_runnable, job_from_text
 from .errors import CheckpointError, UserError
 from .obstat import ObsStat
-from .runtime import evaluate_center, make_env_and_policy, normalizer_for
+from .runtime import evaluate_center, finite_mean, make_env_and_policy, normalizer_for
 
 
 def load_for_play(path, render_mode=None):
@@ -21,6 +21,7 @@ def load_for_play(path, render_mode=None):
     job = job_from_text(ckpt.config_toml, path)
     if render_mode is not None and video.uses_mujoco(job.env.id):
         video.choose_mujoco_gl()
+    check_runnable(job)
     env, policy = make_env_and_policy(job, render_mode=render_mode)
     if ckpt.params.size != policy.n_params:
         raise ckpt_io.CheckpointError(path, f"params has {ckpt.params.size} entries, the policy needs {policy.n_params}")
@@ -38,6 +39,8 @@ def eval_command(args):
     episodes = (1 if args.video else job.eval.episodes) if args.episodes is None else args.episodes
     if episodes < 1:
         raise UserError(f"--episodes: need at least 1, got {episodes}")
+    if args.seed is not None and args.seed < 0:
+        raise UserError(f"--seed: must be >= 0, got {args.seed}")
     print(f"{path}: {job.env.id}, iteration {ckpt.iteration}, {ckpt.timesteps} timesteps")
     if args.video:
         folder = video.scratch_folder(args.video)
@@ -54,7 +57,10 @@ def eval_command(args):
     print(f"mean {returns.mean():.2f}  std {returns.std():.2f}  min {returns.min():.2f}  "
           f"max {returns.max():.2f}  over {episodes} episodes")
     if args.seed is None and episodes == job.eval.episodes and math.isfinite(ckpt.eval_return):
-        print(f"(training recorded {ckpt.eval_return:.2f} for these episodes at iteration {ckpt.iteration})")
+        mean = finite_mean(returns)
+        verdict = "identical" if mean == ckpt.eval_return else "DIFFERENT"
+        print(f"evaluation return {mean!r}; training recorded {ckpt.eval_return!r} for these episodes "
+              f"at iteration {ckpt.iteration}: {verdict}")
     return 0
 
 
@@ -101,13 +107,22 @@ def inspect_command(args):
     print("versions: " + json.dumps(ckpt.versions, sort_keys=True))
     for name, array in sorted(ckpt.extra.items()):
         print(f"extra/{name}: shape {tuple(np.shape(array))}, dtype {np.asarray(array).dtype}")
-    metrics = ckpt.metrics
-    if metrics:
-        returns = metrics["return_mean"]
-        evals = metrics["eval_return"][np.isfinite(metrics["eval_return"])]
-        print(f"metrics: {len(returns)} iterations; population return mean first {returns[0]:.2f}, "
-              f"last {returns[-1]:.2f}; evaluations {len(evals)}"
-              + (f", last {evals[-1]:.2f}, best {evals.max():.2f}" if len(evals) else ""))
-        print(f"mean timesteps/s {np.mean(metrics['timesteps_per_s']):.0f}, repairs {int(metrics['repairs'][-1])}")
+    print(metrics_summary(ckpt.metrics))
     print("config:\n" + ckpt.config_toml)
     return 0
+
+
+def metrics_summary(metrics):
+    """One line per metric column: first, last, min, max over the iterations (NaNs ignored)."""
+    if not metrics:
+        return "metrics: none recorded"
+    n_rows = len(next(iter(metrics.values())))
+    lines = [f"metrics: {n_rows} iterations", f"  {'name':<18}{'first':>14}{'last':>14}{'min':>14}{'max':>14}"]
+    for name, column in sorted(metrics.items()):
+        values = np.asarray(column, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            lines.append(f"  {name:<18}{'-':>14}{'-':>14}{'-':>14}{'-':>14}")
+            continue
+        lines.append(f"  {name:<18}{values[0]:>14.4g}{values[-1]:>14.4g}{finite.min():>14.4g}{finite.max():>14.4g}")
+    return "\n".join(lines)

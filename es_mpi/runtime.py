@@ -21,8 +21,6 @@ def make_env_and_policy(job, render_mode=None):
         policy = make_policy(job.policy, env.observation_space, env.action_space)
     except ValueError as err:
         raise ConfigError(job.path, "policy", str(err)) from None
-    if job.policy.kind == "tabular" and job.obs_norm.enabled:
-        raise ConfigError(job.path, "obs_norm.enabled", "must be false with policy.kind = 'tabular' (states are indices)")
     return env, policy
 
 

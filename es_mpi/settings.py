@@ -5,6 +5,7 @@ A section is a frozen dataclass whose fields are declared with `setting(...)`.
 """
 
 import dataclasses
+import json
 import math
 
 from .errors import ConfigError
@@ -33,8 +34,9 @@ def _check_kind(value, kind, path, key):
         "int_or_str": isinstance(value, (int, str)) and not isinstance(value, bool),
     }[kind]
     if not ok:
-        wanted = {"int_list": "a list of integers", "table": "a table",
-                  "int_or_str": "an integer or a word"}.get(kind, f"a {kind}")
+        wanted = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+                  "int_list": "a list of integers", "table": "a table",
+                  "int_or_str": "an integer or a word"}[kind]
         raise ConfigError(path, key, f"expected {wanted}, got {value!r}")
     if kind == "float":
         value = float(value)
@@ -82,11 +84,47 @@ def section_to_dict(section):
     return {k: v for k, v in dataclasses.asdict(section).items() if v is not None}
 
 
+_KIND_NAMES = {"int": "integer", "float": "float", "str": "string", "bool": "bool",
+               "int_list": "list of integers", "table": "table", "int_or_str": "integer or word"}
+
+
+def _bound_text(bound):
+    """Bounds such as 2**63 - 1 written the way people read them."""
+    if isinstance(bound, int) and bound >= 2**30:
+        for power in range(30, 65):
+            if bound in (2**power, 2**power - 1):
+                return f"2^{power}" + (" - 1" if bound != 2**power else "")
+    return str(bound)
+
+
+def _allowed(meta):
+    """The allowed values of a setting in words: choices and/or inclusive bounds."""
+    parts = []
+    if meta["choices"]:
+        parts.append("one of " + ", ".join(meta["choices"]))
+    lo, hi = meta["lo"], meta["hi"]
+    if lo is not None and hi is not None:
+        parts.append(f"{_bound_text(lo)} .. {_bound_text(hi)}")
+    elif lo is not None:
+        parts.append(f">= {_bound_text(lo)}")
+    elif hi is not None:
+        parts.append(f"<= {_bound_text(hi)}")
+    if meta["kind"] == "float":
+        parts.append("finite")
+    return "; ".join(parts) or "any"
+
+
+def _default_text(field):
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    return "unset" if default is None else json.dumps(default)
+
+
 def describe(cls, prefix):
-    """Lines of `key = default  # help` for documentation and `--help`."""
-    lines = []
+    """One Markdown table row per setting: key, type, default, allowed values, meaning."""
+    rows = []
     for field in dataclasses.fields(cls):
         meta = field.metadata
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        lines.append(f"{prefix}.{field.name} ({meta['kind']}, default {default!r}): {meta['doc']}")
-    return lines
+        row = (f"`{prefix}.{field.name}`", _KIND_NAMES[meta["kind"]], f"`{_default_text(field)}`",
+               _allowed(meta), meta["doc"])
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    return rows

@@ -3,7 +3,6 @@
 import hashlib
 import math
 import os
-import shutil
 import signal
 import time
 
@@ -22,6 +21,14 @@ from .runtime import (evaluate_center, finite_mean, initial_params, make_env_and
 from .seeding import Purpose, episode_seed, rng
 from .status import status_record, write_status
 from .strategies import make_strategy
+
+RUN_FILE_NAMES = ("best.h5", "metrics.csv", "status.json")
+
+
+def is_run_file(name):
+    """Files es-mpi writes into a run directory: the only ones --force deletes."""
+    return name in RUN_FILE_NAMES or ckpt_io.NAME_RE.match(name) is not None
+
 
 # Job sections that must match a checkpoint to resume from it; the rest may change.
 RESUME_MUST_MATCH = ("env", "policy", "strategy", "noise", "obs_norm", "objective")
@@ -63,14 +70,8 @@ class Trainer:
         self.env, self.policy = make_env_and_policy(job)
         start = self._prepare_run_dir(resume, force)
         self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
-        if self.noise.array.size < self.policy.n_params:
-            raise ConfigError(job.path, "noise.size",
-                              f"{job.noise.size} is smaller than the policy's {self.policy.n_params} parameters")
-        try:
-            self.strategy = make_strategy(job.strategy, initial_params(job, self.policy), self.noise.array,
-                                          job.run.seed, self.policy)
-        except ValueError as err:
-            raise ConfigError(job.path, "strategy", str(err)) from None
+        self.strategy = make_strategy(job.strategy, initial_params(job, self.policy), self.noise.array, job.run.seed,
+                                      self.policy)
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
         self.iteration, self.timesteps = 0, 0
         self.step_cap = max_steps(job, self.env)
@@ -98,7 +99,7 @@ class Trainer:
 
     def _decide_start(self, resume, force):
         try:
-            existing = [p for p in self.run_dir.iterdir()] if self.run_dir.is_dir() else []
+            existing = [p for p in self.run_dir.iterdir() if is_run_file(p.name)] if self.run_dir.is_dir() else []
             if resume:
                 found = ckpt_io.newest_valid(self.run_dir)
                 if found is None and ckpt_io.periodic_checkpoints(self.run_dir):
@@ -109,10 +110,11 @@ class Trainer:
             elif existing and not force:
                 raise ConfigError(self.job.path, "run.dir",
                                   f"run directory {self.run_dir} already exists; use --resume to continue it "
-                                  "or --force to start over (its checkpoints are deleted)")
+                                  "or --force to start over (its checkpoints and metrics are deleted)")
             elif force:
                 for path in existing:
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                    if path.is_file():
+                        path.unlink()
             self.run_dir.mkdir(parents=True, exist_ok=True)
             return None
         except (ConfigError, CheckpointError) as err:

@@ -58,7 +58,7 @@ def test_weighted_noise_sum_equals_the_plain_sum():
     offsets = np.array([5, 999, 50_000, 12, 77_777])
     weights = np.array([0.5, -1.0, 0.25, 2.0, -0.125])
     expected = sum(w * noise[o:o + 300].astype(np.float64) for w, o in zip(weights, offsets))
-    np.testing.assert_allclose(weighted_noise_sum(noise, offsets, weights, 300, block=2), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(weighted_noise_sum(noise, offsets, weights, 300), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_openai_es_climbs_a_quadratic_and_its_state_round_trips():

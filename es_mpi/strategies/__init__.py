@@ -24,3 +24,10 @@ def make_strategy(settings, initial_params_p, noise, seed, policy=None):
     if getattr(cls, "needs_policy", False):
         return cls(settings, initial_params_p, noise, seed, policy)
     return cls(settings, initial_params_p, noise, seed)
+
+
+def check_strategy_fits(settings, policy):
+    """ValueError if the strategy cannot work with this policy (e.g. tabular CEM on an MLP)."""
+    cls = STRATEGY_CLASSES[settings.name]
+    if getattr(cls, "needs_policy", False):
+        cls.check_policy(policy)

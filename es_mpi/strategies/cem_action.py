@@ -41,10 +41,15 @@ class ActionCEM(Strategy):
     wants_transitions = True
     needs_policy = True
 
-    def __init__(self, settings, initial_params_p, noise, seed, policy):
+    @staticmethod
+    def check_policy(policy):
         head = getattr(policy, "head", None)
         if head is None or head.kind not in ("discrete", "continuous"):
             raise ValueError("cem_action needs an mlp policy with a discrete or continuous action head")
+
+    def __init__(self, settings, initial_params_p, noise, seed, policy):
+        self.check_policy(policy)
+        head = policy.head
         self.settings, self.seed, self.policy = settings, seed, policy
         self.params_p = np.array(initial_params_p, dtype=np.float32)
         self.population = settings.population

@@ -48,9 +48,13 @@ class TabularCEM(Strategy):
     wants_transitions = True
     needs_policy = True
 
-    def __init__(self, settings, initial_params_p, noise, seed, policy):
+    @staticmethod
+    def check_policy(policy):
         if not hasattr(policy, "n_states"):
             raise ValueError("cem_tabular needs policy.kind = 'tabular'")
+
+    def __init__(self, settings, initial_params_p, noise, seed, policy):
+        self.check_policy(policy)
         self.settings, self.seed = settings, seed
         self.n_states, self.n_actions = policy.n_states, policy.n_actions
         self.pi_sa = np.array(initial_params_p, dtype=np.float64).reshape(self.n_states, self.n_actions)
