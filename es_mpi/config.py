@@ -31,7 +31,8 @@ class EnvSettings:
 
 @dataclasses.dataclass(frozen=True)
 class PolicySettings:
-    kind: str = setting("mlp", "str", choices=("mlp", "cnn"), doc="network family: mlp (flat observations) or cnn (Atari frames)")
+    kind: str = setting("mlp", "str", choices=("mlp", "cnn", "tabular"),
+                        doc="network family: mlp (flat observations), cnn (Atari frames), or tabular (a state x action table; Discrete observations and actions)")
     network: str = setting("paper", "str", choices=("paper", "nature"),
                            doc="cnn layout: paper (ES paper: 16 8x8/4, 32 4x4/2, fc 256) or nature (Nature DQN: 32 8x8/4, 64 4x4/2, 64 3x3/1, fc 512)")
     hidden: list = setting([64, 64], "int_list", lo=1, hi=65536, doc="hidden layer sizes")
@@ -91,12 +92,22 @@ class StopSettings:
     target_return: float = setting(None, "float", optional=True, doc="stop once the evaluation return reaches this")
 
 
+@dataclasses.dataclass(frozen=True)
+class ObjectiveSettings:
+    function: str = setting(None, "str", optional=True,
+                            doc="black-box objective 'module:function' (float64 vector -> float, minimised; "
+                                "fitness = -f(x)); set it instead of [env]")
+    dim: int = setting(10, "int", lo=1, hi=2**31, doc="dimension of the objective's input")
+    initial: float = setting(0.0, "float", doc="initial point: every coordinate starts here")
+    initial_std: float = setting(0.0, "float", lo=0.0, doc="std of a seeded Gaussian offset added to the initial point")
+
+
 DEFAULT_STRATEGY = "openai_es"
 
 SECTIONS = {
     "run": RunSettings, "env": EnvSettings, "atari": AtariSettings, "policy": PolicySettings, "noise": NoiseSettings,
     "obs_norm": ObsNormSettings, "eval": EvalSettings, "checkpoint": CheckpointSettings,
-    "stop": StopSettings,
+    "stop": StopSettings, "objective": ObjectiveSettings,
 }
 
 
@@ -113,6 +124,7 @@ class Job:
     eval: EvalSettings
     checkpoint: CheckpointSettings
     stop: StopSettings
+    objective: ObjectiveSettings
 
     def run_dir(self):
         return pathlib.Path(self.run.dir or f"runs/{self.run.name}")
@@ -123,7 +135,10 @@ class Job:
         return out
 
     def to_toml(self):
-        return dump_toml(self.to_dict())
+        """The job as TOML; an objective job has no [env] section, an environment job no [objective]."""
+        sections = self.to_dict()
+        sections.pop("env" if self.objective.function is not None else "objective")
+        return dump_toml(sections)
 
 
 def parse_override(text, path):
@@ -190,7 +205,10 @@ def _build_job(raw, path, run_dir):
     if run_dir is not None:
         built["run"] = dataclasses.replace(built["run"], dir=str(run_dir))
     built["strategy"] = _build_strategy(raw.get("strategy", {}), path)
-    _check_env(built["env"], path)
+    if built["objective"].function is None:
+        _check_env(built["env"], path)
+    else:
+        _check_objective(built["objective"], built["strategy"], raw, path)
     if not is_atari_id(built["env"].id):
         if "atari" in raw:
             raise ConfigError(path, "atari", f"only applies to Atari (ALE) games; env.id = {built['env'].id!r} is not one")
@@ -219,11 +237,31 @@ def _check_env(env, path):
         raise ConfigError(path, "env.id", f"unknown environment {env.id!r}{hint}")
 
 
+def _check_objective(objective, strategy, raw, path):
+    from .objectives import load_objective
+
+    if "env" in raw:
+        raise ConfigError(path, "objective.function", "a job has either an [env] or an objective, not both")
+    if getattr(strategy, "needs_environment", False):
+        raise ConfigError(path, "strategy.name", f"{strategy.name} needs an environment, not an objective")
+    try:
+        load_objective(objective.function)
+    except ValueError as err:
+        raise ConfigError(path, "objective.function", str(err)) from None
+
+
 def check_runnable(job):
     """The checks that need the environment: it can be made, the policy fits it, the noise
     table holds one perturbation. Run before anything touches the run directory."""
     from .envs import make_env
     from .policies import head_kind, make_policy
+    from .strategies import check_strategy_fits
+
+    if job.objective.function is not None:
+        if job.noise.size < job.objective.dim:
+            raise ConfigError(job.path, "noise.size", f"{job.noise.size} is smaller than the objective's "
+                                                      f"{job.objective.dim} dimensions")
+        return
 
     try:
         env = make_env(job.env, atari=job.atari)
@@ -242,6 +280,13 @@ def check_runnable(job):
         if job.noise.size < policy.n_params:
             raise ConfigError(job.path, "noise.size", f"{job.noise.size} is smaller than the policy's "
                                                       f"{policy.n_params} parameters")
+        if job.policy.kind == "tabular" and job.obs_norm.enabled:
+            raise ConfigError(job.path, "obs_norm.enabled", "must be false with policy.kind = 'tabular' "
+                                                            "(states are indices)")
+        try:
+            check_strategy_fits(job.strategy, policy)
+        except ValueError as err:
+            raise ConfigError(job.path, "strategy", str(err)) from None
     finally:
         env.close()
 

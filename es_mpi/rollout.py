@@ -13,10 +13,13 @@ class Episode:
     capped: bool
     nonfinite: bool
     obs_stats: np.ndarray = None  # [sum_o, sumsq_o, count] when recorded
+    transitions: np.ndarray = None  # rows [policy input..., action...] when recorded
 
 
-def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False):
+def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False, record_transitions=False):
     """Play one episode. A NaN/inf observation or reward ends it as the worst fitness (-inf).
+
+    `record_transitions` keeps each step's policy input and action (tabular / action-space CEM).
 
     The per-step path calls ufuncs directly (np.clip's Python wrapper costs more than the
     arithmetic); min(max(v, -clip), clip) gives the same bits as np.clip(v, -clip, clip).
@@ -29,6 +32,7 @@ def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False):
     if record_obs:
         sum_o, sumsq_o = np.zeros(size), np.zeros(size)
     total, length, ended = 0.0, 0, False
+    steps = []
     step, isfinite, as_float32 = env.step, math.isfinite, np.float32
     minimum, maximum, subtract, multiply = np.minimum, np.maximum, np.subtract, np.multiply
     while length < step_cap:
@@ -41,7 +45,10 @@ def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False):
         if normalizer is not None:
             x = multiply(subtract(x, mean_o), inv_std_o)
             x = minimum(maximum(x, low, out=x), clip, out=x)
-        obs, reward, terminated, truncated, _ = step(act(x))
+        action = act(x)
+        if record_transitions:
+            steps.append(np.concatenate([x, np.ravel(action)]).astype(np.float64))
+        obs, reward, terminated, truncated, _ = step(action)
         if not isfinite(reward):
             return Episode(-math.inf, length + 1, False, True, None)
         total += float(reward)
@@ -50,4 +57,5 @@ def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False):
             ended = terminated
             break
     stats = np.concatenate([sum_o, sumsq_o, [length]]) if record_obs and length else None
-    return Episode(total, length, not ended, False, stats)
+    transitions = np.array(steps) if record_transitions else None
+    return Episode(total, length, not ended, False, stats, transitions)

@@ -12,6 +12,10 @@ from .seeding import Purpose, episode_seed, rng
 
 
 def make_env_and_policy(job, render_mode=None):
+    if job.objective.function is not None:
+        from .objective_task import make_objective_task
+
+        return make_objective_task(job.objective)
     env = make_env(job.env, render_mode=render_mode, atari=job.atari)
     try:
         policy = make_policy(job.policy, env.observation_space, env.action_space)

@@ -18,6 +18,9 @@ class Purpose(enum.IntEnum):
     STRATEGY = 7
     ACTION = 8
     VBN_REFERENCE = 9
+    CROSSOVER = 10
+    POLICY_SAMPLE = 11
+    MINIBATCH = 12
 
 
 def rng(seed, *key, purpose):

@@ -33,7 +33,7 @@ def is_run_file(name):
 
 
 # Job sections that must match a checkpoint to resume from it; the rest may change.
-RESUME_MUST_MATCH = ("env", "atari", "policy", "strategy", "noise", "obs_norm")
+RESUME_MUST_MATCH = ("env", "atari", "policy", "strategy", "noise", "obs_norm", "objective")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 EPISODE_COLUMNS = 4  # return, length, capped, nonfinite
 
@@ -43,6 +43,11 @@ def params_checksum(*arrays):
     for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())
     return np.frombuffer(digest.digest(), dtype=np.uint64)[0]
+
+
+def transition_width(env):
+    """Columns of a recorded step: the flattened policy input, then the action."""
+    return int(np.prod(env.observation_space.shape)) + int(np.prod(env.action_space.shape))
 
 
 class StopFlag:
@@ -68,7 +73,8 @@ class Trainer:
         start = self._prepare_run_dir(resume, force)
         self.vbn_reference = self._vbn_reference(start)
         self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
-        self.strategy = make_strategy(job.strategy, initial_params(job, self.policy), self.noise.array, job.run.seed)
+        self.strategy = make_strategy(job.strategy, initial_params(job, self.policy), self.noise.array, job.run.seed,
+                                      self.policy)
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
         self.iteration, self.timesteps = 0, 0
         self.step_cap = max_steps(job, self.env)
@@ -158,21 +164,40 @@ class Trainer:
 
     # ----------------------------------------------------------------- the iteration
     def _evaluate_members(self, iteration, normalizer):
-        """This rank's slice of the population -> rows [return, length, capped, nonfinite], obs stats."""
+        """This rank's slice of the population -> rows [return, length, capped, nonfinite], obs stats,
+        and {member: transition rows} when the strategy learns from transitions."""
         start, stop = self.member_slices[self.rank]
         rows_k4 = np.zeros((stop - start, EPISODE_COLUMNS))
-        obs_rows = []
+        obs_rows, transitions = [], {}
+        record_transitions = self.strategy.wants_transitions
         seed, probability = self.job.run.seed, self.job.obs_norm.probability
         for k, member in enumerate(range(start, stop)):
             record = self.job.obs_norm.enabled and \
                 rng(seed, iteration, member, purpose=Purpose.OBS_SAMPLE).random() < probability
-            act = self.policy.bind(self.strategy.member_params(member))
+            act = self.strategy.member_actor(member, self.policy)
             episode = run_episode(self.env, act, episode_seed(seed, iteration, member), self.step_cap,
-                                  normalizer, record)
+                                  normalizer, record, record_transitions)
             rows_k4[k] = (episode.total_return, episode.length, episode.capped, episode.nonfinite)
             if episode.obs_stats is not None:
                 obs_rows.append(episode.obs_stats)
-        return rows_k4, obs_rows
+            if record_transitions and episode.transitions is not None:
+                transitions[member] = episode.transitions
+        return rows_k4, obs_rows, transitions
+
+    def _gather_elite_transitions(self, elite_members, transitions):
+        """[(member, rows_tc)] of the elite members from every rank, in global member order.
+
+        The one gather that is not O(population): tabular and action-space CEM learn from the
+        elite's (input, action) steps, so those rows must reach every rank.
+        """
+        width = transition_width(self.env)
+        elite = set(int(m) for m in elite_members)
+        mine = [np.column_stack([np.full(len(rows), member, dtype=np.float64), rows.reshape(-1, width)])
+                for member, rows in sorted(transitions.items()) if member in elite and rows.size]
+        local = np.concatenate(mine) if mine else np.zeros((0, width + 1))
+        rows = allgather_variable(self.comm, local, width + 1)
+        splits = np.flatnonzero(np.diff(rows[:, 0])) + 1
+        return [(int(chunk[0, 0]), chunk[:, 1:]) for chunk in np.split(rows, splits) if len(chunk)]
 
     def _evaluate_center(self, iteration):
         episodes = self.job.eval.episodes
@@ -190,13 +215,18 @@ class Trainer:
         self.strategy.ask(t)
         normalizer = normalizer_for(self.job, self.obstat)
         busy_start = time.perf_counter()
-        rows_k4, obs_rows = self._evaluate_members(t, normalizer)
+        rows_k4, obs_rows, transitions = self._evaluate_members(t, normalizer)
         busy_end = time.perf_counter()
         results_n4 = allgather_rows(self.comm, rows_k4, self.strategy.population, EPISODE_COLUMNS,
                                     self.member_slices)
         gathered = time.perf_counter()
         returns_n, lengths_n = results_n4[:, 0], results_n4[:, 1]
-        tell_metrics = self.strategy.tell(returns_n.copy())
+        if self.strategy.wants_transitions:
+            elite_members = self.strategy.elite_members(returns_n.copy())
+            elite_transitions = self._gather_elite_transitions(elite_members, transitions)
+            tell_metrics = self.strategy.tell(returns_n.copy(), elite_transitions)
+        else:
+            tell_metrics = self.strategy.tell(returns_n.copy())
         if self.job.obs_norm.enabled:
             n_obs = 2 * self.obstat.sum_o.size + 1
             local = np.array(obs_rows).reshape(-1, n_obs)
@@ -292,7 +322,8 @@ class Trainer:
     def train(self):
         """Run to the stopping rule or a signal; returns the process exit code."""
         if self.rank == 0:
-            self.log(f"es-mpi: {self.job.env.id}, {self.strategy.name}, {self.policy.n_params} parameters, "
+            task = self.job.objective.function or self.job.env.id
+            self.log(f"es-mpi: {task}, {self.strategy.name}, {self.policy.n_params} parameters, "
                      f"population {self.strategy.population}, {self.size} ranks, run directory {self.run_dir}")
         reason = self._stop_reason()
         while reason is None:

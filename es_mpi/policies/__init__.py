@@ -5,6 +5,7 @@ import numpy as np
 
 from .conv import ConvPolicy
 from .mlp import ActionHead, MLPPolicy
+from .tabular import TabularPolicy
 
 
 def observation_size(space):
@@ -33,6 +34,10 @@ def head_kind(requested, action_space):
 
 
 def make_policy(settings, observation_space, action_space):
+    if settings.kind == "tabular":
+        if not (isinstance(observation_space, gym.spaces.Discrete) and isinstance(action_space, gym.spaces.Discrete)):
+            raise ValueError("kind = 'tabular' needs Discrete observation and action spaces")
+        return TabularPolicy(int(observation_space.n), int(action_space.n))
     head = ActionHead(head_kind(settings.action, action_space), action_space, settings.bins)
     if settings.kind == "cnn":
         return ConvPolicy(settings, frame_shape(observation_space), head)

@@ -43,6 +43,18 @@ class ActionHead:
         picks_a = np.argmax(out.reshape(self.low.size, self.bins), axis=1)
         return self.levels_ab[self.rows_a, picks_a].reshape(self.shape)
 
+    def sample(self, out, draw, action_std):
+        """A random action: softmax sampling (discrete), Gaussian around the output (continuous)."""
+        if self.kind == "discrete":
+            weights = np.exp(out - out.max())
+            cumulative = np.cumsum(weights)
+            pick = int(np.searchsorted(cumulative, draw.random() * cumulative[-1], side="right"))
+            return min(pick, self.n_outputs - 1) + self.start
+        if self.kind == "continuous":
+            noisy = out + action_std * draw.standard_normal(out.size).astype(np.float32)
+            return np.clip(noisy, self.low, self.high).reshape(self.shape)
+        raise ValueError("sampled actions need a discrete or continuous action head, not bins")
+
 
 class MLPPolicy:
     def __init__(self, settings, n_inputs, head):
@@ -109,5 +121,17 @@ class MLPPolicy:
             for linear, (scale, shift) in zip(linears, affines):
                 x = finish_hidden(linear(x), scale, shift, activation)
             return head(x @ last_w + last_b)
+
+        return act
+
+    def bind_sampling(self, params_p, draw, action_std):
+        """Like `bind`, but actions are sampled from the output distribution with `draw`."""
+        layers, activation, head = self.unflatten(params_p), self.activation, self.head
+        hidden, (last_w, last_b) = layers[:-1], layers[-1]
+
+        def act(x):
+            for weights, bias in hidden:
+                x = activation(x @ weights + bias)
+            return head.sample(x @ last_w + last_b, draw, action_std)
 
         return act
