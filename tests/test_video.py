@@ -30,14 +30,15 @@ iterations = 1
 ATARI_JOB = """
 [env]
 id = "ALE/Pong-v5"
-kwargs = { obs_type = "ram" }
 step_cap = 25
 [policy]
-hidden = [4]
+kind = "cnn"
+[obs_norm]
+enabled = false
 [strategy]
 pairs = 1
 [noise]
-size = 10000
+size = 1_000_000
 [eval]
 every = 1
 episodes = 1
