@@ -88,11 +88,21 @@ def final_return(rows):
     return finite[-1] if finite else math.nan
 
 
-def train_command(job, seed, args, stop_return, run_dir):
-    overrides = [f"run.seed={seed}", f"eval.episodes={args.eval_episodes}", f"eval.every={args.eval_every}",
-                 f"stop.target_return={stop_return}", "stop.iterations=100000000", *args.set]
-    if args.max_timesteps:
-        overrides.append(f"stop.timesteps={args.max_timesteps}")
+def timestep_budget(env_id, args):
+    """--max-timesteps; by default the ES paper's steps for the env (past them its row is lost), else the job's."""
+    if args.max_timesteps is not None:
+        return args.max_timesteps or None
+    return PAPER_ROWS[env_id][1] if env_id in PAPER_ROWS else None
+
+
+def train_command(job, seed, args, stop_return, max_timesteps, run_dir):
+    overrides = [f"run.seed={seed}", f"eval.episodes={args.eval_episodes}",
+                 f"stop.target_return={stop_return}", "stop.iterations=100000000"]
+    if args.eval_every is not None:
+        overrides.append(f"eval.every={args.eval_every}")
+    overrides += args.set
+    if max_timesteps:
+        overrides.append(f"stop.timesteps={max_timesteps}")
     command = [common.PYTHON, "-m", "es_mpi", "train", str(job), "-n", str(args.ranks), "--run-dir", str(run_dir),
                "--force"]
     for override in overrides:
@@ -137,11 +147,11 @@ def relative(path):
 
 
 def job_options(job_path, overrides):
-    """'key=value, ...' of the settings that tell the tuned jobs apart."""
+    """The env id and 'key=value, ...' of the settings that tell the tuned jobs apart (eval.every included)."""
     from es_mpi.config import load_job
 
     job = load_job(job_path, overrides).to_dict()
-    parts = []
+    parts = [f"eval.every={job['eval']['every']}"]
     for section, key in OPTION_KEYS:
         if key in job.get(section, {}):
             value = job[section][key]
@@ -172,15 +182,17 @@ def summarise(values, fmt):
 
 
 def rows_for_job(job_path, args):
-    env_id, options = job_options(job_path, args.set)
+    eval_override = [] if args.eval_every is None else [f"eval.every={args.eval_every}"]
+    env_id, options = job_options(job_path, eval_override + args.set)
     targets = [Target(v, "--target") for v in args.target] if args.target else builtin_targets(env_id, args.targets)
     if not targets:
         raise SystemExit(f"{job_path}: no built-in target for {env_id}; give --target")
     stop_return = args.stop_return if args.stop_return is not None else targets[-1].value
+    max_timesteps = timestep_budget(env_id, args)
     per_seed, commands = [], []
     for seed in args.seed_list:
         run_dir = relative(args.runs_dir / f"{pathlib.Path(job_path).stem}-seed{seed}")
-        command = train_command(job_path, seed, args, stop_return, run_dir)
+        command = train_command(job_path, seed, args, stop_return, max_timesteps, run_dir)
         commands.append(command)
         per_seed.append(run_seed(command, run_dir, args.budget_seconds, args.reuse))
     table = []
@@ -198,7 +210,7 @@ def rows_for_job(job_path, args):
     finals = [final_return(rows) for rows in per_seed]
     spent = [int(rows[-1]["timesteps"]) if rows else 0 for rows in per_seed]
     detail = (f"- `{job_path}` ({env_id}): {options}; stopped at return {stop_return:g}"
-              f"{'' if not args.max_timesteps else f' or {args.max_timesteps:,} timesteps'}"
+              f"{'' if not max_timesteps else f' or {max_timesteps:,} timesteps'}"
               f"{'' if not args.budget_seconds else f' or {args.budget_seconds:g} s'}; final evaluation return "
               f"per seed {' / '.join(f'{f:.0f}' for f in finals)}, timesteps spent {' / '.join(f'{s:,}' for s in spent)}")
     return table, detail, commands
@@ -215,9 +227,12 @@ def parse_args(argv=None):
                         help="a target return instead of the built-in ones (repeatable)")
     parser.add_argument("--stop-return", type=float, help="stop a run at this evaluation return "
                                                           "(default: the highest target)")
-    parser.add_argument("--max-timesteps", type=int, help="training timestep budget per run (default: the job's)")
+    parser.add_argument("--max-timesteps", type=int,
+                        help="training timestep budget per run (default: the ES paper's steps for the env; "
+                             "0: the job's own stop.timesteps)")
     parser.add_argument("--budget-seconds", type=float, help="wall-clock budget per run (then SIGUSR1: checkpoint, stop)")
-    parser.add_argument("--eval-every", type=int, default=1, help="evaluate every N iterations (default %(default)s)")
+    parser.add_argument("--eval-every", type=int,
+                        help="evaluate every N iterations (default: the job's eval.every, listed in the report)")
     parser.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes (default %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="extra job override for every run (repeatable)")
@@ -242,8 +257,8 @@ def main():
     columns = ["env", "job", "target", "ES paper steps", "median steps", "steps per seed", "median wall s",
                "wall s per seed", "beats paper"]
     body = [f"Seeds {', '.join(map(str, args.seed_list))}; {args.ranks} MPI ranks per run, one run at a time. "
-            f"The centre policy is evaluated every {args.eval_every} iteration(s) on {args.eval_episodes} "
-            "deterministic episodes; 'steps' are the training timesteps spent up to the first evaluation at or "
+            f"The centre policy is evaluated every eval.every iterations (per job below) on {args.eval_episodes} "
+            "deterministic episodes, so a first reach is known to within eval.every iterations; 'steps' are the training timesteps spent up to the first evaluation at or "
             "above the target (evaluation episodes are not counted), '-' where a seed never got there. "
             "Wall time runs from the first iteration's start and depends on the machine's load; timesteps do not. "
             "The median counts a seed that never reached the target as worse than any that did.", "",
