@@ -19,6 +19,8 @@ class RunSettings:
     name: str = setting("", "str", doc="run name; the run directory defaults to runs/<name> (default: job file stem)")
     dir: str = setting(None, "str", optional=True, doc="run directory (overrides runs/<name>)")
     seed: int = setting(0, "int", lo=0, hi=2**63 - 1, doc="job seed: every random draw derives from it")
+    lanes: int = setting(16, "int", lo=1, hi=1024,
+                         doc="episodes a rank plays at once with one batched forward pass per step (MLP policies); saves per-step overhead, never changes results")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +29,8 @@ class EnvSettings:
     kwargs: dict = setting({}, "table", doc="keyword arguments for gymnasium.make")
     step_cap: object = setting("env", "int_or_str", lo=1, choices=("env", "adaptive"),
                                doc="episode step cap: 'env' (its own limit), 'adaptive' (2x the mean length of the last iteration), or a number")
+    alive_bonus: float = setting(0.0, "float", lo=0.0,
+                                 doc="subtracted from every reward of training episodes (ARS: 1 for Hopper and Walker2d, 5 for Humanoid) so that standing still is not rewarded; evaluation returns stay the env's own")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,6 +311,9 @@ def job_reference():
 def _check_combinations(built, path):
     """Settings that are valid alone but not together."""
     env, atari, policy, obs_norm = built["env"], built["atari"], built["policy"], built["obs_norm"]
+    strategy = built["strategy"]
+    if getattr(strategy, "top_pairs", 0) > getattr(strategy, "pairs", 0):
+        raise ConfigError(path, "strategy.top_pairs", f"{strategy.top_pairs} is more than strategy.pairs = {strategy.pairs}")
     if atari is not None:
         for key in env.kwargs:
             if key in ATARI_OWNED_KWARGS:

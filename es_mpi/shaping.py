@@ -13,10 +13,24 @@ def centered_ranks(values):
     return (ranks - 0.5).reshape(np.shape(values))
 
 
+def over_return_std(values):
+    """Returns divided by their standard deviation (ARS); non-finite ones count as the worst finite."""
+    values = worst_for_nonfinite(values)
+    std = values.std()
+    return values / std if std > 0 else np.zeros_like(values)
+
+
+def worst_for_nonfinite(values):
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return np.where(np.isfinite(values), values, finite.min() if finite.size else 0.0)
+
+
 def shape_fitness(values, method):
     if method == "centered_rank":
         return centered_ranks(values)
+    if method == "return_std":
+        return over_return_std(values)
     if method == "none":
-        values = np.asarray(values, dtype=np.float64)
-        return np.where(np.isfinite(values), values, np.nanmin(np.where(np.isfinite(values), values, np.nan)))
+        return worst_for_nonfinite(values)
     raise ValueError(f"unknown fitness shaping {method!r}")

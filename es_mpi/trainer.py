@@ -15,7 +15,7 @@ from .metrics import MetricsLog
 from .mpi import allgather_rows, allgather_variable, static_slice
 from .noise import SharedNoiseTable
 from .obstat import ObsStat
-from .rollout import run_episode
+from .rollout import run_episode, run_lanes
 from .runtime import (evaluate_center, finite_mean, initial_params, make_env_and_policy, max_steps,
                       normalizer_for)
 from .seeding import Purpose, episode_seed, rng
@@ -75,6 +75,7 @@ class Trainer:
         self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
         self.strategy = make_strategy(job.strategy, initial_params(job, self.policy), self.noise.array, job.run.seed,
                                       self.policy)
+        self.lane_envs, self.lanes_forward = self._lanes()
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
         self.iteration, self.timesteps = 0, 0
         self.step_cap = max_steps(job, self.env)
@@ -85,6 +86,14 @@ class Trainer:
         n_groups = self.strategy.population // self.strategy.group
         self.group_slices = [static_slice(n_groups, r, self.size) for r in range(self.size)]
         self.member_slices = [(a * self.strategy.group, b * self.strategy.group) for a, b in self.group_slices]
+
+    def _lanes(self):
+        """Envs and forward pass for playing `run.lanes` members at once, where strategy and policy allow it."""
+        n_lanes = self.job.run.lanes
+        if n_lanes < 2 or not self.strategy.plays_params or not getattr(self.policy, "plays_in_lanes", False):
+            return None, None
+        envs = [self.env] + [make_env_and_policy(self.job)[0] for _ in range(n_lanes - 1)]
+        return envs, self.policy.lanes(n_lanes)
 
     # ----------------------------------------------------------------- start / resume
     def _prepare_run_dir(self, resume, force):
@@ -169,20 +178,39 @@ class Trainer:
         start, stop = self.member_slices[self.rank]
         rows_k4 = np.zeros((stop - start, EPISODE_COLUMNS))
         obs_rows, transitions = [], {}
-        record_transitions = self.strategy.wants_transitions
-        seed, probability = self.job.run.seed, self.job.obs_norm.probability
-        for k, member in enumerate(range(start, stop)):
-            record = self.job.obs_norm.enabled and \
-                rng(seed, iteration, member, purpose=Purpose.OBS_SAMPLE).random() < probability
-            act = self.strategy.member_actor(member, self.policy)
-            episode = run_episode(self.env, act, episode_seed(seed, iteration, member), self.step_cap,
-                                  normalizer, record, record_transitions)
+        episodes = self._play_lanes(iteration, start, stop, normalizer) if self.lane_envs is not None \
+            else self._play_members(iteration, start, stop, normalizer)
+        for k, (member, episode) in enumerate(zip(range(start, stop), episodes)):
             rows_k4[k] = (episode.total_return, episode.length, episode.capped, episode.nonfinite)
             if episode.obs_stats is not None:
                 obs_rows.append(episode.obs_stats)
-            if record_transitions and episode.transitions is not None:
+            if episode.transitions is not None:
                 transitions[member] = episode.transitions
         return rows_k4, obs_rows, transitions
+
+    def _records_obs(self, iteration, member):
+        """Whether this member's observations join the normalisation statistics (a seeded coin)."""
+        return self.job.obs_norm.enabled and \
+            rng(self.job.run.seed, iteration, member, purpose=Purpose.OBS_SAMPLE).random() < self.job.obs_norm.probability
+
+    def _play_members(self, iteration, start, stop, normalizer):
+        """Members one episode at a time."""
+        seed, offset = self.job.run.seed, self.job.env.alive_bonus
+        for member in range(start, stop):
+            act = self.strategy.member_actor(member, self.policy)
+            yield run_episode(self.env, act, episode_seed(seed, iteration, member), self.step_cap, normalizer,
+                              self._records_obs(iteration, member), self.strategy.wants_transitions, offset)
+
+    def _play_lanes(self, iteration, start, stop, normalizer):
+        """Members `run.lanes` at a time with one batched forward pass per step (see rollout.run_lanes)."""
+        seed = self.job.run.seed
+
+        def member(k):
+            return (self.strategy.member_params(start + k), episode_seed(seed, iteration, start + k),
+                    self._records_obs(iteration, start + k))
+
+        return run_lanes(self.lane_envs, self.lanes_forward, stop - start, member, self.step_cap, normalizer,
+                         self.job.env.alive_bonus)
 
     def _gather_elite_transitions(self, elite_members, transitions):
         """[(member, rows_tc)] of the elite members from every rank, in global member order.
@@ -350,4 +378,6 @@ class Trainer:
 
     def close(self):
         self.env.close()
+        for env in (self.lane_envs or [])[1:]:
+            env.close()
         self.noise.free()

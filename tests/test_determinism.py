@@ -56,6 +56,12 @@ every = 1
 iterations = 4
 """
 
+# Every post-paper option on: ARS top-b directions with return-std steps, plain SGD, the alive
+# bonus, a linear policy with action bins.
+HOPPER_ARS = HOPPER.replace('step_cap = "adaptive"', 'step_cap = "adaptive"\nalive_bonus = 1.0') \
+    .replace("hidden = [8]", "hidden = []") \
+    .replace('optimizer = "sgd"', 'optimizer = "sgd"\nmomentum = 0.0\ntop_pairs = 3\nshaping = "return_std"')
+
 
 def state_digest(path):
     """Hash of everything that must be identical: params, strategy and optimizer state, obs stats."""
@@ -78,19 +84,21 @@ def train(n_ranks, job, run_dir, *extra):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("job_text", [CARTPOLE, HOPPER], ids=["cartpole", "hopper"])
+@pytest.mark.parametrize("job_text", [CARTPOLE, HOPPER, HOPPER_ARS], ids=["cartpole", "hopper", "hopper-ars"])
 def test_one_two_three_ranks_give_identical_bytes(write_job, tmp_path, job_text):
+    """Also with different run.lanes per run: lanes never change results."""
     job = write_job(job_text)
     digests = []
-    for n_ranks in (1, 2, 3):
-        train(n_ranks, job, tmp_path / f"run{n_ranks}")
+    for n_ranks, lanes in ((1, 1), (2, 16), (3, 2)):
+        train(n_ranks, job, tmp_path / f"run{n_ranks}", "--set", f"run.lanes={lanes}")
         digests.append(state_digest(tmp_path / f"run{n_ranks}" / "ckpt-00000004.h5"))
     assert digests[0] == digests[1] == digests[2]
 
 
 @pytest.mark.mpi
-def test_resume_is_byte_identical_to_an_unbroken_run(write_job, tmp_path):
-    job = write_job(HOPPER)
+@pytest.mark.parametrize("job_text", [HOPPER, HOPPER_ARS], ids=["hopper", "hopper-ars"])
+def test_resume_is_byte_identical_to_an_unbroken_run(write_job, tmp_path, job_text):
+    job = write_job(job_text)
     train(2, job, tmp_path / "straight", "--set", "stop.iterations=6")
     train(2, job, tmp_path / "broken", "--set", "stop.iterations=3")
     resumed = train(2, job, tmp_path / "broken", "--resume", "--set", "stop.iterations=6")

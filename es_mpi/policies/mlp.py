@@ -43,6 +43,16 @@ class ActionHead:
         picks_a = np.argmax(out.reshape(self.low.size, self.bins), axis=1)
         return self.levels_ab[self.rows_a, picks_a].reshape(self.shape)
 
+    def rows(self, out_mo):
+        """One action per row of outputs: what __call__ gives for each row, in fewer numpy calls."""
+        if self.kind == "discrete":
+            return [int(pick) + self.start for pick in np.argmax(out_mo, axis=1)]
+        if self.kind == "continuous":
+            actions_ma = np.minimum(np.maximum(out_mo, self.low), self.high)
+            return list(actions_ma if self.flat else actions_ma.reshape(-1, *self.shape))
+        picks_ma = np.argmax(out_mo.reshape(len(out_mo), self.low.size, self.bins), axis=2)
+        return [self.levels_ab[self.rows_a, picks_a].reshape(self.shape) for picks_a in picks_ma]
+
     def sample(self, out, draw, action_std):
         """A random action: softmax sampling (discrete), Gaussian around the output (continuous)."""
         if self.kind == "discrete":
@@ -82,13 +92,18 @@ class MLPPolicy:
         return np.concatenate(parts).astype(np.float32)
 
     def unflatten(self, params_p):
-        """(weights_io, bias_o) views into params_p, layer by layer; (weights_io, gamma_o, beta_o) for VBN layers."""
-        layers, at = [], 0
+        """(weights_io, bias_o) views into params_p, layer by layer; (weights_io, gamma_o, beta_o) for VBN layers.
+
+        A stack of parameter vectors (lanes x params) gives stacked views (lanes x in x out, lanes x 1 x out).
+        """
+        layers, at, lead = [], 0, params_p.shape[:-1]
+        vector_shape = (*lead, 1) if lead else ()
         for layer, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            weights = params_p[at:at + n_in * n_out].reshape(n_in, n_out)
+            weights = params_p[..., at:at + n_in * n_out].reshape(*lead, n_in, n_out)
             at += n_in * n_out
             n_vectors = 2 if self.vbn and layer < len(self.sizes) - 2 else 1
-            layers.append((weights, *(params_p[at + v * n_out:at + (v + 1) * n_out] for v in range(n_vectors))))
+            layers.append((weights, *(params_p[..., at + v * n_out:at + (v + 1) * n_out].reshape(*vector_shape, n_out)
+                                       for v in range(n_vectors))))
             at += n_vectors * n_out
         return layers
 
@@ -108,6 +123,14 @@ class MLPPolicy:
             return head(x.dot(last_w) + last_b)
 
         return act
+
+    @property
+    def plays_in_lanes(self):
+        """Whether `lanes` exists for this network (VBN members fit their own affines)."""
+        return not self.vbn
+
+    def lanes(self, n_lanes):
+        return LanesForward(self, n_lanes)
 
     def _bind_vbn(self, hidden, last_w, last_b):
         """Hidden affines fixed by the reference batch through these parameters (see vbn.py)."""
@@ -135,3 +158,28 @@ class MLPPolicy:
             return head.sample(x @ last_w + last_b, draw, action_std)
 
         return act
+
+
+class LanesForward:
+    """The forward pass of several members at once, one lane each (see rollout.run_lanes).
+
+    Lane parameters live in one (lanes x params) array whose layer views are stacked, so each
+    layer is one matmul over all lanes; numpy runs it as one gemv per lane, the same call
+    `bind` makes, so a lane's output does not depend on the other lanes.
+    """
+
+    def __init__(self, policy, n_lanes):
+        self.params_lp = np.zeros((n_lanes, policy.n_params), dtype=np.float32)
+        layers = policy.unflatten(self.params_lp)
+        self.hidden, (self.last_w, self.last_b) = layers[:-1], layers[-1]
+        self.activation, self.head = policy.activation, policy.head
+
+    def load(self, lane, params_p):
+        self.params_lp[lane] = params_p
+
+    def __call__(self, x_ln):
+        """Inputs of the first len(x_ln) lanes -> one action per lane."""
+        x, matmul, n = x_ln[:, None], np.matmul, len(x_ln)
+        for weights, bias in self.hidden:
+            x = self.activation(matmul(x, weights[:n]) + bias[:n])
+        return self.head.rows((matmul(x, self.last_w[:n]) + self.last_b[:n])[:, 0])

@@ -31,6 +31,7 @@ class Strategy:
     population = 0
     group = 1
     wants_transitions = False
+    plays_params = True  # members play the policy bound to member_params (False: custom member_actor)
 
     def ask(self, iteration):
         raise NotImplementedError

@@ -39,6 +39,7 @@ class ActionCEMSettings:
 class ActionCEM(Strategy):
     name = "cem_action"
     wants_transitions = True
+    plays_params = False
     needs_policy = True
 
     @staticmethod

@@ -46,6 +46,7 @@ class TabularCEMSettings:
 class TabularCEM(Strategy):
     name = "cem_tabular"
     wants_transitions = True
+    plays_params = False
     needs_policy = True
 
     @staticmethod

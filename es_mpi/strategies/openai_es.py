@@ -1,5 +1,10 @@
 """OpenAI-ES (Salimans et al. 2017): mirrored noise from the shared table, centered ranks,
-Adam or SGD with momentum, L2 weight decay."""
+Adam or SGD with momentum, L2 weight decay.
+
+Two options from augmented random search (Mania et al. 2018): `top_pairs` keeps only the b
+pairs whose better member scored highest, and `shaping = "return_std"` weighs a pair by
+(r+ - r-) / std of the kept returns, so the step size does not depend on the reward scale.
+"""
 
 import dataclasses
 
@@ -23,7 +28,12 @@ class OpenAIESSettings:
     beta1: float = setting(0.9, "float", lo=0.0, hi=0.999999, doc="adam beta1")
     beta2: float = setting(0.999, "float", lo=0.0, hi=0.999999, doc="adam beta2")
     l2: float = setting(0.005, "float", lo=0.0, doc="L2 weight decay coefficient")
-    shaping: str = setting("centered_rank", "str", choices=("centered_rank", "none"), doc="fitness shaping")
+    shaping: str = setting("centered_rank", "str", choices=("centered_rank", "return_std", "none"),
+                           doc="fitness shaping: centered ranks; return_std (ARS: raw returns over the std of the kept "
+                               "pairs' returns; with sgd, momentum 0, ARS's step alpha and noise nu are "
+                               "learning_rate = 2 nu alpha, sigma = nu); none (raw returns)")
+    top_pairs: int = setting(0, "int", lo=0, hi=10_000_000,
+                             doc="ARS top-b: update from the b pairs with the highest max(r+, r-); 0 keeps all pairs")
 
 
 NOISE_SUM_CHUNK = 1 << 16  # floats per column chunk: partial sum + scratch (512 KB) stay in L2
@@ -75,11 +85,21 @@ class OpenAIES(Strategy):
         epsilon_p = self.noise[offset:offset + self.n_params]
         return self.params_p + np.float32(sign * self.settings.sigma) * epsilon_p
 
+    def kept_pairs(self, fitness_n2):
+        """Indices (ascending) of the pairs that enter the update: all, or the top b by max(r+, r-)."""
+        b = self.settings.top_pairs
+        if b == 0 or b >= len(fitness_n2):
+            return np.arange(len(fitness_n2))
+        best_n = np.nan_to_num(fitness_n2.max(axis=1), nan=-np.inf)
+        return np.sort(np.argsort(-best_n, kind="stable")[:b])
+
     def tell(self, fitness_n):
-        shaped_n2 = shape_fitness(np.asarray(fitness_n).reshape(-1, 2), self.settings.shaping)
-        weights_n = shaped_n2[:, 0] - shaped_n2[:, 1]
-        gradient_p = weighted_noise_sum(self.noise, self.offsets_n, weights_n, self.n_params)
-        gradient_p /= np.float32(fitness_n.size * self.settings.sigma)
+        fitness_n2 = np.asarray(fitness_n, dtype=np.float64).reshape(-1, 2)
+        kept_k = self.kept_pairs(fitness_n2)
+        shaped_k2 = shape_fitness(fitness_n2[kept_k], self.settings.shaping)
+        weights_k = shaped_k2[:, 0] - shaped_k2[:, 1]
+        gradient_p = weighted_noise_sum(self.noise, self.offsets_n[kept_k], weights_k, self.n_params)
+        gradient_p /= np.float32(2 * kept_k.size * self.settings.sigma)
         descent_p = -gradient_p + np.float32(self.settings.l2) * self.params_p
         self.params_p = self.params_p + self.optimizer.step(descent_p)
         return {"gradient_norm": float(np.linalg.norm(gradient_p)),

@@ -1,0 +1,109 @@
+"""Lanes: several members played at once with one batched forward pass per step.
+
+The contract: an episode played in a lane is exactly (bit for bit) the episode `run_episode`
+plays alone, whatever its lane, its neighbours or the number of lanes. That is what keeps
+training results independent of `run.lanes` and of the rank count.
+"""
+
+import pathlib
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from es_mpi.config import PolicySettings, job_from_text
+from es_mpi.obstat import ObsStat
+from es_mpi.policies import make_policy
+from es_mpi.rollout import run_episode, run_lanes
+from es_mpi.runtime import initial_params, make_env_and_policy
+
+
+class Glitchy(gym.Env):
+    """Episodes whose length and ending depend on the seed: some end on a NaN observation,
+    some on an infinite reward, the rest terminate or run into the step cap."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.seed_value, self.t = seed, 0
+        return self.np_random.standard_normal(3), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = self.np_random.standard_normal(3) + float(np.sum(action))
+        reward = float(obs[0])
+        if self.seed_value % 4 == 1 and self.t == 3:
+            obs[1] = np.nan
+        if self.seed_value % 4 == 2 and self.t == 2:
+            reward = np.inf
+        return obs, reward, self.t >= 2 + self.seed_value % 7, False, {}
+
+
+def make(env_id, hidden, action="auto"):
+    """(policy, its initial parameters, a function that makes one more env)."""
+    job = job_from_text(f'[env]\nid = "{env_id}"\n[policy]\nhidden = {hidden}\naction = "{action}"\n',
+                        pathlib.Path("lanes.toml"))
+    _, policy = make_env_and_policy(job)
+    return policy, initial_params(job, policy), lambda: make_env_and_policy(job)[0]
+
+
+def member_params(params_p, count):
+    draw = np.random.default_rng(7)
+    return [params_p + np.float32(0.3) * draw.standard_normal(params_p.size).astype(np.float32) for _ in range(count)]
+
+
+def assert_same_episodes(played, alone):
+    for lane_episode, episode in zip(played, alone, strict=True):
+        assert (lane_episode.total_return, lane_episode.length, lane_episode.capped, lane_episode.nonfinite) == \
+            (episode.total_return, episode.length, episode.capped, episode.nonfinite)
+        if episode.obs_stats is None:
+            assert lane_episode.obs_stats is None
+        else:
+            assert lane_episode.obs_stats.tobytes() == episode.obs_stats.tobytes()
+
+
+@pytest.mark.parametrize("env_id, hidden, action, n_lanes", [
+    ("Hopper-v5", "[64, 64]", "auto", 4),  # episodes end early at different times
+    ("Hopper-v5", "[8]", "bins", 16),  # more lanes than episodes
+    ("Swimmer-v5", "[]", "auto", 3),  # a linear policy; every episode reaches the cap
+    ("CartPole-v1", "[17]", "auto", 5),  # a discrete head; a hidden size that is not a SIMD multiple
+])
+def test_lanes_play_exactly_what_one_episode_at_a_time_plays(env_id, hidden, action, n_lanes):
+    policy, params_p, new_env = make(env_id, hidden, action)
+    params = member_params(params_p, 11)
+    normalizer = ObsStat(policy.sizes[0]).normalizer(5.0)
+    seeds = [100 + k for k in range(11)]
+    records = [k % 3 == 0 for k in range(11)]
+    envs = [new_env() for _ in range(n_lanes)]
+    forward = policy.lanes(n_lanes)
+    played = run_lanes(envs, forward, 11, lambda k: (params[k], seeds[k], records[k]), 120, normalizer, 0.5)
+    env = new_env()
+    alone = [run_episode(env, policy.bind(params[k]), seeds[k], 120, normalizer, records[k], False, 0.5)
+             for k in range(11)]
+    assert_same_episodes(played, alone)
+    assert len({episode.length for episode in alone}) > 1 or env_id == "Swimmer-v5"
+
+
+def test_lanes_end_nonfinite_episodes_like_run_episode():
+    glitchy = Glitchy()
+    policy = make_policy(PolicySettings(hidden=[8]), glitchy.observation_space, glitchy.action_space)
+    params = member_params(np.zeros(policy.n_params, dtype=np.float32), 12)
+    played = run_lanes([Glitchy() for _ in range(3)], policy.lanes(3), 12,
+                       lambda k: (params[k], k, True), 5)
+    alone = [run_episode(glitchy, policy.bind(params[k]), k, 5, None, True) for k in range(12)]
+    assert_same_episodes(played, alone)
+    assert {e.nonfinite for e in alone} == {True, False} and any(e.capped for e in alone)
+
+
+def test_lane_weights_are_views_of_the_loaded_parameters():
+    policy, params_p, _ = make("Hopper-v5", "[16, 16]")
+    forward = policy.lanes(3)
+    forward.load(1, params_p)
+    for layer_views in [*forward.hidden, (forward.last_w, forward.last_b)]:
+        for view in layer_views:
+            assert np.shares_memory(view, forward.params_lp)
+    single = policy.unflatten(params_p)
+    for (weights, bias), (lane_weights, lane_bias) in zip(single, [*forward.hidden, (forward.last_w, forward.last_b)]):
+        assert np.array_equal(lane_weights[1], weights) and np.array_equal(lane_bias[1, 0], bias)

@@ -1,0 +1,100 @@
+"""Options from after the ES paper: ARS top-b directions with return-std steps, and the alive bonus."""
+
+import csv
+import math
+import pathlib
+
+import numpy as np
+import pytest
+
+from conftest import run_es
+from es_mpi.config import job_from_text
+from es_mpi.errors import ConfigError
+from es_mpi.noise import local_table
+from es_mpi.rollout import run_episode
+from es_mpi.runtime import initial_params, make_env_and_policy
+from es_mpi.strategies import make_strategy
+from es_mpi.strategies.openai_es import OpenAIESSettings
+
+
+def sgd_es(noise, **options):
+    settings = OpenAIESSettings(pairs=5, sigma=0.1, learning_rate=0.5, optimizer="sgd", momentum=0.0, l2=0.0,
+                                **options)
+    return make_strategy(settings, np.zeros(30, np.float32), noise, seed=0)
+
+
+def test_top_pairs_with_return_std_takes_the_ars_step():
+    noise = local_table(100_000, 2)
+    es = sgd_es(noise, top_pairs=2, shaping="return_std")
+    es.ask(1)
+    returns_n2 = np.array([[1.0, 4.0], [9.0, 0.0], [2.0, 2.5], [-3.0, 8.5], [0.0, 1.0]])
+    es.tell(returns_n2.ravel())
+    kept = [1, 3]  # best members 9.0 and 8.5; pair 0's best is only 4.0
+    std = returns_n2[kept].std()
+    epsilon_kp = np.stack([noise[o:o + 30].astype(np.float64) for o in es.offsets_n[kept]])
+    weights_k = (returns_n2[kept, 0] - returns_n2[kept, 1]) / std
+    expected = 0.5 * (weights_k @ epsilon_kp) / (2 * 2 * 0.1)
+    np.testing.assert_allclose(es.center(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_keeping_every_pair_is_the_plain_update():
+    noise = local_table(100_000, 2)
+    fitness_n = np.random.default_rng(3).standard_normal(10)
+    plain, all_kept = sgd_es(noise), sgd_es(noise, top_pairs=5)
+    for es in (plain, all_kept):
+        es.ask(1)
+        es.tell(fitness_n.copy())
+    assert plain.center().tobytes() == all_kept.center().tobytes()
+
+
+def test_return_std_ignores_the_reward_scale_and_survives_equal_returns():
+    noise = local_table(100_000, 2)
+    fitness_n = np.random.default_rng(4).standard_normal(10)
+    small, large, flat = (sgd_es(noise, shaping="return_std") for _ in range(3))
+    for es, fitness in ((small, fitness_n), (large, 1000.0 * fitness_n), (flat, np.full(10, 7.0))):
+        es.ask(1)
+        es.tell(fitness)
+    np.testing.assert_allclose(small.center(), large.center(), rtol=1e-5)
+    assert np.all(flat.center() == 0.0)
+
+
+def test_more_top_pairs_than_pairs_is_refused(tmp_path):
+    path = tmp_path / "job.toml"
+    with pytest.raises(ConfigError, match="strategy.top_pairs"):
+        job_from_text('[strategy]\npairs = 4\ntop_pairs = 5\n', path)
+
+
+def test_alive_bonus_is_subtracted_per_step():
+    job = job_from_text('[env]\nid = "Hopper-v5"\n[policy]\nhidden = [8]\n', pathlib.Path("hopper.toml"))
+    env, policy = make_env_and_policy(job)
+    act = policy.bind(initial_params(job, policy))
+    plain = run_episode(env, act, 5, 1000)
+    offset = run_episode(env, act, 5, 1000, reward_offset=1.0)
+    assert offset.length == plain.length > 1
+    assert offset.total_return == pytest.approx(plain.total_return - plain.length, abs=1e-9)
+
+
+@pytest.mark.mpi
+def test_alive_bonus_applies_to_training_episodes_only(write_job, tmp_path):
+    job = write_job("""
+[env]
+id = "Hopper-v5"
+alive_bonus = 1000.0
+[policy]
+hidden = [8]
+[strategy]
+pairs = 3
+[noise]
+size = 100_000
+[eval]
+every = 1
+episodes = 2
+[stop]
+iterations = 1
+""")
+    result = run_es("train", job, "--run-dir", tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(tmp_path / "run" / "metrics.csv") as fh:
+        row = next(csv.DictReader(fh))
+    assert float(row["return_max"]) < -900.0  # every training step paid the bonus back
+    assert math.isfinite(float(row["eval_return"])) and float(row["eval_return"]) > 0.0
