@@ -19,6 +19,7 @@ Example (the README's table):
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import pathlib
@@ -110,15 +111,26 @@ def train_command(job, seed, args, stop_return, max_timesteps, run_dir):
     return command
 
 
-def run_seed(command, run_dir, budget_seconds, reuse):
-    """Train one seed (unless --reuse finds it finished with the same command); returns the metrics rows."""
+def job_digest(job_path):
+    """sha256 of the job's settings (comments and layout aside): --reuse needs the same job."""
+    from es_mpi.config import load_job
+
+    settings = json.dumps(load_job(job_path).to_dict(), sort_keys=True)
+    return hashlib.sha256(settings.encode()).hexdigest()
+
+
+def run_seed(job_path, command, run_dir, budget_seconds, reuse):
+    """Train one seed, unless --reuse finds it finished with the same command and job settings (whatever
+    its wall-clock budget: the report shows each run's); returns the metrics rows and the run's record."""
     record_path = run_dir / "learning.json"
     metrics_path = run_dir / "metrics.csv"
+    job_sha256 = job_digest(job_path)
     if reuse and record_path.exists() and metrics_path.exists():
         record = json.loads(record_path.read_text())
-        if record["command"] == command[1:] and record["exit_code"] in (0, 3):
+        if record["command"] == command[1:] and record.get("job_sha256") == job_sha256 and \
+                record["exit_code"] in (0, 3):
             print(f"reusing {run_dir}", flush=True)
-            return read_metrics(metrics_path)
+            return read_metrics(metrics_path), record
     print(f"== {shlex.join(command)}", flush=True)
     log_path = run_dir.with_suffix(".log")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -132,9 +144,10 @@ def run_seed(command, run_dir, budget_seconds, reuse):
             code = process.wait(timeout=STOP_GRACE_S)
     if code not in (0, 3):
         raise RuntimeError(f"{shlex.join(command)} exited {code}; see {log_path}")
-    record_path.write_text(json.dumps({"command": command[1:], "exit_code": code,
-                                       "budget_seconds": budget_seconds, "finished_unix": time.time()}) + "\n")
-    return read_metrics(metrics_path)
+    record = {"command": command[1:], "job_sha256": job_sha256, "exit_code": code, "budget_seconds": budget_seconds,
+              "finished_unix": time.time()}
+    record_path.write_text(json.dumps(record) + "\n")
+    return read_metrics(metrics_path), record
 
 
 def relative(path):
@@ -189,12 +202,14 @@ def rows_for_job(job_path, args):
         raise SystemExit(f"{job_path}: no built-in target for {env_id}; give --target")
     stop_return = args.stop_return if args.stop_return is not None else targets[-1].value
     max_timesteps = timestep_budget(env_id, args)
-    per_seed, commands = [], []
+    per_seed, records, commands = [], [], []
     for seed in args.seed_list:
         run_dir = relative(args.runs_dir / f"{pathlib.Path(job_path).stem}-seed{seed}")
         command = train_command(job_path, seed, args, stop_return, max_timesteps, run_dir)
         commands.append(command)
-        per_seed.append(run_seed(command, run_dir, args.budget_seconds, args.reuse))
+        rows, record = run_seed(job_path, command, run_dir, args.budget_seconds, args.reuse)
+        per_seed.append(rows)
+        records.append(record)
     table = []
     for target in targets:
         reached = [first_reach(rows, target.value) for rows in per_seed]
@@ -209,10 +224,12 @@ def rows_for_job(job_path, args):
                       "beats paper": verdict})
     finals = [final_return(rows) for rows in per_seed]
     spent = [int(rows[-1]["timesteps"]) if rows else 0 for rows in per_seed]
-    detail = (f"- `{job_path}` ({env_id}): {options}; stopped at return {stop_return:g}"
-              f"{'' if not max_timesteps else f' or {max_timesteps:,} timesteps'}"
-              f"{'' if not args.budget_seconds else f' or {args.budget_seconds:g} s'}; final evaluation return "
-              f"per seed {' / '.join(f'{f:.0f}' for f in finals)}, timesteps spent {' / '.join(f'{s:,}' for s in spent)}")
+    endings = [f"wall-clock budget {r['budget_seconds']:g} s" if r["exit_code"] == 3 else "stopping rule"
+               for r in records]
+    detail = (f"- `{job_path}` ({env_id}): {options}; stops at return {stop_return:g}"
+              f"{'' if not max_timesteps else f' or {max_timesteps:,} timesteps'}; per seed: final evaluation "
+              f"return {' / '.join(f'{f:.0f}' for f in finals)}, timesteps spent "
+              f"{' / '.join(f'{s:,}' for s in spent)}, ended by {' / '.join(endings)}")
     return table, detail, commands
 
 
