@@ -247,7 +247,8 @@ def parse_args(argv=None):
     parser.add_argument("--max-timesteps", type=int,
                         help="training timestep budget per run (default: the ES paper's steps for the env; "
                              "0: the job's own stop.timesteps)")
-    parser.add_argument("--budget-seconds", type=float, help="wall-clock budget per run (then SIGUSR1: checkpoint, stop)")
+    parser.add_argument("--budget-seconds", type=float,
+                        help="wall-clock budget per run (then SIGUSR1: the run checkpoints and stops)")
     parser.add_argument("--eval-every", type=int,
                         help="evaluate every N iterations (default: the job's eval.every, listed in the report)")
     parser.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes (default %(default)s)")
@@ -257,6 +258,7 @@ def parse_args(argv=None):
                         help="where the run directories go (default %(default)s)")
     parser.add_argument("--reuse", action="store_true",
                         help="parse a finished run with the same command instead of training it again")
+    parser.add_argument("--note", help="a sentence for the report (say, what else ran on the machine)")
     parser.add_argument("--name", default="learning", help="report name: benchmarks/results/NAME.md")
     args = parser.parse_args(argv)
     args.seed_list = list(range(args.seeds))
@@ -273,12 +275,14 @@ def main():
         commands += job_commands
     columns = ["env", "job", "target", "ES paper steps", "median steps", "steps per seed", "median wall s",
                "wall s per seed", "beats paper"]
-    body = [f"Seeds {', '.join(map(str, args.seed_list))}; {args.ranks} MPI ranks per run, one run at a time. "
-            f"The centre policy is evaluated every eval.every iterations (per job below) on {args.eval_episodes} "
-            "deterministic episodes, so a first reach is known to within eval.every iterations; 'steps' are the training timesteps spent up to the first evaluation at or "
-            "above the target (evaluation episodes are not counted), '-' where a seed never got there. "
+    body = [f"Seeds {', '.join(map(str, args.seed_list))}; {args.ranks} MPI rank(s) per run; the seeds of a job run "
+            "one after the other. The centre policy is evaluated every eval.every iterations (per job below) on "
+            f"{args.eval_episodes} deterministic episodes, so a first reach is known to within eval.every iterations; "
+            "'steps' are the training timesteps spent up to the first evaluation at or above the target "
+            "(evaluation episodes are not counted), '-' where a seed never got there. "
             "Wall time runs from the first iteration's start and depends on the machine's load; timesteps do not. "
-            "The median counts a seed that never reached the target as worse than any that did.", "",
+            "The median counts a seed that never reached the target as worse than any that did.",
+            *(["", args.note] if args.note else []), "",
             common.markdown_table(columns, table), "", "Jobs and options:", "", *details, "",
             "Per-seed training commands:", "", "```", *(shlex.join(["python", *c[1:]]) for c in commands), "```"]
     common.write_report(args.name, "Learning: timesteps to reach a return", body)
