@@ -133,6 +133,7 @@ def training_rows(env_id, hidden, pairs, iterations, ranks, timeout):
         timesteps = int(row["timesteps"])
         out.append(dict(steps=timesteps - previous, iteration_s=float(row["iteration_s"]),
                         update_s=float(row["update_s"]), imbalance=float(row["imbalance"]),
+                        episodes_s=float(row["episodes_s"]), wait_s=float(row["wait_s"]),
                         episodes=int(row["episodes"])))
         previous = timesteps
     return out[1:]
