@@ -24,6 +24,7 @@ both measured), the length of a walking policy.
 import argparse
 import json
 import pathlib
+import re
 import sys
 import tempfile
 import time
@@ -189,6 +190,36 @@ def timed_once(function, *args):
     return time.perf_counter() - start
 
 
+def table_comparison(comm, shared_table, n_params, pairs, repeats):
+    """weighted_noise_sum over the node-shared window and over a private numpy copy of the table,
+    alternated: numpy asks for transparent huge pages for large arrays, the MPI shared-memory
+    window gets them only where the kernel allows them for shared memory."""
+    import numpy as np
+
+    from es_mpi.noise import local_table
+    from es_mpi.strategies.openai_es import weighted_noise_sum
+
+    private_table = local_table(shared_table.size, 0)
+    draw = np.random.default_rng(0)
+    offsets_n = draw.integers(0, shared_table.size - n_params + 1, size=pairs)
+    weights_n = draw.standard_normal(pairs).astype(np.float32)
+    clock = Clock(comm)
+    for _ in range(repeats):
+        for name, table in (("node-shared window", shared_table), ("private table", private_table)):
+            clock(name, weighted_noise_sum, table, offsets_n, weights_n, n_params)
+    return slowest_rank(comm, clock.seconds)
+
+
+def shmem_huge_pages():
+    """The kernel's transparent-huge-page mode for shared memory (the bracketed word)."""
+    try:
+        text = pathlib.Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled").read_text()
+    except OSError:
+        return "unknown"
+    chosen = re.search(r"\[(\S+)\]", text)
+    return chosen.group(1) if chosen else text.strip()
+
+
 def worker(args):
     """Runs on every rank; rank 0 prints one JSON line."""
     from es_mpi.mpi import world
@@ -201,6 +232,7 @@ def worker(args):
     n_params = comm.bcast(humanoid["n_params"] if comm.rank == 0 else None, root=0)
     obs_size = comm.bcast(humanoid["obs_size"] if comm.rank == 0 else None, root=0)
     copy_target, copy_source = copy_buffers()
+    copy_source_bytes = copy_source.nbytes
     sweep = []
     for population in args.populations:
         for size in sorted(set(args.params) | {n_params}):
@@ -208,9 +240,13 @@ def worker(args):
                                   args.repeats)
             if comm.rank == 0:
                 sweep.append(dict(population=population, n_params=size, seconds=seconds))
+    del copy_target, copy_source
+    pairs = min(args.populations) // 2
+    tables = table_comparison(comm, noise.array, n_params, pairs, args.repeats)
     noise.free()
     if comm.rank == 0:
-        print(json.dumps(dict(humanoid=humanoid, copy_bytes=copy_source.nbytes, sweep=sweep)))
+        tables = dict(pairs=pairs, n_params=n_params, seconds=tables, shmem_huge_pages=shmem_huge_pages())
+        print(json.dumps(dict(humanoid=humanoid, copy_bytes=copy_source_bytes, sweep=sweep, tables=tables)))
 
 
 UPDATE_PARTS = ("results gather", "tell", "obs-stat gather", "checksum + flags")
@@ -272,6 +308,15 @@ def report(args, result):
             "3%' = the rank count at which tell + gathers + checksum would be 3% of the iteration at this "
             "population (gathers assumed not to grow).", "",
             common.markdown_table(list(share_rows[0]), share_rows)]
+    tables = result["tables"]
+    read_gb = tables["pairs"] * tables["n_params"] * 4 / 1e9
+    shared_gbs, private_gbs = (read_gb / common.median(tables["seconds"][name])
+                               for name in ("node-shared window", "private table"))
+    body += ["", f"weighted_noise_sum of {tables['pairs']:,} rows x {tables['n_params']:,} parameters, alternated, "
+             f"GB/s per rank: node-shared MPI window {shared_gbs:.1f}, private numpy copy of the table "
+             f"{private_gbs:.1f} (ratio {shared_gbs / private_gbs:.2f}). "
+             f"numpy madvises large arrays to transparent huge pages; this kernel's setting for shared memory "
+             f"(/sys/kernel/mm/transparent_hugepage/shmem_enabled) is '{tables['shmem_huge_pages']}'."]
     common.write_report(args.name, "Update: tell, gathers and checksum against parameters and population", body)
 
 

@@ -1,19 +1,24 @@
-"""Bytes each rank hands to MPI per training iteration, counted at the mpi4py calls.
+"""`es-mpi train` with meters: bytes handed to MPI, CPU seconds and episode lengths per iteration.
 
 Run under mpiexec in place of `python -m es_mpi train JOB --run-dir DIR`:
 
-    mpiexec -n 2 python benchmarks/comm_bytes.py JOB --run-dir DIR
+    mpiexec -n 2 python benchmarks/instrumented_train.py JOB --run-dir DIR
 
-It trains exactly as the CLI does, but gives the Trainer a communicator whose collective
-methods count their buffers before calling MPI: bytes sent (the send buffer; the buffer
-itself at a Bcast's root) and received (the receive buffer; the buffer at a Bcast's other
-ranks; the pickle size for lowercase object calls). What the Trainer's constructor sends
-(start decision, noise-table window) is subtracted; the rest, divided by the iterations,
-is printed by rank 0 as one JSON line: per rank, and per call site (the Trainer method and
-es_mpi.mpi helper that made the call). These are payload bytes at the API, not wire bytes:
-how MPI moves them (ring, tree, shared memory) is its own business.
+It builds the same Trainer and calls the same train() as the CLI (metrics.csv included), but
+gives it COMM_WORLD as a subclass whose collective methods count their buffers before calling
+MPI, and wraps trainer.step to read the counters and time.process_time around each iteration.
 
-`expected_bytes` is the same figure derived by hand from trainer.step, for comparison.
+- bytes: sent = the send buffer (the buffer itself at a Bcast's root), received = the receive
+  buffer (the buffer at a Bcast's other ranks; the pickle size for lowercase object calls).
+  Payload at the API, not wire bytes: how MPI moves them is its own business. Per call site
+  (the Trainer method and es_mpi.mpi helper that made the call), averaged over iterations.
+- CPU seconds of each rank per iteration: unlike wall time they do not count time the
+  operating system gave to other jobs, but they do count waiting for other ranks, since Open
+  MPI polls while it waits.
+- episode lengths in global member order, from the results gather: the work each member was,
+  whatever the rank count, to compute the imbalance of any placement.
+
+Rank 0 prints one JSON line. `expected_bytes` is the figure derived by hand from trainer.step.
 """
 
 import argparse
@@ -22,6 +27,7 @@ import json
 import pathlib
 import pickle
 import sys
+import time
 
 import common  # noqa: F401  (puts this checkout first on sys.path)
 
@@ -51,9 +57,11 @@ def expected_bytes(population, n_ranks, rank, obs_size, obs_probability, obs_nor
 
 def nbytes(buffer_spec):
     """Bytes of an mpi4py buffer argument: an array, or [array, counts, displacements, type]."""
-    if isinstance(buffer_spec, (list, tuple)):
-        buffer_spec = buffer_spec[0]
-    return np.asarray(buffer_spec).nbytes
+    return np.asarray(receive_array(buffer_spec)).nbytes
+
+
+def receive_array(buffer_spec):
+    return buffer_spec[0] if isinstance(buffer_spec, (list, tuple)) else buffer_spec
 
 
 def call_site():
@@ -77,6 +85,7 @@ def counting_comm_class():
 
         sent = collections.Counter()
         received = collections.Counter()
+        results_n4 = None  # the last results gather (population x 4)
 
         def _count(self, method, sent, received):
             site = f"{call_site()} > {method}"
@@ -89,7 +98,11 @@ def counting_comm_class():
 
         def Allgatherv(self, sendbuf, recvbuf):
             self._count("Allgatherv", nbytes(sendbuf), nbytes(recvbuf))
-            return super().Allgatherv(sendbuf, recvbuf)
+            out = super().Allgatherv(sendbuf, recvbuf)
+            gathered = receive_array(recvbuf)
+            if gathered.ndim == 2 and gathered.shape[1] == RESULTS_COLUMNS:
+                type(self).results_n4 = gathered.copy()
+            return out
 
         def Allreduce(self, sendbuf, recvbuf, op=MPI.SUM):
             self._count("Allreduce", nbytes(sendbuf), nbytes(recvbuf))
@@ -119,6 +132,20 @@ def counting_comm_class():
     return CountingComm
 
 
+def metered(trainer, comm, records):
+    """trainer.step, appending {cpu_s, lengths} to `records` per iteration."""
+    step = trainer.step
+
+    def metered_step():
+        cpu_start = time.process_time()
+        out = step()
+        lengths = comm.results_n4[:, 1].astype(int).tolist() if comm.results_n4 is not None else []
+        records.append(dict(cpu_s=time.process_time() - cpu_start, lengths=lengths))
+        return out
+
+    return metered_step
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("job", help="job file")
@@ -136,17 +163,21 @@ def main():
     comm = counting_comm_class()(plain)
     trainer = Trainer(job, comm, log=lambda line: None)
     before_sent, before_received = collections.Counter(comm.sent), collections.Counter(comm.received)
+    records = []
+    trainer.step = metered(trainer, comm, records)
     trainer.train()
-    iterations = trainer.iteration
     trainer.close()
-    sites = sorted(set(comm.sent) | set(comm.received))
+    iterations = len(records)
     per_site = {site: ((comm.sent[site] - before_sent[site]) / iterations,
-                       (comm.received[site] - before_received[site]) / iterations) for site in sites}
-    per_site = {site: pair for site, pair in per_site.items() if pair != (0, 0)}
-    everyone = plain.gather(per_site, root=0)
+                       (comm.received[site] - before_received[site]) / iterations)
+                for site in sorted(set(comm.sent) | set(comm.received))}
+    mine = dict(sites={site: pair for site, pair in per_site.items() if pair != (0, 0)},
+                cpu_s=[record["cpu_s"] for record in records])
+    everyone = plain.gather(mine, root=0)
     if plain.rank == 0:
         print(json.dumps(dict(iterations=iterations, n_params=int(trainer.strategy.center().size),
-                              population=trainer.strategy.population, per_rank=everyone)))
+                              population=trainer.strategy.population, per_rank=everyone,
+                              lengths=[record["lengths"] for record in records])))
 
 
 if __name__ == "__main__":
