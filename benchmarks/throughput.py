@@ -125,13 +125,16 @@ iterations = {iterations}
 """
 
 
-def training_rows(env_id, hidden, pairs, iterations, ranks, timeout):
-    """Per-iteration metrics rows of a real mpiexec training run (first iteration dropped)."""
+def training_run(env_id, hidden, pairs, iterations, ranks, timeout, launcher=("-m", "es_mpi", "train")):
+    """(per-iteration metrics rows of a real mpiexec training run, first iteration dropped; its stdout).
+
+    `launcher`: what python runs with the job file and --run-dir (the CLI by default).
+    """
     with tempfile.TemporaryDirectory(prefix="es-bench-") as tmp:
         job = pathlib.Path(tmp) / "throughput.toml"
         job.write_text(JOB_TEMPLATE.format(env=env_id, hidden=list(hidden), pairs=pairs, noise=5_000_000,
                                            iterations=iterations))
-        common.run_mpi(ranks, ["-m", "es_mpi", "train", job, "--run-dir", pathlib.Path(tmp) / "run"], timeout)
+        stdout = common.run_mpi(ranks, [*launcher, job, "--run-dir", pathlib.Path(tmp) / "run"], timeout)
         with open(pathlib.Path(tmp) / "run" / "metrics.csv") as fh:
             rows = list(csv.DictReader(fh))
     previous = 0
@@ -140,9 +143,14 @@ def training_rows(env_id, hidden, pairs, iterations, ranks, timeout):
         timesteps = int(row["timesteps"])
         out.append(dict(steps=timesteps - previous, iteration_s=float(row["iteration_s"]),
                         update_s=float(row["update_s"]), imbalance=float(row["imbalance"]),
+                        episodes_s=float(row["episodes_s"]), wait_s=float(row["wait_s"]),
                         episodes=int(row["episodes"])))
         previous = timesteps
-    return out[1:]
+    return out[1:], stdout
+
+
+def training_rows(env_id, hidden, pairs, iterations, ranks, timeout):
+    return training_run(env_id, hidden, pairs, iterations, ranks, timeout)[0]
 
 
 def measure(env_id, args):
