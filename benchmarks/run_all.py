@@ -12,7 +12,8 @@ import common
 
 BENCHMARKS = [
     ("throughput", ["--iterations", "6", "--raw-seconds", "2", "--rounds", "3"]),
-    ("update_cost", ["--repeats", "3"]),
+    ("update", ["--populations", "1000", "10000", "--params", "10000", "1693362", "--repeats", "3"]),
+    ("scaling", ["--iterations", "5"]),
     ("noise_sum", ["--repeats", "5"]),
     ("memory", ["--ranks", "2", "3", "--size-gb", "1"]),
     ("learning", ["jobs/inverted_pendulum.toml", "--seeds", "1", "--runs-dir", "runs/learning_quick",

@@ -103,7 +103,8 @@ class _Lane:
 def run_lanes(envs, forward, count, member, step_cap, normalizer=None, reward_offset=0.0):
     """Play `count` episodes, up to one per env at once, with one batched forward pass per step.
 
-    `forward` is a policy's lanes forward pass (`load(slot, params_p)`, `(x_ln, n) -> actions`);
+    `forward` is a policy's lanes forward pass (`load(slot, params_p)`, `move(source, target)`,
+    `x_ln -> actions` for the first len(x_ln) slots);
     `member(k) -> (params_p, seed, record_obs)` describes episode k. A slot whose member is done
     takes the next episode; once none is left, the last lane moves into it, so the batch is
     always the first n slots and shrinks as the work runs out. Each row is computed on its own
@@ -131,7 +132,7 @@ def run_lanes(envs, forward, count, member, step_cap, normalizer=None, reward_of
             return
         last = lanes.pop()
         if slot < len(lanes):
-            forward.load(slot, forward.params_lp[len(lanes)])
+            forward.move(len(lanes), slot)
             last.x_n, lanes[slot] = x_rows[slot], last
 
     lanes = [lane for lane in (start(slot, env) for slot, env in enumerate(envs)) if lane is not None]

@@ -88,9 +88,10 @@ class Trainer:
         self.member_slices = [(a * self.strategy.group, b * self.strategy.group) for a, b in self.group_slices]
 
     def _lanes(self):
-        """Envs and forward pass for playing `run.lanes` members at once, where strategy and policy allow it."""
-        n_lanes = self.job.run.lanes
-        if n_lanes < 2 or not self.strategy.plays_params or not getattr(self.policy, "plays_in_lanes", False):
+        """Envs and forward pass for playing up to `run.lanes` members at once, where it pays off."""
+        useful_lanes = getattr(self.policy, "useful_lanes", None)
+        n_lanes = useful_lanes(self.job.run.lanes) if useful_lanes and self.strategy.plays_params else 1
+        if n_lanes < 2:
             return None, None
         envs = [self.env] + [make_env_and_policy(self.job)[0] for _ in range(n_lanes - 1)]
         return envs, self.policy.lanes(n_lanes)

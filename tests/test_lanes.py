@@ -97,13 +97,20 @@ def test_lanes_end_nonfinite_episodes_like_run_episode():
     assert {e.nonfinite for e in alone} == {True, False} and any(e.capped for e in alone)
 
 
-def test_lane_weights_are_views_of_the_loaded_parameters():
+def test_a_lane_holds_the_loaded_members_layers_and_moves_them():
     policy, params_p, _ = make("Hopper-v5", "[16, 16]")
     forward = policy.lanes(3)
     forward.load(1, params_p)
-    for layer_views in [*forward.hidden, (forward.last_w, forward.last_b)]:
-        for view in layer_views:
-            assert np.shares_memory(view, forward.params_lp)
-    single = policy.unflatten(params_p)
-    for (weights, bias), (lane_weights, lane_bias) in zip(single, [*forward.hidden, (forward.last_w, forward.last_b)]):
-        assert np.array_equal(lane_weights[1], weights) and np.array_equal(lane_bias[1, 0], bias)
+    forward.move(1, 2)
+    for (weights, bias), (weights_lio, bias_l1o) in zip(policy.unflatten(params_p), forward.layers):
+        assert weights_lio.flags.c_contiguous  # one BLAS call per lane, no copies
+        for lane in (1, 2):
+            assert np.array_equal(weights_lio[lane], weights) and np.array_equal(bias_l1o[lane, 0], bias)
+        assert not weights_lio[0].any()
+
+
+def test_lanes_are_used_only_where_their_weights_stay_in_cache():
+    small, _, _ = make("HalfCheetah-v5", "[64, 64]")
+    large, _, _ = make("HalfCheetah-v5", "[256, 256]")
+    assert small.useful_lanes(16) == 16 and small.useful_lanes(3) == 3
+    assert large.useful_lanes(16) == 1
