@@ -166,9 +166,9 @@ def job_options(job_path, overrides):
     job = load_job(job_path, overrides).to_dict()
     parts = [f"eval.every={job['eval']['every']}"]
     for section, key in OPTION_KEYS:
-        if key in job.get(section, {}):
+        if key in job.get(section, {}) and not (key == "momentum" and job[section].get("optimizer") != "sgd"):
             value = job[section][key]
-            parts.append(f"{key}={json.dumps(value) if isinstance(value, (list, str)) else value}")
+            parts.append(f"{section}.{key}={json.dumps(value) if isinstance(value, (list, str)) else value}")
     return job["env"]["id"], ", ".join(parts)
 
 
