@@ -12,9 +12,12 @@ are not included). Timesteps do not depend on the machine's load; wall times do.
 Built-in targets per env: the ES paper's row (Salimans et al. 2017, Table 3) and gymnasium's
 registry threshold (`gymnasium.spec(id).reward_threshold`).
 
-Example (the README's table):
+The README's table (add --reuse to read finished runs instead of training them again):
     python benchmarks/learning.py jobs/inverted_pendulum.toml jobs/swimmer.toml \
-        jobs/halfcheetah.toml jobs/hopper.toml jobs/walker2d.toml --targets paper --reuse
+        jobs/halfcheetah.toml jobs/hopper.toml jobs/walker2d.toml --ranks 1 --targets paper
+The registry thresholds within a wall-clock budget, one seed:
+    python benchmarks/learning.py jobs/halfcheetah.toml --targets registry --max-timesteps 0 \
+        --seeds 1 --ranks 1 --budget-seconds 3600 --runs-dir runs/learning_registry --name learning_registry
 """
 
 import argparse
