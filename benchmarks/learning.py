@@ -2,8 +2,8 @@
 
 Each job file runs for S seeds with a real `es-mpi train JOB -n RANKS` (mpiexec), one seed after
 the other, until the highest target, a timestep budget or a wall-clock budget (SIGUSR1 to the
-launcher: the run checkpoints and exits 3). The centre policy is evaluated every
-`--eval-every` iterations on 10 deterministic episodes; "reached at" is the first evaluation
+launcher: the run checkpoints and exits 3). The centre policy is evaluated every eval.every
+iterations (the job's, or --eval-every) on 10 deterministic episodes; "reached at" is the first evaluation
 whose mean return is at or above the target, and the timesteps it reports are the training
 timesteps spent up to and including that iteration (evaluation episodes are not counted).
 Wall time runs from the start of the first iteration (process start-up and the noise table
@@ -29,7 +29,6 @@ import pathlib
 import shlex
 import signal
 import subprocess
-import sys
 import time
 
 import common
