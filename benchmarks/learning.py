@@ -238,7 +238,9 @@ def rows_for_job(job_path, args):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("jobs", nargs="+", type=pathlib.Path, help="job files")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..S-1 (default %(default)s)")
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds (default %(default)s)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run from this one on (default %(default)s): another run can take later seeds")
     parser.add_argument("--ranks", type=int, default=2, help="MPI ranks per run (default %(default)s)")
     parser.add_argument("--targets", choices=("paper", "registry", "all"), default="all",
                         help="built-in targets: the ES paper's row, the registry threshold, or both")
@@ -263,7 +265,7 @@ def parse_args(argv=None):
     parser.add_argument("--note", help="a sentence for the report (say, what else ran on the machine)")
     parser.add_argument("--name", default="learning", help="report name: benchmarks/results/NAME.md")
     args = parser.parse_args(argv)
-    args.seed_list = list(range(args.seeds))
+    args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
     return args
 
 
