@@ -6,8 +6,9 @@ launcher: the run checkpoints and exits 3). The centre policy is evaluated every
 iterations (the job's, or --eval-every) on 10 deterministic episodes; "reached at" is the first evaluation
 whose mean return is at or above the target, and the timesteps it reports are the training
 timesteps spent up to and including that iteration (evaluation episodes are not counted).
-Wall time runs from the start of the first iteration (process start-up and the noise table
-are not included). Timesteps do not depend on the machine's load; wall times do.
+Wall time adds up the iterations' wall times (evaluations included; process start-up, the noise
+table, checkpoint writes and the gap of a resumed run are not). Timesteps do not depend on the
+machine's load; wall times do.
 
 Built-in targets per env: the ES paper's row (Salimans et al. 2017, Table 3) and gymnasium's
 registry threshold (`gymnasium.spec(id).reward_threshold`).
@@ -75,13 +76,16 @@ def read_metrics(path):
 
 
 def first_reach(rows, target):
-    """(timesteps, seconds since the first iteration started) at the first evaluation >= target, or None."""
-    if not rows:
-        return None
-    start = rows[0]["wall_time"] - rows[0]["iteration_s"]
+    """(timesteps, seconds of training) at the first evaluation >= target, or None.
+
+    The seconds add up the iterations' wall times (evaluation included): process start-up,
+    checkpoint writes and the gap of a stopped and resumed run are not counted.
+    """
+    seconds = 0.0
     for row in rows:
+        seconds += row["iteration_s"]
         if math.isfinite(row["eval_return"]) and row["eval_return"] >= target:
-            return int(row["timesteps"]), row["wall_time"] - start
+            return int(row["timesteps"]), seconds
     return None
 
 
@@ -284,7 +288,8 @@ def main():
             f"{args.eval_episodes} deterministic episodes, so a first reach is known to within eval.every iterations; "
             "'steps' are the training timesteps spent up to the first evaluation at or above the target "
             "(evaluation episodes are not counted), '-' where a seed never got there. "
-            "Wall time runs from the first iteration's start and depends on the machine's load; timesteps do not. "
+            "Wall time adds up the iterations' wall times (evaluations included; start-up, checkpoint writes "
+            "and the gap of a resumed run are not) and depends on the machine's load; timesteps do not. "
             "The median counts a seed that never reached the target as worse than any that did.",
             *(["", args.note] if args.note else []), "",
             common.markdown_table(columns, table), "", "Jobs and options:", "", *details, "",
