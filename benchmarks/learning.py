@@ -232,10 +232,13 @@ def rows_for_job(job_path, args):
     spent = [int(rows[-1]["timesteps"]) if rows else 0 for rows in per_seed]
     endings = [f"wall-clock budget {r['budget_seconds']:g} s" if r["exit_code"] == 3 else "stopping rule"
                for r in records]
+    budgets = ""
+    if any(r["budget_seconds"] for r in records):
+        budgets = ", wall-clock budgets " + " / ".join(f"{r['budget_seconds'] or 0:g} s" for r in records)
     detail = (f"- `{job_path}` ({env_id}): {options}; stops at return {stop_return:g}"
               f"{'' if not max_timesteps else f' or {max_timesteps:,} timesteps'}; per seed: final evaluation "
               f"return {' / '.join(f'{f:.0f}' for f in finals)}, timesteps spent "
-              f"{' / '.join(f'{s:,}' for s in spent)}, ended by {' / '.join(endings)}")
+              f"{' / '.join(f'{s:,}' for s in spent)}, ended by {' / '.join(endings)}{budgets}")
     return table, detail, commands
 
 
