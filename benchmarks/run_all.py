@@ -12,6 +12,8 @@ import common
 
 BENCHMARKS = [
     ("throughput", ["--iterations", "6", "--raw-seconds", "2", "--rounds", "3"]),
+    ("throughput", ["--iterations", "4", "--raw-seconds", "2", "--rounds", "3", "--hidden", "256,256",
+                    "--name", "throughput_256"]),
     ("update", ["--populations", "1000", "10000", "--params", "10000", "1693362", "--repeats", "3"]),
     ("scaling", ["--iterations", "5"]),
     ("noise_sum", ["--repeats", "5"]),
