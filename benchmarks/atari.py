@@ -18,11 +18,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import es_mpi  # noqa: E402,F401  (one BLAS thread per rank, set before numpy loads BLAS)
 import numpy as np  # noqa: E402
 
-from es_mpi.config import job_from_text  # noqa: E402
-from es_mpi.mpi import world  # noqa: E402
-from es_mpi.runtime import initial_params, make_env_and_policy  # noqa: E402
-from es_mpi.trainer import Trainer  # noqa: E402
-from es_mpi.vbn_reference import collect_reference  # noqa: E402
+from es_mpi.job.parse import job_from_text  # noqa: E402
+from es_mpi.run.mpi import world  # noqa: E402
+from es_mpi.run.evaluation import initial_params, make_env_and_policy  # noqa: E402
+from es_mpi.run.trainer import Trainer  # noqa: E402
+from es_mpi.run.vbn_reference import collect_reference  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "atari.md"
 

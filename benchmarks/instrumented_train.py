@@ -11,7 +11,7 @@ MPI, and wraps trainer.step to read the counters and time.process_time around ea
 - bytes: sent = the send buffer (the buffer itself at a Bcast's root), received = the receive
   buffer (the buffer at a Bcast's other ranks; the pickle size for lowercase object calls).
   Payload at the API, not wire bytes: how MPI moves them is its own business. Per call site
-  (the Trainer method and es_mpi.mpi helper that made the call), averaged over iterations.
+  (the Trainer method and es_mpi.run.mpi helper that made the call), averaged over iterations.
 - CPU seconds of each rank per iteration: unlike wall time they do not count time the
   operating system gave to other jobs, but they do count waiting for other ranks, since Open
   MPI polls while it waits.
@@ -65,11 +65,11 @@ def receive_array(buffer_spec):
 
 
 def call_site():
-    """'Trainer method > es_mpi.mpi helper' of the current MPI call."""
+    """'Trainer method > es_mpi.run.mpi helper' of the current MPI call."""
     names, frame = [], sys._getframe(2)
     while frame is not None:
         path = pathlib.Path(frame.f_code.co_filename)
-        if path.parent.name == "es_mpi" and path.name in ("trainer.py", "mpi.py"):
+        if path.parent.name == "run" and path.parent.parent.name == "es_mpi" and path.name in ("trainer.py", "mpi.py"):
             names.append(frame.f_code.co_name)
         if path.name == "trainer.py":
             break
@@ -152,9 +152,9 @@ def main():
     parser.add_argument("--run-dir", required=True, help="run directory (must not exist)")
     args = parser.parse_args()
 
-    from es_mpi.config import check_runnable, load_job
-    from es_mpi.mpi import install_abort_on_error, world
-    from es_mpi.trainer import Trainer
+    from es_mpi.job.parse import check_runnable, load_job
+    from es_mpi.run.mpi import install_abort_on_error, world
+    from es_mpi.run.trainer import Trainer
 
     job = load_job(args.job, (), args.run_dir)
     check_runnable(job)

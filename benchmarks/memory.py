@@ -27,8 +27,8 @@ def proc_kib(path, key):
 def worker(mode, n_floats):
     import numpy as np
 
-    from es_mpi.mpi import world
-    from es_mpi.noise import SharedNoiseTable, local_table
+    from es_mpi.run.mpi import world
+    from es_mpi.run.noise import SharedNoiseTable, local_table
 
     comm = world()
     shared = None

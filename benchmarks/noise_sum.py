@@ -12,8 +12,8 @@ import common
 
 import numpy as np  # noqa: E402  (after common, which puts this checkout first on sys.path)
 
-from es_mpi.noise import local_table  # noqa: E402
-from es_mpi.strategies.openai_es import weighted_noise_sum  # noqa: E402
+from es_mpi.run.noise import local_table  # noqa: E402
+from es_mpi.parts.strategies.openai_es import weighted_noise_sum  # noqa: E402
 
 
 def stacked_gemv(noise, offsets_n, weights_n, n_params, block=64):

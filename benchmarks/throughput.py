@@ -70,10 +70,10 @@ def env_share_of_rollout(env_id, hidden, seconds, rounds):
     (as many lanes as training uses, observation normalisation on), for members of the initial
     population. The same states are visited in both, so this is the throughput ratio without the
     random-action bias and without load from other processes (which slows both alike)."""
-    from es_mpi.config import job_from_text
-    from es_mpi.obstat import ObsStat
-    from es_mpi.rollout import run_episode, run_lanes
-    from es_mpi.runtime import initial_params, make_env_and_policy, max_steps
+    from es_mpi.job.parse import job_from_text
+    from es_mpi.run.obstat import ObsStat
+    from es_mpi.run.rollout import run_episode, run_lanes
+    from es_mpi.run.evaluation import initial_params, make_env_and_policy, max_steps
 
     job = job_from_text(f'[env]\nid = "{env_id}"\n[policy]\nhidden = {list(hidden)}\n',
                         pathlib.Path("throughput.toml"))

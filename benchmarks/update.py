@@ -84,10 +84,10 @@ def sweep_point(comm, noise, copy_target, copy_source, population, n_params, obs
     """Timings of the update's parts at one size; rank 0 gets {part: [seconds per repeat]}."""
     import numpy as np
 
-    from es_mpi.mpi import allgather_rows, allgather_variable, static_slice
-    from es_mpi.obstat import ObsStat
-    from es_mpi.strategies.openai_es import OpenAIES, OpenAIESSettings, weighted_noise_sum
-    from es_mpi.trainer import params_checksum
+    from es_mpi.run.mpi import allgather_rows, allgather_variable, static_slice
+    from es_mpi.run.obstat import ObsStat
+    from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings, weighted_noise_sum
+    from es_mpi.run.trainer import params_checksum
 
     strategy = OpenAIES(OpenAIESSettings(pairs=population // 2), np.zeros(n_params, dtype=np.float32), noise, 0)
     obstat = ObsStat(obs_size)
@@ -123,14 +123,14 @@ def humanoid_point(comm, noise, args):
     """Per member expansion, metrics row, checkpoint write, and real episodes of Humanoid."""
     import numpy as np
 
-    from es_mpi import checkpoint as ckpt_io
-    from es_mpi.config import job_from_text
-    from es_mpi.metrics import MetricsLog
-    from es_mpi.obstat import ObsStat
-    from es_mpi.rollout import run_episode
-    from es_mpi.runtime import initial_params, make_env_and_policy, max_steps, normalizer_for
-    from es_mpi.seeding import Purpose, episode_seed, rng
-    from es_mpi.strategies.openai_es import OpenAIES, OpenAIESSettings
+    from es_mpi.records import checkpoint as ckpt_io
+    from es_mpi.job.parse import job_from_text
+    from es_mpi.records.metrics import MetricsLog
+    from es_mpi.run.obstat import ObsStat
+    from es_mpi.run.rollout import run_episode
+    from es_mpi.run.evaluation import initial_params, make_env_and_policy, max_steps, normalizer_for
+    from es_mpi.core.seeding import Purpose, episode_seed, rng
+    from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings
 
     job = job_from_text(HUMANOID_JOB.format(hidden=list(args.hidden)), pathlib.Path("update.toml"))
     env, policy = make_env_and_policy(job)
@@ -196,8 +196,8 @@ def table_comparison(comm, shared_table, n_params, pairs, repeats):
     window gets them only where the kernel allows them for shared memory."""
     import numpy as np
 
-    from es_mpi.noise import local_table
-    from es_mpi.strategies.openai_es import weighted_noise_sum
+    from es_mpi.run.noise import local_table
+    from es_mpi.parts.strategies.openai_es import weighted_noise_sum
 
     private_table = local_table(shared_table.size, 0)
     draw = np.random.default_rng(0)
@@ -222,8 +222,8 @@ def shmem_huge_pages():
 
 def worker(args):
     """Runs on every rank; rank 0 prints one JSON line."""
-    from es_mpi.mpi import world
-    from es_mpi.noise import SharedNoiseTable
+    from es_mpi.run.mpi import world
+    from es_mpi.run.noise import SharedNoiseTable
     from noise_sum import copy_buffers
 
     comm = world()

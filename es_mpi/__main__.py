@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from es_mpi.commands.cli import main
 
 sys.exit(main())

@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from es_mpi.mpi import world
-from es_mpi.noise import SharedNoiseTable
+from es_mpi.run.mpi import world
+from es_mpi.run.noise import SharedNoiseTable
 
 
 def mapping_of(address):

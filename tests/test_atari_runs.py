@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import run_es, run_mpi
-from es_mpi.config import job_from_text
-from es_mpi.errors import ConfigError
-from es_mpi.runtime import make_env_and_policy
-from es_mpi.vbn_reference import collect_reference
+from es_mpi.job.parse import job_from_text
+from es_mpi.core.errors import ConfigError
+from es_mpi.run.evaluation import make_env_and_policy
+from es_mpi.run.vbn_reference import collect_reference
 
 TINY_PONG = """
 [env]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, child_env, run_es
-from es_mpi import checkpoint as ckpt_io
-from es_mpi.errors import CheckpointError
+from es_mpi.records import checkpoint as ckpt_io
+from es_mpi.core.errors import CheckpointError
 
 
 def sample_checkpoint(params_p=None, iteration=7):
@@ -80,7 +80,7 @@ SAVER = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, sys.argv[2])
     from test_checkpoint import sample_checkpoint
-    from es_mpi import checkpoint as ckpt_io
+    from es_mpi.records import checkpoint as ckpt_io
 
     for i in range(1, 10**6):
         ckpt_io.save(sys.argv[1], sample_checkpoint(np.full(2_000_000, i, dtype=np.float32), iteration=i))

@@ -7,9 +7,9 @@ import pathlib
 import pytest
 
 from conftest import REPO, run_es
-from es_mpi.config import (SECTIONS, check_runnable, job_from_text, job_reference, load_job, parse_override)
-from es_mpi.errors import ConfigError
-from es_mpi.strategies import STRATEGY_SETTINGS
+from es_mpi.job.parse import (SECTIONS, check_runnable, job_from_text, job_reference, load_job, parse_override)
+from es_mpi.core.errors import ConfigError
+from es_mpi.parts.strategies import STRATEGY_SETTINGS
 
 
 def test_an_empty_job_file_gives_the_defaults(tmp_path):

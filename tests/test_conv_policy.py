@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from es_mpi.config import job_from_text
-from es_mpi.policies import make_policy
-from es_mpi.policies.conv import NETWORKS, ConvLayer, DenseLayer, build_layers
-from es_mpi.policies.vbn import EPSILON, normalizing_affine
+from es_mpi.job.parse import job_from_text
+from es_mpi.parts.policies import make_policy
+from es_mpi.parts.policies.conv import NETWORKS, ConvLayer, DenseLayer, build_layers
+from es_mpi.parts.policies.vbn import EPSILON, normalizing_affine
 
 FRAMES = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 ACTIONS = gym.spaces.Discrete(6)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, child_env, es_mpi_command, run_es, run_mpi
-from es_mpi import checkpoint as ckpt_io
+from es_mpi.records import checkpoint as ckpt_io
 from test_checkpoint import DAMAGE_REASONS, damaged_files, sample_checkpoint
 
 JOB = """

@@ -61,7 +61,7 @@ def start(command, log_dir):
 
 
 def reached(run_dir, iteration):
-    from es_mpi.checkpoint import periodic_checkpoints
+    from es_mpi.records.checkpoint import periodic_checkpoints
 
     found = periodic_checkpoints(run_dir)
     return bool(found) and found[0][0] >= iteration
@@ -82,7 +82,7 @@ def test_sigkill_of_one_rank_ends_the_job_and_resume_continues(write_job, tmp_pa
     assert process.returncode != 0
     inspected = run_es("inspect", run_dir)
     assert inspected.returncode == 0, inspected.stderr
-    from es_mpi.checkpoint import newest_valid
+    from es_mpi.records.checkpoint import newest_valid
 
     killed_at = newest_valid(run_dir)[1].iteration
     resumed = run_mpi(2, "train", job, "--run-dir", run_dir, "--resume", "--set", f"stop.iterations={killed_at + 3}")

@@ -3,8 +3,8 @@
 import gymnasium as gym
 import numpy as np
 
-from es_mpi.policies.mlp import ActionHead
-from es_mpi.strategies.openai_es import weighted_noise_sum
+from es_mpi.parts.policies.mlp import ActionHead
+from es_mpi.parts.strategies.openai_es import weighted_noise_sum
 
 
 def test_weighted_noise_sum_is_the_weighted_sum_and_independent_of_chunking():

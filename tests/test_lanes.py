@@ -11,11 +11,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from es_mpi.config import PolicySettings, job_from_text
-from es_mpi.obstat import ObsStat
-from es_mpi.policies import make_policy
-from es_mpi.rollout import run_episode, run_lanes
-from es_mpi.runtime import initial_params, make_env_and_policy
+from es_mpi.job.parse import PolicySettings, job_from_text
+from es_mpi.run.obstat import ObsStat
+from es_mpi.parts.policies import make_policy
+from es_mpi.run.rollout import run_episode, run_lanes
+from es_mpi.run.evaluation import initial_params, make_env_and_policy
 
 
 class Glitchy(gym.Env):

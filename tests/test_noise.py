@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import MPIEXEC, PYTHON, REPO, run
-from es_mpi.noise import CHUNK, local_table
+from es_mpi.run.noise import CHUNK, local_table
 
 SIZE = 3 * CHUNK + 12345  # 48 MB, several chunks filled by different ranks
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from es_mpi import checkpoint as ckpt_io
+from es_mpi.records import checkpoint as ckpt_io
 
 from conftest import REPO, child_env
 

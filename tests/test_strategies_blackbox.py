@@ -4,11 +4,11 @@ budgets, CMA-ES against pycma, exact state round-trips through an HDF5 checkpoin
 import numpy as np
 import pytest
 
-from es_mpi import checkpoint as ckpt_io
-from es_mpi.blackbox import minimize
-from es_mpi.noise import local_table
-from es_mpi.objectives import ackley, rastrigin, rosenbrock, sphere
-from es_mpi.strategies import STRATEGY_SETTINGS, make_strategy
+from es_mpi.records import checkpoint as ckpt_io
+from es_mpi.parts.strategies.blackbox import minimize
+from es_mpi.run.noise import local_table
+from es_mpi.parts.objectives import ackley, rastrigin, rosenbrock, sphere
+from es_mpi.parts.strategies import STRATEGY_SETTINGS, make_strategy
 
 NOISE = local_table(1_000_000, 7)
 DIM = 10

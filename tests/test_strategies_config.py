@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from conftest import run_es
 
-from es_mpi.config import PolicySettings, job_from_text
-from es_mpi.errors import ConfigError
-from es_mpi.policies.mlp import ActionHead, MLPPolicy
-from es_mpi.strategies.mlp_fit import loss_and_gradient
+from es_mpi.job.parse import PolicySettings, job_from_text
+from es_mpi.core.errors import ConfigError
+from es_mpi.parts.policies.mlp import ActionHead, MLPPolicy
+from es_mpi.parts.strategies.mlp_fit import loss_and_gradient
 
 OBJECTIVE = '[objective]\nfunction = "{}"\n[strategy]\nname = "cma_es"\n'
 

@@ -4,7 +4,7 @@ run equals one that never stopped, and `es-mpi eval` plays the checkpoints."""
 import numpy as np
 import pytest
 
-from es_mpi import checkpoint as ckpt_io
+from es_mpi.records import checkpoint as ckpt_io
 
 from conftest import run_es, run_mpi
 

@@ -1,0 +1,113 @@
+"""es-mpi train | eval | inspect | plot | keys.
+
+Exit codes: 0 done, 1 crash (a rank failed; the job was aborted), 2 bad input (job file,
+checkpoint, argument), 3 stopped by a signal after writing a checkpoint (continue with --resume).
+"""
+
+import argparse
+import os
+import sys
+
+from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
+
+EPILOG = """exit codes: 0 done; 1 crash (the whole MPI job is aborted); 2 bad input (job file,
+checkpoint or argument: one-line error, nothing overwritten); 3 stopped by SIGTERM/SIGUSR1/SIGINT
+after writing a checkpoint (continue with --resume)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line and exit code 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def build_parser():
+    parser = Parser(prog="es-mpi", description="Distributed evolution strategies on MPI.", epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    train = sub.add_parser("train", help="train from a TOML job file (under mpiexec, or with -n)",
+                           description="Train a policy. Run under mpiexec/srun, or give -n N to have es-mpi "
+                                       "start mpiexec itself (as root and with more ranks than cores too).",
+                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("job", help="TOML job file (examples in jobs/; 'es-mpi keys' lists every key)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a job setting, e.g. --set strategy.sigma=0.05 (repeatable)")
+    train.add_argument("--run-dir", help="run directory (default runs/<run.name>)")
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue from the newest valid checkpoint in the run directory (start fresh if none)")
+    mode.add_argument("--force", action="store_true", help="start over in an existing run directory, deleting it")
+    train.add_argument("-n", "--np", type=int, metavar="N",
+                       help="start N ranks with mpiexec (default: run in this process, or under your mpiexec)")
+    train.add_argument("--mpiexec", default=os.environ.get("ES_MPI_MPIEXEC"),
+                       help="mpiexec to use with -n (default: the venv's, then PATH; env ES_MPI_MPIEXEC)")
+
+    evaluate = sub.add_parser("eval", help="play a checkpoint's policy (no MPI needed)",
+                              description="Play the centre policy of a checkpoint and print each episode's return.",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_argument("checkpoint", help="checkpoint file, or a run directory (its newest valid checkpoint)")
+    evaluate.add_argument("--episodes", type=int, default=None,
+                          help="episodes to play (default: the job's eval.episodes)")
+    evaluate.add_argument("--seed", type=int, default=None,
+                          help="seed of the episode seeds (default: the job seed, which reproduces the "
+                               "evaluation return recorded in training)")
+    evaluate.add_argument("--video", metavar="OUT.mp4",
+                          help="record the episodes (one: OUT.mp4; several: OUT-episode-K.mp4); needs the "
+                               "'video' extra; MuJoCo picks EGL or OSMesa unless MUJOCO_GL is set")
+    evaluate.add_argument("--all", action="store_true",
+                          help="evaluate every checkpoint the run directory keeps, on the same episodes, "
+                               "and print a table")
+
+    plot = sub.add_parser("plot", help="learning curves of run directories to a PNG (needs the 'plot' extra)")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                      help="run directories; runs with the same job apart from run.* form one min/mean/max band")
+    plot.add_argument("-o", "--output", default="learning-curves.png", help="PNG file (default: %(default)s)")
+
+    inspect = sub.add_parser("inspect", help="print a checkpoint's config, progress and versions",
+                             description="Print a checkpoint's iteration, timesteps, package versions, "
+                                         "metrics summary and job config.",
+                             epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    inspect.add_argument("checkpoint", help="checkpoint file, or a run directory")
+
+    sub.add_parser("keys", help="print every job-file section and key: type, default, range, meaning",
+                   description="Print the job-file reference (Markdown), generated from the settings themselves.")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from es_mpi.commands.train import train_command
+
+            return train_command(args)
+        if args.command == "eval":
+            from es_mpi.commands.evaluate import eval_command
+
+            return eval_command(args)
+        if args.command == "plot":
+            from es_mpi.commands.plot import plot_command
+
+            return plot_command(args)
+        if args.command == "inspect":
+            from es_mpi.commands.evaluate import inspect_command
+
+            return inspect_command(args)
+        if args.command == "keys":
+            from es_mpi.job.parse import job_reference
+
+            print(job_reference())
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # e.g. `es-mpi keys | head`
+        return 0
+    except UserError as err:
+        sys.stderr.write("es-mpi: error: " + " ".join(str(err).splitlines()) + "\n")
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

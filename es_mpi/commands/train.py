@@ -1,0 +1,81 @@
+"""`es-mpi train`: validate the job, then train in this MPI job or start one with -n.
+
+Every input check runs before anything touches the run directory, and before MPI starts:
+Open MPI prints runtime noise when initialised ranks exit non-zero, and a bad job file is
+the common case. Under mpiexec every rank checks the job (they read the same file), and
+only rank 0 reports it: one line, not one per rank.
+"""
+
+import os
+import time
+
+from es_mpi.job.parse import check_runnable, load_job
+from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
+
+# A rank other than 0 whose check failed waits this long for rank 0's failure to end the job;
+# if the job is still alive, the failure is its own (say, the job file is missing on its node).
+RANK_ERROR_GRACE_S = 5.0
+RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")
+
+
+def launcher_rank():
+    """This process's rank as mpiexec/srun told it, or None when no launcher started us.
+
+    Read from the environment: importing es_mpi.run.mpi would start MPI.
+    """
+    for name in RANK_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return None
+
+
+def validated_job(args):
+    """The job with every check done that needs no run directory and no MPI."""
+    job = load_job(args.job, args.overrides, args.run_dir)
+    check_runnable(job)
+    return job
+
+
+def train_command(args):
+    rank = launcher_rank()
+    if rank is None:
+        job = validated_job(args)
+        if args.np is not None:
+            from es_mpi.commands.launcher import launch
+
+            return launch(args)
+        from es_mpi.run.mpi import world
+
+        return train(job, args, world())
+    try:
+        job = validated_job(args)
+    except UserError as err:
+        if rank == 0:
+            raise
+        time.sleep(RANK_ERROR_GRACE_S)
+        raise UserError(f"rank {rank}: {err}") from None
+    from es_mpi.run.mpi import world
+
+    return train(job, args, world())
+
+
+def report_once(comm, error):
+    """Rank 0 raises an error all ranks share, for the CLI to print; the others exit quietly."""
+    if comm.rank == 0:
+        raise error
+    return EXIT_BAD_INPUT
+
+
+def train(job, args, comm):
+    from es_mpi.run.mpi import install_abort_on_error
+    from es_mpi.run.trainer import Trainer
+
+    install_abort_on_error(comm)
+    try:
+        trainer = Trainer(job, comm, resume=args.resume, force=args.force,
+                          log=lambda line: print(line, flush=True))
+    except UserError as err:
+        return report_once(comm, err)
+    code = trainer.train()
+    trainer.close()  # collective: never on an error path, where it would wait for a dead rank
+    return code

@@ -1,0 +1,1 @@
+"""What every layer uses: user-facing errors and exit codes, seeded random streams."""

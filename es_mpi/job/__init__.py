@@ -1,0 +1,1 @@
+"""The job: a TOML job file parsed into a frozen, validated `Job`. Imports nothing of the runtime."""

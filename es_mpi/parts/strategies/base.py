@@ -1,0 +1,103 @@
+"""The strategy interface (DESIGN.md contract 4): pure numpy, no MPI, exact state round-trip.
+
+Every rank builds the same strategy and calls the same methods with the same arguments,
+so every rank holds the same bytes. The trainer only needs:
+
+- `population`: members per iteration; `group`: consecutive members that one rank must
+  evaluate together (2 for a mirrored pair), `population % group == 0`.
+- `ask(t)`: prepare iteration t's compact member descriptors (noise offsets, signs...).
+- `member_params(i)`: expand member i of the current ask into float32 parameters.
+- `member_actor(i, policy)`: the function obs -> action member i plays (default: the
+  policy bound to `member_params(i)`; action-space CEM samples actions instead).
+- `tell(fitness_n)`: the full fitness array in global member order; updates the state
+  with the same float operations on every rank. Returns a dict of scalar metrics.
+- `center()`: the parameters to evaluate and checkpoint.
+- `state_dict()` / `load_state_dict()`: a flat dict of numpy arrays and scalars ('/' in a
+  key makes an HDF5 group).
+
+Strategies that learn from what the elite did (tabular and action-space CEM) set
+`wants_transitions`: the trainer then records every member's (policy input, action) rows,
+asks `elite_members(fitness_n)`, gathers those members' rows in global member order and
+calls `tell(fitness_n, transitions)` with a list of (member, rows_tc).
+"""
+
+import numpy as np
+
+from es_mpi.core.seeding import Purpose, rng
+
+
+class Strategy:
+    name = "base"
+    population = 0
+    group = 1
+    wants_transitions = False
+    plays_params = True  # members play the policy bound to member_params (False: custom member_actor)
+
+    def ask(self, iteration):
+        raise NotImplementedError
+
+    def member_params(self, member):
+        raise NotImplementedError
+
+    def member_actor(self, member, policy):
+        return policy.bind(self.member_params(member))
+
+    def elite_members(self, fitness_n):
+        raise NotImplementedError
+
+    def tell(self, fitness_n):
+        raise NotImplementedError
+
+    def center(self):
+        raise NotImplementedError
+
+    def state_dict(self):
+        raise NotImplementedError
+
+    def load_state_dict(self, state):
+        raise NotImplementedError
+
+
+def check_noise_size(noise, n_params):
+    if noise.size < n_params:
+        raise ValueError(f"noise table ({noise.size} floats) is smaller than the policy ({n_params} parameters)")
+
+
+def draw_offsets(seed, iteration, count, noise_size, n_params):
+    """`count` noise-table offsets for iteration t: the same on every rank."""
+    draw = rng(seed, iteration, purpose=Purpose.NOISE_OFFSETS)
+    return draw.integers(0, noise_size - n_params + 1, size=count)
+
+
+def noise_row(noise, offset, n_params):
+    """One standard-normal sample as float64 (a view of the table, converted)."""
+    return noise[offset:offset + n_params].astype(np.float64)
+
+
+def weighted_noise_moments(noise, offsets_n, weights_n, n_params, block=64):
+    """(sum_i w_i z_i, sum_i w_i z_i^2) in float64, z_i the table rows, in a fixed block order."""
+    first_p = np.zeros(n_params)
+    second_p = np.zeros(n_params)
+    weights_n = np.asarray(weights_n, dtype=np.float64)
+    for start in range(0, len(offsets_n), block):
+        rows_bp = np.stack([noise_row(noise, o, n_params) for o in offsets_n[start:start + block]])
+        weights_b = weights_n[start:start + block]
+        first_p += weights_b @ rows_bp
+        second_p += weights_b @ np.square(rows_bp)
+    return first_p, second_p
+
+
+def ranking(fitness_n):
+    """Member indices, best (highest fitness) first; NaN counts as worst; ties by index."""
+    fitness_n = np.where(np.isnan(fitness_n), -np.inf, np.asarray(fitness_n, dtype=np.float64))
+    return np.argsort(-fitness_n, kind="stable")
+
+
+def percentile_elite(scores_n, percentile):
+    """Indices (ascending) whose score is >= the given percentile of the finite scores."""
+    scores_n = np.asarray(scores_n, dtype=np.float64)
+    finite = scores_n[np.isfinite(scores_n)]
+    if finite.size == 0:
+        return np.arange(0)
+    threshold = np.percentile(finite, percentile)
+    return np.flatnonzero(scores_n >= threshold)

@@ -1,0 +1,153 @@
+"""CMA-ES (Hansen 2016 tutorial): weighted recombination, cumulative step-size adaptation,
+rank-one + rank-mu covariance updates. Two variants:
+
+- full: an n x n covariance, eigendecomposed lazily (numpy.linalg.eigh on the same bytes,
+  so every rank gets the same basis); O(n^2) memory and per-sample cost.
+- separable (Ros & Hansen 2008): a diagonal covariance with learning rates scaled by
+  (n + 2) / 3; O(n) memory and cost, for policies with many parameters.
+
+`variant = "auto"` uses full up to `full_max_params` parameters (default 1000), separable above.
+A sample is y = B diag(d) z with z a noise-table row, x = mean + sigma y.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from es_mpi.job.settings import setting
+from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking
+
+
+@dataclasses.dataclass(frozen=True)
+class CMAESSettings:
+    name = "cma_es"
+    population: int = setting(0, "int", lo=0, hi=10_000_000, doc="samples per iteration; 0: 4 + 3 ln(n)")
+    sigma: float = setting(0.5, "float", lo=1e-12, doc="initial step size")
+    variant: str = setting("auto", "str", choices=("auto", "full", "separable"),
+                           doc="full covariance, diagonal (separable), or auto by parameter count")
+    full_max_params: int = setting(1000, "int", lo=1, doc="auto uses the full covariance up to this many parameters")
+
+
+class CMAES(Strategy):
+    name = "cma_es"
+
+    def __init__(self, settings, initial_params_p, noise, seed):
+        self.settings, self.noise, self.seed = settings, noise, seed
+        self.mean_p = np.array(initial_params_p, dtype=np.float64)
+        n = self.n_params = self.mean_p.size
+        check_noise_size(noise, n)
+        self.full = settings.variant == "full" or (settings.variant == "auto" and n <= settings.full_max_params)
+        self.population = max(2, settings.population or 4 + int(3 * math.log(n)))
+        self._set_constants(n)
+        self.sigma = np.float64(settings.sigma)
+        self.path_sigma_p = np.zeros(n)
+        self.path_c_p = np.zeros(n)
+        self.scales_p = np.ones(n)  # sqrt of the eigenvalues (full) or of the diagonal (separable)
+        if self.full:
+            self.cov_pp = np.eye(n)
+            self.basis_pp = np.eye(n)
+        else:
+            self.cov_p = np.ones(n)
+        self.generation = np.int64(0)
+        self.evaluations = np.int64(0)
+        self.eigen_evaluations = np.int64(0)
+        self.offsets_n = None
+
+    def _set_constants(self, n):
+        lam = self.population
+        self.mu = lam // 2
+        raw = math.log((lam + 1) / 2) - np.log(np.arange(1, self.mu + 1))
+        self.weights_m = raw / raw.sum()
+        mueff = self.mueff = 1.0 / np.sum(np.square(self.weights_m))
+        self.c_c = (4 + mueff / n) / (n + 4 + 2 * mueff / n)
+        self.c_sigma = (mueff + 2) / (n + mueff + 5)
+        c_1 = 2 / ((n + 1.3) ** 2 + mueff)
+        c_mu = min(1 - c_1, 2 * (mueff - 2 + 1 / mueff) / ((n + 2) ** 2 + mueff))
+        if not self.full:
+            scale = (n + 2) / 3
+            c_1, c_mu = c_1 * scale, min(1 - c_1 * scale, c_mu * scale)
+        self.c_1, self.c_mu = c_1, c_mu
+        self.damping = 1 + 2 * max(0.0, math.sqrt((mueff - 1) / (n + 1)) - 1) + self.c_sigma
+        self.chi_n = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n))
+
+    def ask(self, iteration):
+        self.offsets_n = draw_offsets(self.seed, iteration, self.population, self.noise.size, self.n_params)
+
+    def _step(self, member):
+        """(z, y) of member i: z from the table, y = B diag(d) z."""
+        z_p = noise_row(self.noise, self.offsets_n[member], self.n_params)
+        scaled_p = self.scales_p * z_p
+        return z_p, (self.basis_pp @ scaled_p if self.full else scaled_p)
+
+    def member_params(self, member):
+        return (self.mean_p + self.sigma * self._step(member)[1]).astype(np.float32)
+
+    def tell(self, fitness_n):
+        n = self.n_params
+        selected = ranking(fitness_n)[:self.mu]
+        steps = [self._step(int(m)) for m in selected]
+        z_mp = np.stack([z for z, _ in steps])
+        y_mp = np.stack([y for _, y in steps])
+        y_mean_p = self.weights_m @ y_mp
+        z_mean_p = self.weights_m @ z_mp
+        self.mean_p = self.mean_p + self.sigma * y_mean_p
+        whitened_p = self.basis_pp @ z_mean_p if self.full else z_mean_p  # C^(-1/2) y_mean
+        self.path_sigma_p = (1 - self.c_sigma) * self.path_sigma_p + \
+            math.sqrt(self.c_sigma * (2 - self.c_sigma) * self.mueff) * whitened_p
+        self.generation += 1
+        self.evaluations += self.population
+        norm_ps = float(np.linalg.norm(self.path_sigma_p))
+        h_sigma = float(norm_ps / math.sqrt(1 - (1 - self.c_sigma) ** (2 * int(self.generation))) / self.chi_n
+                        < 1.4 + 2 / (n + 1))
+        self.path_c_p = (1 - self.c_c) * self.path_c_p + \
+            h_sigma * math.sqrt(self.c_c * (2 - self.c_c) * self.mueff) * y_mean_p
+        decay = 1 - self.c_1 - self.c_mu + (1 - h_sigma) * self.c_1 * self.c_c * (2 - self.c_c)
+        if self.full:
+            rank_mu_pp = (y_mp * self.weights_m[:, None]).T @ y_mp
+            self.cov_pp = decay * self.cov_pp + self.c_1 * np.outer(self.path_c_p, self.path_c_p) + self.c_mu * rank_mu_pp
+            self._maybe_decompose()
+        else:
+            rank_mu_p = self.weights_m @ np.square(y_mp)
+            self.cov_p = decay * self.cov_p + self.c_1 * np.square(self.path_c_p) + self.c_mu * rank_mu_p
+            self.scales_p = np.sqrt(self.cov_p)
+        self.sigma = np.float64(self.sigma * math.exp(self.c_sigma / self.damping * (norm_ps / self.chi_n - 1)))
+        return {"sigma": float(self.sigma), "axis_ratio": float(self.scales_p.max() / self.scales_p.min())}
+
+    def _maybe_decompose(self):
+        """Eigendecompose C when enough evaluations passed (O(n^3) amortised to O(n^2) per sample)."""
+        gap = self.population / (self.c_1 + self.c_mu) / self.n_params / 10
+        if self.evaluations - self.eigen_evaluations < gap:
+            return
+        self.eigen_evaluations = np.int64(self.evaluations)
+        self.cov_pp = np.triu(self.cov_pp) + np.triu(self.cov_pp, 1).T
+        eigenvalues_p, self.basis_pp = np.linalg.eigh(self.cov_pp)
+        self.scales_p = np.sqrt(np.maximum(eigenvalues_p, 1e-300))
+
+    def center(self):
+        return self.mean_p.astype(np.float32)
+
+    def state_dict(self):
+        state = {"mean": self.mean_p, "sigma": self.sigma, "path_sigma": self.path_sigma_p, "path_c": self.path_c_p,
+                 "scales": self.scales_p, "generation": self.generation, "evaluations": self.evaluations,
+                 "eigen_evaluations": self.eigen_evaluations}
+        if self.full:
+            state.update(cov=self.cov_pp, basis=self.basis_pp)
+        else:
+            state.update(cov=self.cov_p)
+        return state
+
+    def load_state_dict(self, state):
+        self.mean_p = np.array(state["mean"], dtype=np.float64)
+        self.sigma = np.float64(state["sigma"])
+        self.path_sigma_p = np.array(state["path_sigma"], dtype=np.float64)
+        self.path_c_p = np.array(state["path_c"], dtype=np.float64)
+        self.scales_p = np.array(state["scales"], dtype=np.float64)
+        self.generation = np.int64(state["generation"])
+        self.evaluations = np.int64(state["evaluations"])
+        self.eigen_evaluations = np.int64(state["eigen_evaluations"])
+        if self.full:
+            self.cov_pp = np.array(state["cov"], dtype=np.float64)
+            self.basis_pp = np.array(state["basis"], dtype=np.float64)
+        else:
+            self.cov_p = np.array(state["cov"], dtype=np.float64)

@@ -1,0 +1,53 @@
+"""The noise table: float32 standard normals, filled deterministically from the noise seed.
+
+Under MPI one copy lives per node in an MPI-3 shared-memory window (DESIGN.md contract 3);
+every rank of the node reads it in place. Without MPI (eval, unit tests) it is a plain array
+with the same bytes.
+"""
+
+import numpy as np
+
+from es_mpi.core.seeding import Purpose, rng
+
+CHUNK = 1 << 22  # entries per independently seeded chunk: the fill can be split across ranks
+
+
+def fill_chunks(table, seed, chunks):
+    """Fill the given chunk numbers of `table`; chunk k depends only on (seed, k)."""
+    for k in chunks:
+        start = k * CHUNK
+        stop = min(start + CHUNK, table.size)
+        rng(seed, k, purpose=Purpose.NOISE_TABLE).standard_normal(
+            stop - start, dtype=np.float32, out=table[start:stop])
+
+
+def n_chunks(size):
+    return -(-size // CHUNK)
+
+
+def local_table(size, seed):
+    """A private table (no MPI): the same contents as the shared one."""
+    table = np.empty(size, dtype=np.float32)
+    fill_chunks(table, seed, range(n_chunks(size)))
+    return table
+
+
+class SharedNoiseTable:
+    """One table per node in an MPI shared-memory window; `.array` is this rank's view."""
+
+    def __init__(self, size, seed, world):
+        from mpi4py import MPI
+
+        self.node = world.Split_type(MPI.COMM_TYPE_SHARED)
+        nbytes = size * 4 if self.node.rank == 0 else 0
+        self.window = MPI.Win.Allocate_shared(nbytes, 4, comm=self.node)
+        buffer, _ = self.window.Shared_query(0)
+        self.array = np.ndarray(buffer=buffer, dtype=np.float32, shape=(size,))
+        node_ranks = self.node.size
+        fill_chunks(self.array, seed, range(self.node.rank, n_chunks(size), node_ranks))
+        self.node.Barrier()
+        self.array.flags.writeable = False
+
+    def free(self):
+        self.window.Free()
+        self.node.Free()

@@ -1,0 +1,384 @@
+"""The MPI training loop: the only place with per-iteration collectives (DESIGN.md)."""
+
+import hashlib
+import math
+import os
+import signal
+import time
+
+import numpy as np
+
+from es_mpi.records import checkpoint as ckpt_io
+from es_mpi.job.parse import job_from_text
+from es_mpi.core.errors import EXIT_INTERRUPTED, EXIT_OK, CheckpointError, ConfigError
+from es_mpi.records.metrics import MetricsLog
+from es_mpi.run.mpi import allgather_rows, allgather_variable, static_slice
+from es_mpi.run.noise import SharedNoiseTable
+from es_mpi.run.obstat import ObsStat
+from es_mpi.run.rollout import run_episode, run_lanes
+from es_mpi.run.evaluation import (evaluate_center, finite_mean, initial_params, make_env_and_policy, max_steps,
+                      normalizer_for)
+from es_mpi.core.seeding import Purpose, episode_seed, rng
+from es_mpi.records.status import status_record, write_status
+from es_mpi.parts.strategies import make_strategy
+from es_mpi.run.vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
+from es_mpi.run.vbn_reference import collect_reference, reference_from_checkpoint
+
+RUN_FILE_NAMES = ("best.h5", "metrics.csv", "status.json")
+
+
+def is_run_file(name):
+    """Files es-mpi writes into a run directory: the only ones --force deletes."""
+    return name in RUN_FILE_NAMES or ckpt_io.NAME_RE.match(name) is not None
+
+
+# Job sections that must match a checkpoint to resume from it; the rest may change.
+RESUME_MUST_MATCH = ("env", "atari", "policy", "strategy", "noise", "obs_norm", "objective")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+EPISODE_COLUMNS = 4  # return, length, capped, nonfinite
+
+
+def params_checksum(*arrays):
+    digest = hashlib.blake2b(digest_size=8)
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return np.frombuffer(digest.digest(), dtype=np.uint64)[0]
+
+
+def transition_width(env):
+    """Columns of a recorded step: the flattened policy input, then the action."""
+    return int(np.prod(env.observation_space.shape)) + int(np.prod(env.action_space.shape))
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGUSR1/SIGINT; repeats (Slurm may send two) are ignored."""
+
+    def __init__(self):
+        self.signal = 0
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signal = self.signal or signum
+
+
+class Trainer:
+    def __init__(self, job, comm, resume=False, force=False, log=print):
+        self.job, self.comm, self.log = job, comm, log
+        self.rank, self.size = comm.rank, comm.size
+        self.run_dir = job.run_dir()
+        self.stop_flag = StopFlag()
+        self.last_checkpoint = None
+        self.env, self.policy = make_env_and_policy(job)
+        start = self._prepare_run_dir(resume, force)
+        self.vbn_reference = self._vbn_reference(start)
+        self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
+        self.strategy = make_strategy(job.strategy, initial_params(job, self.policy), self.noise.array, job.run.seed,
+                                      self.policy)
+        self.lane_envs, self.lanes_forward = self._lanes()
+        self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
+        self.iteration, self.timesteps = 0, 0
+        self.step_cap = max_steps(job, self.env)
+        self.best_eval_return, self.last_eval_return = -math.inf, math.nan
+        self.metrics = MetricsLog(self.run_dir / "metrics.csv" if self.rank == 0 else None)
+        if start is not None:
+            self._restore(start)
+        n_groups = self.strategy.population // self.strategy.group
+        self.group_slices = [static_slice(n_groups, r, self.size) for r in range(self.size)]
+        self.member_slices = [(a * self.strategy.group, b * self.strategy.group) for a, b in self.group_slices]
+
+    def _lanes(self):
+        """Envs and forward pass for playing up to `run.lanes` members at once, where it pays off."""
+        useful_lanes = getattr(self.policy, "useful_lanes", None)
+        n_lanes = useful_lanes(self.job.run.lanes) if useful_lanes and self.strategy.plays_params else 1
+        if n_lanes < 2:
+            return None, None
+        envs = [self.env] + [make_env_and_policy(self.job)[0] for _ in range(n_lanes - 1)]
+        return envs, self.policy.lanes(n_lanes)
+
+    # ----------------------------------------------------------------- start / resume
+    def _prepare_run_dir(self, resume, force):
+        """Rank 0 decides (fresh, resume from a file, or refuse) and tells the others."""
+        decision = None
+        if self.rank == 0:
+            decision = self._decide_start(resume, force)
+        decision = self.comm.bcast(decision, root=0)
+        if isinstance(decision, Exception):
+            raise decision
+        if decision is None:
+            return None
+        self.last_checkpoint = decision
+        return self.comm.bcast(ckpt_io.load(decision) if self.rank == 0 else None, root=0)
+
+    def _decide_start(self, resume, force):
+        try:
+            existing = [p for p in self.run_dir.iterdir() if is_run_file(p.name)] if self.run_dir.is_dir() else []
+            if resume:
+                found = ckpt_io.newest_valid(self.run_dir)
+                if found is None and ckpt_io.periodic_checkpoints(self.run_dir):
+                    raise CheckpointError(self.run_dir, "--resume: no checkpoint here loads (all corrupt)")
+                if found is not None:
+                    self._check_compatible(*found)
+                    return found[0]
+            elif existing and not force:
+                raise ConfigError(self.job.path, "run.dir",
+                                  f"run directory {self.run_dir} already exists; use --resume to continue it "
+                                  "or --force to start over (its checkpoints and metrics are deleted)")
+            elif force:
+                for path in existing:
+                    if path.is_file():
+                        path.unlink()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            return None
+        except (ConfigError, CheckpointError) as err:
+            return err
+        except OSError as err:
+            return ConfigError(self.job.path, "run.dir", f"cannot use {self.run_dir}: {err.strerror}")
+
+    def _check_compatible(self, path, ckpt):
+        saved = job_from_text(ckpt.config_toml, path).to_dict()
+        wanted = self.job.to_dict()
+        if saved["run"]["seed"] != wanted["run"]["seed"]:
+            raise CheckpointError(path, "was written with a different run.seed; cannot resume")
+        for section in RESUME_MUST_MATCH:
+            saved_section, wanted_section = saved.get(section, {}), wanted.get(section, {})
+            for key in sorted(set(saved_section) | set(wanted_section)):
+                if saved_section.get(key) != wanted_section.get(key):
+                    raise CheckpointError(path, f"was written with {section}.{key} = {saved_section.get(key)!r}, "
+                                                f"the job says {wanted_section.get(key)!r}; cannot resume")
+
+    def _vbn_reference(self, start):
+        """With policy.vbn: the checkpoint's reference batch on resume, else rank 0 collects it and broadcasts it once."""
+        if not self.job.policy.vbn:
+            return None
+        space = self.env.observation_space
+        if start is not None:
+            reference = reference_from_checkpoint(self.run_dir, start, self.job, space)
+        else:
+            reference = np.empty((self.job.policy.vbn_batch, *space.shape), dtype=space.dtype)
+            if self.rank == 0:
+                reference[...] = collect_reference(self.env, self.job.policy.vbn_batch, self.job.policy.vbn_probability,
+                                                   self.job.run.seed, max_steps(self.job, self.env))
+            self.comm.Bcast(reference, root=0)
+        self.policy.set_reference(reference)
+        return reference
+
+    def _restore(self, ckpt):
+        self.strategy.load_state_dict(ckpt.strategy)
+        self.obstat.load_state_dict(ckpt.obstat)
+        self.iteration, self.timesteps, self.step_cap = ckpt.iteration, ckpt.timesteps, ckpt.step_cap
+        self.best_eval_return, self.last_eval_return = ckpt.best_eval_return, ckpt.eval_return
+        self.metrics.restore(ckpt.metrics)
+        if self.rank == 0:
+            self.log(f"resumed from iteration {ckpt.iteration} ({ckpt.timesteps} timesteps) in {self.run_dir}")
+
+    # ----------------------------------------------------------------- the iteration
+    def _evaluate_members(self, iteration, normalizer):
+        """This rank's slice of the population -> rows [return, length, capped, nonfinite], obs stats,
+        and {member: transition rows} when the strategy learns from transitions."""
+        start, stop = self.member_slices[self.rank]
+        rows_k4 = np.zeros((stop - start, EPISODE_COLUMNS))
+        obs_rows, transitions = [], {}
+        episodes = self._play_lanes(iteration, start, stop, normalizer) if self.lane_envs is not None \
+            else self._play_members(iteration, start, stop, normalizer)
+        for k, (member, episode) in enumerate(zip(range(start, stop), episodes)):
+            rows_k4[k] = (episode.total_return, episode.length, episode.capped, episode.nonfinite)
+            if episode.obs_stats is not None:
+                obs_rows.append(episode.obs_stats)
+            if episode.transitions is not None:
+                transitions[member] = episode.transitions
+        return rows_k4, obs_rows, transitions
+
+    def _records_obs(self, iteration, member):
+        """Whether this member's observations join the normalisation statistics (a seeded coin)."""
+        return self.job.obs_norm.enabled and \
+            rng(self.job.run.seed, iteration, member, purpose=Purpose.OBS_SAMPLE).random() < self.job.obs_norm.probability
+
+    def _play_members(self, iteration, start, stop, normalizer):
+        """Members one episode at a time."""
+        seed, offset = self.job.run.seed, self.job.env.alive_bonus
+        for member in range(start, stop):
+            act = self.strategy.member_actor(member, self.policy)
+            yield run_episode(self.env, act, episode_seed(seed, iteration, member), self.step_cap, normalizer,
+                              self._records_obs(iteration, member), self.strategy.wants_transitions, offset)
+
+    def _play_lanes(self, iteration, start, stop, normalizer):
+        """Members `run.lanes` at a time with one batched forward pass per step (see rollout.run_lanes)."""
+        seed = self.job.run.seed
+
+        def member(k):
+            return (self.strategy.member_params(start + k), episode_seed(seed, iteration, start + k),
+                    self._records_obs(iteration, start + k))
+
+        return run_lanes(self.lane_envs, self.lanes_forward, stop - start, member, self.step_cap, normalizer,
+                         self.job.env.alive_bonus)
+
+    def _gather_elite_transitions(self, elite_members, transitions):
+        """[(member, rows_tc)] of the elite members from every rank, in global member order.
+
+        The one gather that is not O(population): tabular and action-space CEM learn from the
+        elite's (input, action) steps, so those rows must reach every rank.
+        """
+        width = transition_width(self.env)
+        elite = set(int(m) for m in elite_members)
+        mine = [np.column_stack([np.full(len(rows), member, dtype=np.float64), rows.reshape(-1, width)])
+                for member, rows in sorted(transitions.items()) if member in elite and rows.size]
+        local = np.concatenate(mine) if mine else np.zeros((0, width + 1))
+        rows = allgather_variable(self.comm, local, width + 1)
+        splits = np.flatnonzero(np.diff(rows[:, 0])) + 1
+        return [(int(chunk[0, 0]), chunk[:, 1:]) for chunk in np.split(rows, splits) if len(chunk)]
+
+    def _evaluate_center(self, iteration):
+        episodes = self.job.eval.episodes
+        slices = [static_slice(episodes, r, self.size) for r in range(self.size)]
+        start, stop = slices[self.rank]
+        mine = evaluate_center(self.job, self.env, self.policy, self.strategy.center(),
+                               normalizer_for(self.job, self.obstat), iteration, range(start, stop))
+        local = np.array([e.total_return for e in mine], dtype=np.float64).reshape(-1, 1)
+        return allgather_rows(self.comm, local, episodes, 1, slices)[:, 0]
+
+    def step(self):
+        """One iteration, identical float operations on every rank."""
+        t = self.iteration + 1
+        t_start = time.perf_counter()
+        self.strategy.ask(t)
+        normalizer = normalizer_for(self.job, self.obstat)
+        busy_start = time.perf_counter()
+        rows_k4, obs_rows, transitions = self._evaluate_members(t, normalizer)
+        busy_end = time.perf_counter()
+        results_n4 = allgather_rows(self.comm, rows_k4, self.strategy.population, EPISODE_COLUMNS,
+                                    self.member_slices)
+        gathered = time.perf_counter()
+        returns_n, lengths_n = results_n4[:, 0], results_n4[:, 1]
+        if self.strategy.wants_transitions:
+            elite_members = self.strategy.elite_members(returns_n.copy())
+            elite_transitions = self._gather_elite_transitions(elite_members, transitions)
+            tell_metrics = self.strategy.tell(returns_n.copy(), elite_transitions)
+        else:
+            tell_metrics = self.strategy.tell(returns_n.copy())
+        if self.job.obs_norm.enabled:
+            n_obs = 2 * self.obstat.sum_o.size + 1
+            local = np.array(obs_rows).reshape(-1, n_obs)
+            self.obstat.add(allgather_variable(self.comm, local, n_obs))
+        self.iteration, self.timesteps = t, self.timesteps + int(lengths_n.sum())
+        if self.job.env.step_cap == "adaptive":
+            self.step_cap = min(max(1, int(math.ceil(2.0 * lengths_n.mean()))), max_steps(self.job, self.env))
+        eval_return, eval_s = math.nan, 0.0
+        if self.job.eval.every and t % self.job.eval.every == 0:
+            eval_start = time.perf_counter()
+            eval_return = finite_mean(self._evaluate_center(t))
+            self.last_eval_return = eval_return
+            eval_s = time.perf_counter() - eval_start
+        repaired, stop_signal, busy_all = self._agree(busy_end - busy_start)
+        end = time.perf_counter()
+        iteration_s = end - t_start
+        finite = returns_n[np.isfinite(returns_n)]
+        row = dict(
+            iteration=t, timesteps=self.timesteps, episodes=returns_n.size,
+            return_mean=float(finite.mean()) if finite.size else math.nan,
+            return_max=float(finite.max()) if finite.size else math.nan,
+            return_min=float(finite.min()) if finite.size else math.nan,
+            eval_return=eval_return, timesteps_per_s=lengths_n.sum() / iteration_s,
+            iteration_s=iteration_s, episodes_s=busy_end - busy_start, wait_s=gathered - busy_end,
+            update_s=(busy_start - t_start) + (end - gathered - eval_s), eval_s=eval_s,
+            imbalance=float(busy_all.max() / busy_all.mean()) if busy_all.mean() > 0 else 1.0,
+            capped=int(results_n4[:, 2].sum()), nonfinite=int(results_n4[:, 3].sum()),
+            repairs=self.metrics.last("repairs", 0) + repaired, step_cap=self.step_cap,
+            wall_time=time.time(), **tell_metrics)
+        self.metrics.append(row)
+        return row, stop_signal
+
+    def _agree(self, busy_s):
+        """Checksums, busy times and stop flags of all ranks; repair from rank 0 on a mismatch."""
+        self._maybe_inject_fault()
+        state_sum = params_checksum(self.strategy.center(), self.obstat.sum_o, self.obstat.sumsq_o)
+        sums = np.empty(self.size, dtype=np.uint64)
+        self.comm.Allgather(np.array([state_sum], dtype=np.uint64), sums)
+        flags_r2 = np.empty((self.size, 2), dtype=np.float64)
+        self.comm.Allgather(np.array([busy_s, self.stop_flag.signal], dtype=np.float64), flags_r2)
+        repaired = 0
+        if not np.all(sums == sums[0]):
+            repaired = 1
+            state = self.comm.bcast((self.strategy.state_dict(), self.obstat.state_dict()), root=0)
+            self.strategy.load_state_dict(state[0])
+            self.obstat.load_state_dict(state[1])
+            if self.rank == 0:
+                self.log(f"warning: parameter checksums differed across ranks at iteration {self.iteration}; "
+                         "repaired from rank 0")
+        return repaired, int(flags_r2[:, 1].max()), flags_r2[:, 0]
+
+    def _maybe_inject_fault(self):
+        """ES_MPI_FAULT_INJECT=RANK:ITERATION flips one parameter there, to exercise the repair."""
+        target = os.environ.get("ES_MPI_FAULT_INJECT", "")
+        if target == f"{self.rank}:{self.iteration}":
+            self.strategy.center()[0] += np.float32(1.0)
+
+    # ----------------------------------------------------------------- stopping, saving
+    def _stop_reason(self):
+        stop = self.job.stop
+        if self.iteration >= stop.iterations:
+            return "iterations"
+        if stop.timesteps is not None and self.timesteps >= stop.timesteps:
+            return "timesteps"
+        if stop.target_return is not None and self.last_eval_return >= stop.target_return:
+            return "target_return"
+        return None
+
+    def _checkpoint(self, eval_return, periodic, best):
+        """Rank 0 writes the periodic checkpoint and/or best.h5 from the same state."""
+        if self.rank != 0 or not (periodic or best):
+            return
+        ckpt = ckpt_io.Checkpoint(
+            config_toml=self.job.to_toml(), iteration=self.iteration, timesteps=self.timesteps,
+            step_cap=self.step_cap, best_eval_return=self.best_eval_return, eval_return=eval_return,
+            params=self.strategy.center(), strategy=self.strategy.state_dict(),
+            obstat=self.obstat.state_dict(), metrics=self.metrics.columns(), versions=ckpt_io.package_versions(),
+            extra={} if self.vbn_reference is None else {VBN_CHECKPOINT_KEY: self.vbn_reference})
+        if periodic:
+            self.last_checkpoint = ckpt_io.checkpoint_path(self.run_dir, self.iteration)
+            ckpt_io.save(self.last_checkpoint, ckpt)
+            ckpt_io.prune(self.run_dir, self.job.checkpoint.keep)
+        if best:
+            ckpt_io.save(self.run_dir / ckpt_io.BEST_NAME, ckpt)
+
+    def _write_status(self, state):
+        if self.rank == 0:
+            write_status(self.run_dir, status_record(
+                state=state, job=self.job, iteration=self.iteration, timesteps=self.timesteps,
+                best_eval_return=self.best_eval_return, last_eval_return=self.last_eval_return,
+                checkpoint=self.last_checkpoint, rows=self.metrics.rows, n_ranks=self.size))
+
+    def train(self):
+        """Run to the stopping rule or a signal; returns the process exit code."""
+        if self.rank == 0:
+            task = self.job.objective.function or self.job.env.id
+            self.log(f"es-mpi: {task}, {self.strategy.name}, {self.policy.n_params} parameters, "
+                     f"population {self.strategy.population}, {self.size} ranks, run directory {self.run_dir}")
+        reason = self._stop_reason()
+        while reason is None:
+            row, stop_signal = self.step()
+            if self.rank == 0:
+                self.log(self.metrics.progress_line(row))
+            improved = math.isfinite(row["eval_return"]) and row["eval_return"] > self.best_eval_return
+            if improved:
+                self.best_eval_return = row["eval_return"]
+            reason = self._stop_reason()
+            periodic = bool(stop_signal or reason or self.iteration % self.job.checkpoint.every == 0)
+            self._checkpoint(row["eval_return"], periodic, improved)
+            self._write_status(f"interrupted ({signal.Signals(stop_signal).name})" if stop_signal
+                               else f"done ({reason})" if reason else "running")
+            if stop_signal:
+                if self.rank == 0:
+                    self.log(f"stopped by signal {signal.Signals(stop_signal).name} after iteration "
+                             f"{self.iteration}; checkpoint written; continue with --resume")
+                return EXIT_INTERRUPTED
+        if self.rank == 0:
+            self.log(f"done ({reason}) at iteration {self.iteration}, {self.timesteps} timesteps; "
+                     f"best evaluation return {self.best_eval_return:.2f}")
+        return EXIT_OK
+
+    def close(self):
+        self.env.close()
+        for env in (self.lane_envs or [])[1:]:
+            env.close()
+        self.noise.free()
