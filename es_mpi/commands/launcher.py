@@ -13,8 +13,12 @@ import signal
 import subprocess
 import sys
 
-from es_mpi.core.errors import UserError
+from es_mpi.core.errors import EXIT_INTERRUPTED, UserError
+from es_mpi.core.stop_signals import STOP_SIGNALS, catch_stop_signals
 from es_mpi.run.open_mpi_defaults import set_open_mpi_defaults
+
+
+RESEND_S = 1.0  # a stop is said again to mpiexec this often until the job ends
 
 
 def find_mpiexec(explicit):
@@ -65,14 +69,26 @@ def launch(args, argv):
     if args.np < 1:
         raise UserError(f"-n: need at least 1 rank, got {args.np}")
     command = mpiexec_command(find_mpiexec(args.mpiexec), args.np, strip_np(argv))
+    flag = catch_stop_signals()
+    if flag.signal:
+        print(f"es-mpi: stopped by signal {flag.name} before the ranks started; nothing to checkpoint; "
+              "continue with --resume", flush=True)
+        return EXIT_INTERRUPTED
     process = subprocess.Popen(command, env=mpi_environment(), start_new_session=True)
-    received = []
+    received = [flag.signal] if flag.signal else []
+    hard = []
 
     def forward(signum, frame):
         received.append(signum)
-        hard = signum == signal.SIGINT and received.count(signal.SIGINT) > 1
+        if signum == signal.SIGINT and received.count(signal.SIGINT) > 1:
+            hard.append(signum)
         process.send_signal(signal.SIGTERM if hard else signal.SIGUSR1)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, forward)
-    return process.wait()
+    while True:
+        try:
+            return process.wait(timeout=RESEND_S)
+        except subprocess.TimeoutExpired:
+            if received and not hard:  # ranks still starting up missed it; repeats are harmless
+                process.send_signal(signal.SIGUSR1)
