@@ -10,6 +10,7 @@ import numpy as np
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.commands import video
 from es_mpi.job.parse import check_runnable, job_from_text
+from es_mpi.parts.envs import uses_mujoco
 from es_mpi.core.errors import CheckpointError, UserError
 from es_mpi.run.obstat import ObsStat
 from es_mpi.run.evaluation import evaluate_center, finite_mean, make_env_and_policy, normalizer_for
@@ -20,7 +21,7 @@ def load_for_play(path, render_mode=None):
     """(path, checkpoint, job, env, policy, normalizer) ready to play the centre policy."""
     path, ckpt = ckpt_io.resolve(path)
     job = job_from_text(ckpt.config_toml, path)
-    if render_mode is not None and video.uses_mujoco(job.env.id):
+    if render_mode is not None and uses_mujoco(job.env.id):
         video.choose_mujoco_gl()
     check_runnable(job)
     env, policy = make_env_and_policy(job, render_mode=render_mode)
