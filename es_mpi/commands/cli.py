@@ -35,6 +35,8 @@ def build_parser():
     train.add_argument("job", help="TOML job file (examples in jobs/; 'es-mpi keys' lists every key)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a job setting, e.g. --set strategy.sigma=0.05 (repeatable)")
+    train.add_argument("--tensorboard", dest="overrides", action="append_const", const="log.tensorboard=true",
+                       help="also log the metrics as TensorBoard scalars (same as --set log.tensorboard=true)")
     train.add_argument("--run-dir", help="run directory (default runs/<run.name>)")
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",

@@ -11,6 +11,7 @@ import time
 
 from es_mpi.job.parse import check_runnable, load_job
 from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
+from es_mpi.records.tensorboard import check_available as check_tensorboard
 
 # A rank other than 0 whose check failed waits this long for rank 0's failure to end the job;
 # if the job is still alive, the failure is its own (say, the job file is missing on its node).
@@ -33,6 +34,7 @@ def validated_job(args):
     """The job with every check done that needs no run directory and no MPI."""
     job = load_job(args.job, args.overrides, args.run_dir)
     check_runnable(job)
+    check_tensorboard(job)
     return job
 
 

@@ -20,6 +20,7 @@ from es_mpi.run.evaluation import (evaluate_center, finite_mean, initial_params,
                       normalizer_for)
 from es_mpi.core.seeding import Purpose, episode_seed, rng
 from es_mpi.records.status import status_record, write_status
+from es_mpi.records.tensorboard import TensorBoardScalars
 from es_mpi.parts.strategies import make_strategy
 from es_mpi.run.vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
 from es_mpi.run.vbn_reference import collect_reference, reference_from_checkpoint
@@ -83,6 +84,8 @@ class Trainer:
         self.metrics = MetricsLog(self.run_dir / "metrics.csv" if self.rank == 0 else None)
         if start is not None:
             self._restore(start)
+        if self.rank == 0 and job.log.tensorboard:
+            self.metrics.mirror = TensorBoardScalars(self.run_dir, self.timesteps)
         n_groups = self.strategy.population // self.strategy.group
         self.group_slices = [static_slice(n_groups, r, self.size) for r in range(self.size)]
         self.member_slices = [(a * self.strategy.group, b * self.strategy.group) for a, b in self.group_slices]
@@ -378,6 +381,7 @@ class Trainer:
         return EXIT_OK
 
     def close(self):
+        self.metrics.close()
         self.env.close()
         for env in (self.lane_envs or [])[1:]:
             env.close()
