@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from es_mpi.job.parse import job_from_text  # noqa: E402
 from es_mpi.run.mpi import world  # noqa: E402
-from es_mpi.run.evaluation import initial_params, make_env_and_policy  # noqa: E402
+from es_mpi.parts.build import build_task  # noqa: E402
 from es_mpi.run.trainer import Trainer  # noqa: E402
 from es_mpi.run.vbn_reference import collect_reference  # noqa: E402
 
@@ -55,7 +55,7 @@ iterations = {iterations}
 def raw_env_rate(game, steps):
     """Preprocessed env steps/s with random actions (wrappers + frame stack, no policy)."""
     job = job_from_text(job_text(game, "paper", False, 1, steps, 1), pathlib.Path("bench.toml"))
-    env, _ = make_env_and_policy(job)
+    env = build_task(job).env
     draw = np.random.default_rng(0)
     env.reset(seed=0)
     n, start = 0, time.perf_counter()
@@ -72,10 +72,11 @@ def raw_env_rate(game, steps):
 def forward_costs(game, network, vbn, repeats):
     """(microseconds per single-frame action, milliseconds per member bind) for one network."""
     job = job_from_text(job_text(game, network, vbn, 1, 200, 1), pathlib.Path("bench.toml"))
-    env, policy = make_env_and_policy(job)
+    task = build_task(job)
+    env, policy = task.env, task.policy
     if vbn:
         policy.set_reference(collect_reference(env, 128, 0.05, 0, 200))
-    params_p = initial_params(job, policy)
+    params_p = task.initial_params()
     start = time.perf_counter()
     act = policy.bind(params_p)
     bind_ms = (time.perf_counter() - start) * 1e3
@@ -94,7 +95,7 @@ def training_rate(game, network, vbn, pairs, steps, iterations):
     job_path = pathlib.Path(tempfile.mkdtemp(prefix="es-atari-bench-")) / "bench.toml"
     job_path.write_text(job_text(game, network, vbn, pairs, steps, iterations))
     job = job_from_text(job_path.read_text(), job_path, run_dir=job_path.parent / "run")
-    trainer = Trainer(job, world(), force=True, log=lambda line: None)
+    trainer = Trainer(build_task(job), world(), force=True, log=lambda line: None)
     bind_s = [0.0]
     unbound = trainer.policy.bind
 

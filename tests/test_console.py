@@ -52,13 +52,18 @@ def notice(code):
 
 def filtered(lines):
     kept = []
-    filter_notices(iter(lines), kept.append)
-    return kept
+    held = filter_notices(iter(lines), kept.append)
+    return kept + [f"held: {line}" for line in held]
 
 
 @pytest.mark.parametrize("code", [2, 3])
 def test_the_notice_of_a_planned_exit_is_dropped(code):
     assert filtered(["es-mpi: error: x\n", *notice(code), "after\n"]) == ["es-mpi: error: x\n", "after\n"]
+
+
+def test_pmix_teardown_lines_are_held_for_the_exit_code():
+    pmix = "[vm:123] PMIX ERROR: PMIX_ERR_UNREACH in file pmix_server.c at line 3146\n"
+    assert filtered(["a\n", pmix, "b\n"]) == ["a\n", "b\n", f"held: {pmix}"]
 
 
 def test_a_crash_keeps_the_notice_and_other_framed_blocks():

@@ -21,11 +21,14 @@ import subprocess
 import sys
 
 from es_mpi.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
+from es_mpi.run.open_mpi_defaults import set_open_mpi_defaults
 
 PLANNED_EXITS = {EXIT_BAD_INPUT: "bad input, reported above",
                  EXIT_INTERRUPTED: "stopped after writing a checkpoint; continue with --resume"}
 EXIT_NOTICE = "exited with non-zero status"
 EXIT_CODE_LINE = re.compile(r"^\s*Exit code:\s*(\d+)\s*$")
+# PMIx may complain while ranks that exited non-zero are torn down: noise unless the job crashed.
+TEARDOWN_LINE = re.compile(r"^\[[^\]]+\] PMIX ERROR: PMIX_ERR_UNREACH ")
 
 
 def find_mpiexec(explicit):
@@ -53,7 +56,7 @@ def mpi_environment():
     if os.geteuid() == 0:
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    env.setdefault("OMPI_MCA_osc", "^ucx")  # silence the UCX one-sided component on machines without UCX
+    set_open_mpi_defaults(env)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -84,11 +87,14 @@ def planned_exit_notice(block):
 
 
 def filter_notices(lines, write):
-    """Copy lines to `write` as they come, holding back each framed block until it closes."""
-    block = None
+    """Copy lines to `write` as they come, holding back each framed block until it closes;
+    returns the PMIx teardown lines, held back for the exit code to decide."""
+    block, teardown = None, []
     for line in lines:
         if block is None:
-            if is_frame(line):
+            if TEARDOWN_LINE.match(line):
+                teardown.append(line)
+            elif is_frame(line):
                 block = [line]
             else:
                 write(line)
@@ -101,17 +107,18 @@ def filter_notices(lines, write):
             block = None
     for held in block or []:
         write(held)
+    return teardown
 
 
 def outcome_line(n_ranks, code):
     return f"es-mpi train: {n_ranks} ranks ended with exit code {code} ({PLANNED_EXITS[code]})\n"
 
 
-def launch(args):
+def launch(args, argv):
+    """Run `es-mpi <argv>` (the command line this process got, without -n) on args.np ranks."""
     if args.np < 1:
         raise UserError(f"-n: need at least 1 rank, got {args.np}")
-    argv = strip_np(sys.argv[1:])
-    command = mpiexec_command(find_mpiexec(args.mpiexec), args.np, argv)
+    command = mpiexec_command(find_mpiexec(args.mpiexec), args.np, strip_np(argv))
     process = subprocess.Popen(command, env=mpi_environment(), start_new_session=True, stderr=subprocess.PIPE,
                                text=True, errors="replace", bufsize=1)
     received = []
@@ -128,8 +135,11 @@ def launch(args):
         sys.stderr.write(line)
         sys.stderr.flush()
 
-    filter_notices(process.stderr, write)
+    teardown = filter_notices(process.stderr, write)
     code = process.wait()
     if code in PLANNED_EXITS:
         write(outcome_line(args.np, code))
+    else:
+        for line in teardown:
+            write(line)
     return code

@@ -2,6 +2,8 @@
 
 import gymnasium as gym
 
+from es_mpi.parts.envs import known_env_ids
+
 # gymnasium.make keywords that the [atari] section owns for ALE games.
 ATARI_OWNED_KWARGS = {
     "frameskip": "atari.frame_skip", "repeat_action_probability": "atari.repeat_action_probability",
@@ -11,8 +13,6 @@ ATARI_OWNED_KWARGS = {
 
 def is_atari_id(env_id):
     """True for ids served by ale-py (ALE/Pong-v5, PongNoFrameskip-v4, ...)."""
-    from es_mpi.parts.envs import known_env_ids
-
     if env_id not in known_env_ids():
         return False
     entry_point = gym.spec(env_id).entry_point
@@ -21,6 +21,7 @@ def is_atari_id(env_id):
 
 def make_atari_env(env_settings, atari, render_mode=None):
     """frameskip=1 base env -> no-op starts, frame skip + max-pool, grayscale, resize -> frame stack -> step limit."""
+    known_env_ids()
     base = gym.make(env_settings.id, render_mode=render_mode, frameskip=1,
                     repeat_action_probability=atari.repeat_action_probability,
                     full_action_space=atari.full_action_space, **env_settings.kwargs)

@@ -50,15 +50,11 @@ def uses_mujoco(env_id):
     return "mujoco" in (entry_point if isinstance(entry_point, str) else entry_point.__module__)
 
 
-def make_env(env_settings, render_mode=None, atari=None):
-    """`atari`: the job's AtariSettings for ALE games (preprocessing wrappers), else None."""
+def make_env(env_settings, render_mode=None):
+    """A registered env (ALE games: parts/atari.py wraps them)."""
     known_env_ids()
     if uses_mujoco(env_settings.id):
         filter_mujoco_warnings()
-    if atari is not None:
-        from es_mpi.parts.atari import make_atari_env
-
-        return make_atari_env(env_settings, atari, render_mode)
     return gym.make(env_settings.id, render_mode=render_mode,
                     **camera_options(env_settings.id, render_mode, env_settings.kwargs), **env_settings.kwargs)
 

@@ -6,9 +6,9 @@ import traceback
 
 import numpy as np
 
-# Only shared-memory windows are used; Open MPI's UCX one-sided component prints errors on
-# machines without UCX hardware. Must be set before MPI is initialised (at mpi4py import).
-os.environ.setdefault("OMPI_MCA_osc", "^ucx")
+from es_mpi.run.open_mpi_defaults import set_open_mpi_defaults
+
+set_open_mpi_defaults(os.environ)  # before MPI is initialised, which importing mpi4py does
 
 from mpi4py import MPI  # noqa: E402
 
@@ -55,8 +55,3 @@ def allgather_variable(comm, local_rows_kc, n_cols):
     out = np.empty(int(counts.sum()), dtype=np.float64)
     comm.Allgatherv(local.reshape(-1), [out, counts, displacements, MPI.DOUBLE])
     return out.reshape(-1, n_cols)
-
-
-def under_mpi_launcher():
-    """True when started by mpiexec/srun (not a singleton)."""
-    return any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"))

@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 
+from es_mpi.parts.policies.base import Policy, normalized_columns
 from es_mpi.parts.policies.vbn import finish_hidden, fit_reference
 
 # name -> ([(filters, kernel, stride), ...], [dense units, ...]); one output per action follows.
@@ -117,7 +118,7 @@ class BoundConvNet:
         return self.policy.head(self.logits(obs)[0])
 
 
-class ConvPolicy:
+class ConvPolicy(Policy):
     def __init__(self, settings, obs_chw, head):
         self.settings, self.head, self.obs_chw = settings, head, tuple(obs_chw)
         self.vbn = settings.vbn
@@ -140,9 +141,9 @@ class ConvPolicy:
         """Normalised-column Gaussian weights (output layer `init_scale`); zero biases; gamma 1, beta 0."""
         parts = []
         for layer, units in self._hidden_units():
-            parts.append(_normc(draw, layer.fan_in, units, 1.0))
+            parts.append(normalized_columns(draw, layer.fan_in, units, 1.0))
             parts += [np.ones(units), np.zeros(units)] if self.vbn else [np.zeros(units)]
-        parts += [_normc(draw, self.output.fan_in, self.output.units, self.settings.init_scale),
+        parts += [normalized_columns(draw, self.output.fan_in, self.output.units, self.settings.init_scale),
                   np.zeros(self.output.units)]
         return np.concatenate(parts).astype(np.float32)
 
@@ -177,8 +178,3 @@ class ConvPolicy:
                                          [parts[1:] for parts in hidden], relu)
         return BoundConvNet(self, linears, affines, output, moments)
 
-
-def _normc(draw, fan_in, units, scale):
-    weights = draw.standard_normal((fan_in, units))
-    weights *= scale / np.sqrt(np.square(weights).sum(axis=0, keepdims=True))
-    return weights.ravel()

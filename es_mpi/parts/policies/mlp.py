@@ -2,12 +2,18 @@
 
 import numpy as np
 
+from es_mpi.parts.policies.base import Policy, normalized_columns
 from es_mpi.parts.policies.vbn import finish_hidden, fit_reference
+
+
+def elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
 
 ACTIVATIONS = {
     "tanh": np.tanh,
-    "relu": lambda x: np.maximum(x, 0, out=x),
-    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+    "relu": lambda x: np.maximum(x, 0, out=x),  # in place: the forward pass owns its temporaries
+    "elu": elu,
 }
 
 
@@ -69,7 +75,7 @@ class ActionHead:
         raise ValueError("sampled actions need a discrete or continuous action head, not bins")
 
 
-class MLPPolicy:
+class MLPPolicy(Policy):
     def __init__(self, settings, n_inputs, head):
         self.settings, self.head = settings, head
         self.sizes = [n_inputs, *settings.hidden, head.n_outputs]
@@ -87,11 +93,10 @@ class MLPPolicy:
         """Normalised-column Gaussian weights (unit norm; output layer `init_scale`), zero biases."""
         parts = []
         for layer, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            weights = draw.standard_normal((n_in, n_out))
             scale = self.settings.init_scale if layer == len(self.sizes) - 2 else 1.0
-            weights *= scale / np.sqrt(np.square(weights).sum(axis=0, keepdims=True))
             hidden_vbn = self.vbn and layer < len(self.sizes) - 2
-            parts += [weights.ravel(), *([np.ones(n_out)] if hidden_vbn else []), np.zeros(n_out)]
+            parts += [normalized_columns(draw, n_in, n_out, scale), *([np.ones(n_out)] if hidden_vbn else []),
+                      np.zeros(n_out)]
         return np.concatenate(parts).astype(np.float32)
 
     def unflatten(self, params_p):

@@ -4,13 +4,15 @@ continuous ones. Used by action-space CEM to imitate the elite's actions."""
 
 import numpy as np
 
+from es_mpi.parts.policies.mlp import elu
+
 
 def _activation_forward(name, pre):
     if name == "tanh":
         return np.tanh(pre)
     if name == "relu":
         return np.maximum(pre, 0)
-    return np.where(pre > 0, pre, np.expm1(np.minimum(pre, 0)))
+    return elu(pre)
 
 
 def _activation_backward(name, pre, post, grad):
