@@ -103,11 +103,11 @@ def test_a_lane_holds_the_loaded_members_layers_and_moves_them():
     forward = policy.lanes(3)
     forward.load(1, params_p)
     forward.move(1, 2)
-    for (weights, bias), (weights_lio, bias_l1o) in zip(policy.unflatten(params_p), forward.layers):
-        assert weights_lio.flags.c_contiguous  # one BLAS call per lane, no copies
+    for (weights, bias), (weights_liu, bias_l1u) in zip(policy.unflatten(params_p), forward.layers):
+        assert weights_liu.flags.c_contiguous  # one BLAS call per lane, no copies
         for lane in (1, 2):
-            assert np.array_equal(weights_lio[lane], weights) and np.array_equal(bias_l1o[lane, 0], bias)
-        assert not weights_lio[0].any()
+            assert np.array_equal(weights_liu[lane], weights) and np.array_equal(bias_l1u[lane, 0], bias)
+        assert not weights_liu[0].any()
 
 
 def test_lanes_are_used_only_where_their_weights_stay_in_cache():

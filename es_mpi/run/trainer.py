@@ -166,7 +166,7 @@ class Trainer:
                          self.job.env.alive_bonus)
 
     def _gather_elite_transitions(self, elite_members, transitions):
-        """[(member, rows_tc)] of the elite members from every rank, in global member order.
+        """[(member, rows_tf)] of the elite members from every rank, in global member order.
 
         The one gather that is not O(population): tabular and action-space CEM learn from the
         elite's (input, action) steps, so those rows must reach every rank.

@@ -28,7 +28,7 @@ def relu(x):
 
 
 class ConvLayer:
-    """VALID convolution; weights_ko has rows ordered (kernel row, kernel column, input channel)."""
+    """VALID convolution; weights_iu has rows ordered (kernel row, kernel column, input channel)."""
 
     def __init__(self, in_hwc, filters, kernel, stride):
         height, width, channels = in_hwc
@@ -48,17 +48,17 @@ class ConvLayer:
             strides=(sb, s * sh, s * sw, sh, sw, sc), writeable=False)
         return view.reshape(b, out_h * out_w, self.fan_in)
 
-    def __call__(self, x_bhwc, weights_ko, stacked=True):
+    def __call__(self, x_bhwc, weights_iu, stacked=True):
         b = x_bhwc.shape[0]
-        out_bpo = np.empty((b, self.out_hwc[0] * self.out_hwc[1], self.filters), dtype=np.float32)
+        out_bqu = np.empty((b, self.out_hwc[0] * self.out_hwc[1], self.filters), dtype=np.float32)
         for start in range(0, b, IM2COL_CHUNK):
             patches = self.patches(x_bhwc[start:start + IM2COL_CHUNK])
-            out = out_bpo[start:start + IM2COL_CHUNK]
+            out = out_bqu[start:start + IM2COL_CHUNK]
             if stacked:
-                np.matmul(patches, weights_ko, out=out)
+                np.matmul(patches, weights_iu, out=out)
             else:
-                np.matmul(patches.reshape(-1, self.fan_in), weights_ko, out=out.reshape(-1, self.filters))
-        return out_bpo.reshape(b, *self.out_hwc)
+                np.matmul(patches.reshape(-1, self.fan_in), weights_iu, out=out.reshape(-1, self.filters))
+        return out_bqu.reshape(b, *self.out_hwc)
 
 
 class DenseLayer:
@@ -67,11 +67,11 @@ class DenseLayer:
     def __init__(self, fan_in, units):
         self.fan_in, self.units, self.out_hwc = fan_in, units, (units,)
 
-    def __call__(self, x_b, weights_ko, stacked=True):
+    def __call__(self, x_b, weights_iu, stacked=True):
         b = x_b.shape[0]
         if not stacked:
-            return x_b.reshape(b, self.fan_in) @ weights_ko
-        return np.matmul(x_b.reshape(b, 1, self.fan_in), weights_ko).reshape(b, self.units)
+            return x_b.reshape(b, self.fan_in) @ weights_iu
+        return np.matmul(x_b.reshape(b, 1, self.fan_in), weights_iu).reshape(b, self.units)
 
 
 def build_layers(network, obs_chw, n_outputs):
@@ -148,7 +148,7 @@ class ConvPolicy(Policy):
         return np.concatenate(parts).astype(np.float32)
 
     def unflatten(self, params_p):
-        """[(weights_ko, gamma_o, beta_o) or (weights_ko, bias_o)] per hidden layer, (weights, bias) of the output."""
+        """[(weights_iu, gamma_u, beta_u) or (weights_iu, bias_u)] per hidden layer, (weights, bias) of the output."""
         at, hidden = 0, []
 
         def take(n):
@@ -166,13 +166,13 @@ class ConvPolicy(Policy):
     def bind(self, params_p):
         """Fix the member's parameters; with VBN, run the reference batch through them first."""
         hidden, (out_weights, out_bias) = self.unflatten(params_p)
-        linears = [functools.partial(layer, weights_ko=parts[0]) for layer, parts in zip(self.hidden, hidden)]
-        output = (functools.partial(self.output, weights_ko=out_weights), out_bias)
+        linears = [functools.partial(layer, weights_iu=parts[0]) for layer, parts in zip(self.hidden, hidden)]
+        output = (functools.partial(self.output, weights_iu=out_weights), out_bias)
         if not self.vbn:
             return BoundConvNet(self, linears, [(None, parts[1]) for parts in hidden], output, None)
         if self.reference is None:
             raise RuntimeError("policy.vbn is on but no reference batch was set")
-        reference_linears = [functools.partial(layer, weights_ko=parts[0], stacked=False)
+        reference_linears = [functools.partial(layer, weights_iu=parts[0], stacked=False)
                              for layer, parts in zip(self.hidden, hidden)]
         affines, moments = fit_reference(self.reference_frames, reference_linears,
                                          [parts[1:] for parts in hidden], relu)

@@ -94,9 +94,9 @@ class TabularCEM(Strategy):
         counts_xa = np.bincount(cells, minlength=self.pi_xa.size).reshape(self.pi_xa.shape).astype(np.float64)
         visited_x = counts_xa.sum(axis=1) > 0
         smoothed_xa = counts_xa + self.settings.count_smoothing
-        refit_va = smoothed_xa[visited_x] / smoothed_xa[visited_x].sum(axis=1, keepdims=True)
+        refit_xa = smoothed_xa[visited_x] / smoothed_xa[visited_x].sum(axis=1, keepdims=True)
         rate = self.settings.learning_rate
-        self.pi_xa[visited_x] = rate * refit_va + (1 - rate) * self.pi_xa[visited_x]
+        self.pi_xa[visited_x] = rate * refit_xa + (1 - rate) * self.pi_xa[visited_x]
         scores, _ = self._scores(fitness_n)
         return {"elite_steps": float(len(rows_t2)), "visited_states": float(visited_x.sum()),
                 "score_best": float(scores.max())}

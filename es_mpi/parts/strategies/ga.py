@@ -30,27 +30,27 @@ class GA(Strategy):
         self.population = settings.population
         self.n_parents = max(1, int(round(settings.truncation * settings.population)))
         self.iteration = 0
-        self.n_elites = self.parents_a = self.parents_b = self.offsets_n = None
+        self.n_elites = self.first_parents = self.second_parents = self.offsets_n = None
 
     def ask(self, iteration):
         self.iteration = iteration
         self.n_elites = min(self.settings.elites, len(self.parents_kp), self.population)
         n_children = self.population - self.n_elites
         draw = rng(self.seed, iteration, purpose=Purpose.STRATEGY)
-        self.parents_a = draw.integers(0, len(self.parents_kp), size=n_children)
-        mates_b = draw.integers(0, len(self.parents_kp), size=n_children)
+        self.first_parents = draw.integers(0, len(self.parents_kp), size=n_children)
+        mates = draw.integers(0, len(self.parents_kp), size=n_children)
         crossed = draw.random(n_children) < self.settings.crossover
-        self.parents_b = np.where(crossed, mates_b, -1)
+        self.second_parents = np.where(crossed, mates, -1)
         self.offsets_n = draw_offsets(self.seed, iteration, n_children, self.noise.size, self.n_params)
 
     def member_params(self, member):
         if member < self.n_elites:
             return self.parents_kp[member]
         child = member - self.n_elites
-        params_p = self.parents_kp[self.parents_a[child]]
-        if self.parents_b[child] >= 0:
+        params_p = self.parents_kp[self.first_parents[child]]
+        if self.second_parents[child] >= 0:
             mask_p = rng(self.seed, self.iteration, member, purpose=Purpose.CROSSOVER).random(self.n_params) < 0.5
-            params_p = np.where(mask_p, self.parents_kp[self.parents_b[child]], params_p)
+            params_p = np.where(mask_p, self.parents_kp[self.second_parents[child]], params_p)
         mutation_p = np.float32(self.settings.sigma) * self.noise[self.offsets_n[child]:self.offsets_n[child] + self.n_params]
         return params_p + mutation_p
 

@@ -30,10 +30,10 @@ def weighted_noise_sum(noise, offsets_n, weights_n, n_params, chunk=NOISE_SUM_CH
     offsets = [int(offset) for offset in offsets_n]
     for start in range(0, n_params, chunk):
         stop = min(start + chunk, n_params)
-        total_c, scaled_c = total_p[start:stop], scratch[:stop - start]
+        total_slice, scaled_slice = total_p[start:stop], scratch[:stop - start]
         for offset, weight in zip(offsets, weights_n):
-            np.multiply(noise[offset + start:offset + stop], weight, out=scaled_c)
-            total_c += scaled_c
+            np.multiply(noise[offset + start:offset + stop], weight, out=scaled_slice)
+            total_slice += scaled_slice
     return total_p
 
 
