@@ -36,6 +36,8 @@ def build_parser():
     train.add_argument("job", help="TOML job file (examples in jobs/; 'es-mpi keys' lists every key)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a job setting, e.g. --set strategy.sigma=0.05 (repeatable)")
+    train.add_argument("--tensorboard", dest="overrides", action="append_const", const="log.tensorboard=true",
+                       help="also log the metrics as TensorBoard scalars (same as --set log.tensorboard=true)")
     train.add_argument("--run-dir", help="run directory (default runs/<run.name>)")
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
@@ -69,10 +71,19 @@ def build_parser():
                           help="evaluate every checkpoint the run directory keeps, on the same episodes, "
                                "and print a table")
 
-    plot = sub.add_parser("plot", help="learning curves of run directories to a PNG (needs the 'plot' extra)")
-    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                      help="run directories; runs with the same job apart from run.* form one min/mean/max band")
-    plot.add_argument("-o", "--output", default="learning-curves.png", help="PNG file (default: %(default)s)")
+    plot = sub.add_parser("plot", help="compare runs: one metric over timesteps, episodes or wall time (needs the 'plot' extra)",
+                          description="Plot one metrics.csv column of several run directories. Runs of the same "
+                                      "job apart from run.seed form one group: its median over seeds with a "
+                                      "min-max band.")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    plot.add_argument("--metric", default="eval_return",
+                      help="metrics.csv column to plot (default: %(default)s, the centre policy's evaluation return)")
+    plot.add_argument("--x", choices=("timesteps", "episodes", "wall"), default="timesteps",
+                      help="x axis: timesteps, episodes, or training wall time in seconds (default: %(default)s)")
+    plot.add_argument("--group-by", metavar="SECTION.KEY[,...]",
+                      help="group runs by these job keys instead (e.g. strategy.sigma or env.id,strategy.name)")
+    plot.add_argument("-o", "--output", default="learning-curves.png",
+                      help="PNG or SVG file (default: %(default)s)")
 
     inspect = sub.add_parser("inspect", help="print a checkpoint's config, progress and versions",
                              description="Print a checkpoint's iteration, timesteps, package versions, "

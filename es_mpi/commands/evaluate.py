@@ -12,6 +12,7 @@ from es_mpi.core.array_state import StateError
 from es_mpi.core.errors import CheckpointError, UserError
 from es_mpi.job.parse import job_from_text
 from es_mpi.parts.build import build_task
+from es_mpi.parts.envs import uses_mujoco
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.run.evaluation import evaluate_center, finite_mean, normalizer_for
 from es_mpi.run.obstat import ObsStat
@@ -24,7 +25,7 @@ def load_for_play(path, render_mode=None, trust_code=False):
     The checkpoint's job is someone else's text: a module it names is imported only with trust_code."""
     path, ckpt = ckpt_io.resolve(path)
     job = job_from_text(ckpt.config_toml, path)
-    if render_mode is not None and video.uses_mujoco(job.env.id):
+    if render_mode is not None and uses_mujoco(job.env.id):
         video.choose_mujoco_gl()
     task = build_task(job, render_mode=render_mode, trust_code=trust_code)
     policy, space = task.policy, task.env.observation_space

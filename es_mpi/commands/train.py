@@ -13,6 +13,7 @@ from es_mpi.job.parse import load_job
 from es_mpi.parts.build import build_task
 from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
 from es_mpi.core.stop_signals import ignore_stop_signals
+from es_mpi.records.tensorboard import check_available as check_tensorboard
 
 # A rank other than 0 whose check failed waits this long for rank 0's failure to end the job;
 # if the job is still alive, the failure is its own (say, the job file is missing on its node).
@@ -33,7 +34,9 @@ def launcher_rank():
 
 def built_task(args):
     """The job parsed and built (env, policy; every fit checked): everything that needs no run directory or MPI."""
-    return build_task(load_job(args.job, args.overrides, args.run_dir))
+    job = load_job(args.job, args.overrides, args.run_dir)
+    check_tensorboard(job)
+    return build_task(job)
 
 
 def train_command(args, argv):

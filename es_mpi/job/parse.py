@@ -34,6 +34,7 @@ class Job:
     checkpoint: object
     stop: object
     objective: object
+    log: object
 
     def run_dir(self):
         return pathlib.Path(self.run.dir or f"runs/{self.run.name}")

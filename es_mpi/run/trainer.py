@@ -15,6 +15,7 @@ from es_mpi.records.metrics import METRICS_NAME, MetricsLog
 from es_mpi.records import run_lock
 from es_mpi.records.run_dir import decide_start
 from es_mpi.records.status import status_record, write_status
+from es_mpi.records.tensorboard import TensorBoardScalars
 from es_mpi.run import agreement, faults
 from es_mpi.run.evaluation import evaluate_center, finite_mean, normalizer_for
 from es_mpi.run.mpi import allgather_rows, allgather_variable, max_over_ranks, static_slice
@@ -68,6 +69,8 @@ class Trainer:
         self.metrics = MetricsLog(self.run_dir / METRICS_NAME if self.rank == 0 else None)
         if start.checkpoint is not None:
             self._restore(start)
+        if self.rank == 0 and job.log.tensorboard:
+            self.metrics.mirror = TensorBoardScalars(self.run_dir, self.timesteps)
         n_groups = self.strategy.population // self.strategy.group
         self.group_slices = [static_slice(n_groups, r, self.size) for r in range(self.size)]
         self.member_slices = [(a * self.strategy.group, b * self.strategy.group) for a, b in self.group_slices]
@@ -344,6 +347,7 @@ class Trainer:
         return EXIT_OK
 
     def close(self):
+        self.metrics.close()
         self.env.close()
         for env in (self.lane_envs or [])[1:]:
             env.close()
