@@ -1,8 +1,11 @@
 """Hardening (issue 12): each hostile input or fault found by review, reproduced and refused."""
 
 import dataclasses
+import json
 
 import pytest
+
+from conftest import PYTHON, run
 
 from es_mpi.job.parse import job_from_text
 from es_mpi.job.sections import SECTIONS
@@ -32,3 +35,17 @@ def _toml_string(text):
     import json
 
     return json.dumps(text).replace("\x7f", "\\u007f")  # JSON's escapes are TOML basic-string escapes
+
+
+@pytest.mark.parametrize("variables", [
+    {"OPENBLAS_NUM_THREADS": "2"},
+    {"OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "2"},
+])
+def test_blas_runs_one_thread_whatever_the_environment_says(variables):
+    """Item 15: the BLAS pool numpy loaded has one thread after `import es_mpi`, with the variables set."""
+    probe = ("import numpy, es_mpi, json, threadpoolctl; "
+             "print(json.dumps([p['num_threads'] for p in threadpoolctl.threadpool_info()]))")
+    result = run([PYTHON, "-c", probe], env_extra=variables)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert counts and all(count == 1 for count in counts), counts
