@@ -49,3 +49,37 @@ def test_blas_runs_one_thread_whatever_the_environment_says(variables):
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout)
     assert counts and all(count == 1 for count in counts), counts
+
+
+CHECKSUM_STRATEGIES = [("openai_es", dict(pairs=3)), ("cma_es", dict(variant="full")), ("cma_es", dict(variant="separable")),
+                       ("nes", {}), ("ga", dict(population=6)), ("cem", {}), ("simple_es", {})]
+
+
+@pytest.mark.parametrize("name, settings", CHECKSUM_STRATEGIES)
+def test_the_agreement_checksum_covers_every_array_of_the_state(name, settings):
+    """Item 17: a change to any one entry of the strategy state, or to the observation count, changes the checksum."""
+    import numpy as np
+
+    from es_mpi.job.strategy_sections import STRATEGY_SETTINGS
+    from es_mpi.parts.strategies import make_strategy
+    from es_mpi.run.agreement import state_checksum
+    from es_mpi.run.noise import local_table
+    from es_mpi.run.obstat import ObsStat
+
+    strategy = make_strategy(STRATEGY_SETTINGS[name](**settings), np.zeros(5, dtype=np.float32),
+                             local_table(10_000, 1), 0)
+    strategy.ask(1)
+    strategy.tell(np.arange(strategy.population, dtype=np.float64))
+    obstat = ObsStat(3)
+    before = state_checksum(strategy, obstat)
+    state = strategy.state_dict()
+    for key, value in state.items():
+        changed = {k: np.array(v, copy=True) for k, v in state.items()}
+        flat = changed[key].reshape(-1)
+        flat[-1] = flat[-1] + 1 if flat.dtype.kind in "iu" else flat[-1] * 2 + 1
+        strategy.load_state_dict(changed)
+        assert state_checksum(strategy, obstat) != before, f"{name}: {key} is not covered"
+    strategy.load_state_dict(state)
+    assert state_checksum(strategy, obstat) == before
+    obstat.count += 1
+    assert state_checksum(strategy, obstat) != before, "obstat count is not covered"
