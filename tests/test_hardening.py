@@ -3,9 +3,10 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
-from conftest import PYTHON, run
+from conftest import PYTHON, run, run_es
 
 from es_mpi.job.parse import job_from_text
 from es_mpi.job.sections import SECTIONS
@@ -83,3 +84,142 @@ def test_the_agreement_checksum_covers_every_array_of_the_state(name, settings):
     assert state_checksum(strategy, obstat) == before
     obstat.count += 1
     assert state_checksum(strategy, obstat) != before, "obstat count is not covered"
+
+
+TINY_JOB = """
+[env]
+id = "CartPole-v1"
+step_cap = 30
+[policy]
+hidden = [4]
+[strategy]
+pairs = 2
+[noise]
+size = 10_000
+[eval]
+every = 1
+episodes = 2
+[checkpoint]
+every = 1
+keep = 1
+[stop]
+iterations = 2
+"""
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A job file and its run directory after 2 iterations, checkpoint every iteration, keep 1."""
+    job = tmp_path / "job.toml"
+    job.write_text(TINY_JOB)
+    run_dir = tmp_path / "run"
+    result = run_es("train", job, "--run-dir", run_dir, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return job, run_dir
+
+
+def test_pruning_counts_only_valid_checkpoints(trained):
+    """Item 10: a truncated ckpt-9 beside a good ckpt-2 with keep = 1 must not make every new checkpoint vanish."""
+    job, run_dir = trained
+    from es_mpi.records import checkpoint as ckpt_io
+
+    good = run_dir / "ckpt-00000002.h5"
+    (run_dir / "ckpt-00000009.h5").write_bytes(good.read_bytes()[:2000])
+    resumed = run_es("train", job, "--run-dir", run_dir, "--resume", "--set", "stop.iterations=4", timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert ckpt_io.load(run_dir / "ckpt-00000004.h5").iteration == 4
+    assert not good.exists() and not (run_dir / "ckpt-00000003.h5").exists()
+    again = run_es("train", job, "--run-dir", run_dir, "--resume", "--set", "stop.iterations=5", timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "resumed from iteration 4 " in again.stdout
+
+
+@pytest.mark.parametrize("victim_name", ["metrics.csv", "status.json", "ckpt-00000003.h5", "best.h5"])
+def test_files_es_mpi_writes_never_follow_a_planted_link(trained, tmp_path, victim_name):
+    """Item 3: a symlink planted where es-mpi writes is replaced, and its target left alone."""
+    job, run_dir = trained
+    target = tmp_path / "precious.txt"
+    target.write_text("precious")
+    link = run_dir / victim_name
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+    resumed = run_es("train", job, "--run-dir", run_dir, "--resume", "--set", "stop.iterations=3",
+                     "--set", "checkpoint.keep=3", timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert target.read_text() == "precious"
+    assert not link.is_symlink() and link.is_file()
+
+
+def test_non_finite_parameters_stop_the_run_with_one_line(tmp_path):
+    """Item 18: strategy.sigma = 1e308 makes NaN parameters: exit 1 at the first one, one line, no bad best.h5."""
+    job = tmp_path / "job.toml"
+    job.write_text(TINY_JOB.replace("pairs = 2", 'name = "simple_es"\npopulation = 4'))
+    run_dir = tmp_path / "run"
+    result = run_es("train", job, "--run-dir", run_dir, "--set", "strategy.sigma=1e308", "--set", "stop.iterations=5",
+                    timeout=120)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr  # numpy's overflow warnings may come before the one error line
+    lines = [line for line in result.stderr.splitlines() if line.startswith("es-mpi:")]
+    assert len(lines) == 1 and "not finite" in lines[0], lines
+    from es_mpi.records import checkpoint as ckpt_io
+
+    written = sorted(run_dir.glob("*.h5"))
+    bad_iteration = int(lines[0].split("iteration ")[1].split(":")[0])
+    assert all(ckpt_io.load(path).iteration < bad_iteration for path in written)
+    assert all(np.isfinite(ckpt_io.load(path).params).all() for path in written)
+    last_good = ckpt_io.periodic_checkpoints(run_dir)[0][1] if written else None
+    assert f"last good checkpoint {last_good or 'none'}" in lines[0]
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
+
+
+def test_a_diverged_evaluation_episode_never_makes_an_evaluation_look_better():
+    """Item 16: one survivor of ten does not make a good evaluation; the diverged ones count as -inf."""
+    import math
+
+    import numpy as np
+
+    from es_mpi.run.evaluation import evaluation_return
+
+    returns = np.array([500.0] + [-math.inf] * 9)
+    assert evaluation_return(returns) == -math.inf
+    assert evaluation_return(np.array([1.0, math.nan])) == -math.inf
+    assert evaluation_return(np.array([1.0, 3.0])) == 2.0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 512 KiB tmpfs (needs root and mount; skipped elsewhere)."""
+    import subprocess
+
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_while_writing_a_checkpoint_is_one_line_and_keeps_the_previous_one(small_disk, tmp_path):
+    """Item 14: ENOSPC mid-checkpoint: one line naming the file and the OS error, exit 1, ckpt-2 intact, no temp file."""
+    import os
+
+    from es_mpi.records import checkpoint as ckpt_io
+
+    job = tmp_path / "job.toml"
+    job.write_text(TINY_JOB.replace("keep = 1", "keep = 3"))
+    run_dir = small_disk / "run"
+    first = run_es("train", job, "--run-dir", run_dir, timeout=120)
+    assert first.returncode == 0, first.stderr
+    previous = (run_dir / "ckpt-00000002.h5").read_bytes()
+    stat = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 12 * 1024))
+    result = run_es("train", job, "--run-dir", run_dir, "--resume", "--set", "stop.iterations=3", timeout=120)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "ckpt-00000003.h5" in lines[0] and "No space left on device" in lines[0], lines
+    assert (run_dir / "ckpt-00000002.h5").read_bytes() == previous
+    assert ckpt_io.load(run_dir / "ckpt-00000002.h5").iteration == 2
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
+    assert not (run_dir / "ckpt-00000003.h5").exists()

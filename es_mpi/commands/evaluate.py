@@ -13,7 +13,7 @@ from es_mpi.core.errors import CheckpointError, UserError
 from es_mpi.job.parse import job_from_text
 from es_mpi.parts.build import build_task
 from es_mpi.records import checkpoint as ckpt_io
-from es_mpi.run.evaluation import evaluate_center, finite_mean, normalizer_for
+from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer_for
 from es_mpi.run.obstat import ObsStat
 from es_mpi.run.vbn_reference import reference_from_checkpoint
 
@@ -68,7 +68,7 @@ def eval_command(args):
     print(f"mean {returns.mean():.2f}  std {returns.std():.2f}  min {returns.min():.2f}  "
           f"max {returns.max():.2f}  over {episodes} episodes")
     if args.seed is None and episodes == job.eval.episodes and math.isfinite(ckpt.eval_return):
-        mean = finite_mean(returns)
+        mean = evaluation_return(returns)
         verdict = "identical" if mean == ckpt.eval_return else "DIFFERENT"
         print(f"evaluation return {mean!r}; training recorded {ckpt.eval_return!r} for these episodes "
               f"at iteration {ckpt.iteration}: {verdict}")

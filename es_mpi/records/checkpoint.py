@@ -21,7 +21,8 @@ import re
 import h5py
 import numpy as np
 
-from es_mpi.core.errors import CheckpointError
+from es_mpi.core.errors import CheckpointError, CheckpointWriteError
+from es_mpi.records.safe_files import replacing
 
 FORMAT = "es-mpi checkpoint"
 FORMAT_VERSION = 2  # 2: content checksum attribute
@@ -93,20 +94,12 @@ def _read_dict(group):
     return {key: out[key] for key in [*order, *sorted(set(out) - set(order))] if key in out}
 
 
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save(path, ckpt):
-    """Write to a temporary file beside `path`, fsync, then rename: a crash leaves the old file."""
+    """Write to a temporary file beside `path`, fsync, then rename: a crash or a full disk leaves
+    the old file and no temporary one. A failed write is a CheckpointWriteError naming the file."""
     path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with h5py.File(tmp, "w") as f:
+        with replacing(path, durable=True) as tmp, h5py.File(tmp, "w") as f:
             f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, iteration=ckpt.iteration,
                            timesteps=ckpt.timesteps, step_cap=ckpt.step_cap,
                            best_eval_return=ckpt.best_eval_return, eval_return=ckpt.eval_return,
@@ -115,14 +108,16 @@ def save(path, ckpt):
             f.create_dataset("params", data=ckpt.params)
             for name in ("strategy", "obstat", "metrics", "extra"):
                 _write_dict(f.create_group(name), getattr(ckpt, name))
-            f.flush()
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except (OSError, RuntimeError) as err:  # HDF5 reports a failed write(2) as RuntimeError too
+        raise CheckpointWriteError(f"{path}: cannot write checkpoint ({_os_reason(err)})") from None
+
+
+def _os_reason(err):
+    """The OS error in words; HDF5's errors carry it inside the message, not in errno."""
+    if getattr(err, "errno", None):
+        return os.strerror(err.errno)
+    found = re.search(r"error message = '([^']*)'", str(err))
+    return found.group(1) if found else " ".join(str(err).split())
 
 
 def load(path):
@@ -191,8 +186,18 @@ def checkpoint_path(run_dir, iteration):
 
 
 def prune(run_dir, keep):
-    for _, path in periodic_checkpoints(run_dir)[keep:]:
-        path.unlink(missing_ok=True)
+    """Delete periodic checkpoints older than the newest `keep` that load: a corrupt file never
+    counts as kept, so the newest valid checkpoint is never deleted."""
+    valid = 0
+    for _, path in periodic_checkpoints(run_dir):
+        if valid >= keep:
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            load(path)
+        except CheckpointError:
+            continue
+        valid += 1
 
 
 def resolve(path):

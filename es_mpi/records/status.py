@@ -9,6 +9,8 @@ import os
 import pathlib
 import time
 
+from es_mpi.records.safe_files import replace_text
+
 STATUS_NAME = "status.json"
 RECENT_ITERATIONS = 10
 
@@ -63,7 +65,4 @@ def status_record(*, state, job, iteration, timesteps, best_eval_return, last_ev
 
 
 def write_status(run_dir, record):
-    path = pathlib.Path(run_dir) / STATUS_NAME
-    tmp = path.with_name(f".{STATUS_NAME}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    replace_text(pathlib.Path(run_dir) / STATUS_NAME, json.dumps(record, indent=2) + "\n")
