@@ -223,3 +223,20 @@ def test_a_full_disk_while_writing_a_checkpoint_is_one_line_and_keeps_the_previo
     assert ckpt_io.load(run_dir / "ckpt-00000002.h5").iteration == 2
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
     assert not (run_dir / "ckpt-00000003.h5").exists()
+
+
+def test_a_noise_table_larger_than_the_free_shared_memory_is_refused_before_allocating(tmp_path):
+    """Item 14: one line with the bytes needed and free, and advice; exit 2."""
+    from es_mpi.run.noise import shared_memory_free
+
+    free = shared_memory_free()
+    if free is None:
+        pytest.skip("no /dev/shm here")
+    entries = free // 4 + (1 << 24)
+    job = tmp_path / "job.toml"
+    job.write_text(TINY_JOB.replace("size = 10_000", f"size = {entries}"))
+    result = run_es("train", job, "--run-dir", tmp_path / "run", timeout=120)
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "noise.size" in lines[0] and f"needs {entries * 4} bytes" in lines[0], lines
+    assert "bytes free" in lines[0] and "--shm-size" in lines[0]
