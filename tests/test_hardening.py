@@ -240,3 +240,70 @@ def test_a_noise_table_larger_than_the_free_shared_memory_is_refused_before_allo
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "noise.size" in lines[0] and f"needs {entries * 4} bytes" in lines[0], lines
     assert "bytes free" in lines[0] and "--shm-size" in lines[0]
+
+
+def test_ranks_started_with_n_do_not_import_from_the_working_directory(tmp_path):
+    """Item 2: a csv.py in the working directory must not run inside the ranks (the launcher runs with -P,
+    as the `es-mpi` script does not put the working directory on sys.path either)."""
+    import subprocess
+    import sys
+
+    if sys.version_info < (3, 11):
+        pytest.skip("python -P needs Python 3.11")
+
+    from conftest import child_env, es_mpi_command
+
+    job = tmp_path / "job.toml"
+    job.write_text(TINY_JOB.replace("iterations = 2", "iterations = 1"))
+    marker = tmp_path / "planted-ran"
+    (tmp_path / "csv.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit('planted csv.py ran')\n")
+    launcher = [PYTHON, "-P", *es_mpi_command("train", job, "--run-dir", tmp_path / "run", "-n", "2")[1:]]
+    result = subprocess.run(launcher, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300, env=child_env())
+    assert not marker.exists(), result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _processes_naming(text):
+    """PIDs whose command line contains `text` (to check, and to clean up what this test started)."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if text.encode() in fh.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_killing_the_n_launcher_ends_mpiexec_and_the_ranks(tmp_path):
+    """Item 7: SIGKILL of `es-mpi train -n 2` must not leave mpiexec and the ranks training, re-parented."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import child_env, es_mpi_command
+
+    job = tmp_path / "job.toml"
+    job.write_text(TINY_JOB.replace("iterations = 2", "iterations = 100000"))
+    launcher = subprocess.Popen(es_mpi_command("train", job, "--run-dir", tmp_path / "run", "-n", "2"),
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=child_env())
+    try:
+        for line in launcher.stdout:
+            if line.startswith("it "):
+                break
+        launcher.kill()
+        launcher.wait()
+        deadline = time.monotonic() + 60  # a guard against a hang, not a timing claim
+        while _processes_naming(str(job)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = _processes_naming(str(job))
+        assert not left, f"still running after the launcher died: {left}"
+    finally:
+        for pid in _processes_naming(str(job)):
+            os.kill(pid, signal.SIGKILL)
