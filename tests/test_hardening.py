@@ -307,3 +307,36 @@ def test_killing_the_n_launcher_ends_mpiexec_and_the_ranks(tmp_path):
     finally:
         for pid in _processes_naming(str(job)):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_an_abort_prints_open_mpis_message_not_missing_help_file_noise():
+    """Item 20: an MPI abort, in a singleton and under the -n launcher's mpiexec, finds Open MPI's help files."""
+    import subprocess
+
+    from conftest import child_env
+    from es_mpi.commands.launcher import find_mpiexec, mpi_environment
+
+    abort = "import es_mpi.run.mpi as m; m.world().Abort(1)"
+    environment = {k: v for k, v in child_env().items() if k != "OPAL_PREFIX"}
+    singleton = subprocess.run([PYTHON, "-c", abort], capture_output=True, text=True, timeout=120, env=environment)
+    launched = subprocess.run([find_mpiexec(None), "-n", "1", PYTHON, "-c", abort], capture_output=True, text=True,
+                              timeout=120, env={**mpi_environment(), "PYTHONPATH": environment["PYTHONPATH"]})
+    for result in (singleton, launched):
+        assert result.returncode != 0
+        assert "You were supposed to get help" not in result.stderr, result.stderr
+        assert "MPI_ABORT was invoked" in result.stderr, result.stderr
+
+
+def test_objective_jobs_name_their_objective_not_cartpole(tmp_path):
+    """Item 20: eval and status.json of an objective job name the function, never the default env id."""
+    job = tmp_path / "job.toml"
+    job.write_text('[objective]\nfunction = "es_mpi.objectives:sphere"\ndim = 5\n[strategy]\nname = "simple_es"\n'
+                   "population = 4\n[noise]\nsize = 10_000\n[eval]\nevery = 1\nepisodes = 1\n[stop]\niterations = 1\n")
+    run_dir = tmp_path / "run"
+    trained = run_es("train", job, "--run-dir", run_dir, timeout=120)
+    assert trained.returncode == 0, trained.stderr
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["objective"] == "es_mpi.objectives:sphere" and status["env"] is None
+    evaluated = run_es("eval", run_dir, timeout=120)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "CartPole" not in evaluated.stdout and "es_mpi.objectives:sphere" in evaluated.stdout.splitlines()[0]

@@ -52,7 +52,7 @@ def eval_command(args):
         raise UserError(f"--episodes: need at least 1, got {episodes}")
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed: must be >= 0, got {args.seed}")
-    print(f"{path}: {job.env.id}, iteration {ckpt.iteration}, {ckpt.timesteps} timesteps")
+    print(f"{path}: {job.task_name()}, iteration {ckpt.iteration}, {ckpt.timesteps} timesteps")
     if args.video:
         folder = video.scratch_folder(args.video)
         env = video.recording(env, folder)

@@ -341,8 +341,7 @@ class Trainer:
 
     def _train(self):
         if self.rank == 0:
-            task = self.job.objective.function or self.job.env.id
-            self.log(f"es-mpi: {task}, {self.strategy.name}, {self.policy.n_params} parameters, "
+            self.log(f"es-mpi: {self.job.task_name()}, {self.strategy.name}, {self.policy.n_params} parameters, "
                      f"population {self.strategy.population}, {self.size} ranks, run directory {self.run_dir}")
         reason = self._stop_reason()
         while reason is None:
