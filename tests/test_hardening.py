@@ -340,3 +340,66 @@ def test_objective_jobs_name_their_objective_not_cartpole(tmp_path):
     evaluated = run_es("eval", run_dir, timeout=120)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "CartPole" not in evaluated.stdout and "es_mpi.objectives:sphere" in evaluated.stdout.splitlines()[0]
+
+
+def _rewritten(source, target, change):
+    """Load a real checkpoint, change it, save it with a fresh checksum: wrong contents that pass the checksum."""
+    from es_mpi.records import checkpoint as ckpt_io
+
+    ckpt = ckpt_io.load(source)
+    change(ckpt)
+    ckpt_io.save(target, ckpt)
+    return target
+
+
+WRONG_CONTENTS = [  # (command, change, field named in the error)
+    ("eval", lambda c: c.obstat.__setitem__("sum", np.zeros(7)), "obstat"),
+    ("resume", lambda c: c.strategy.__setitem__("params", np.zeros(3, dtype=np.float32)), "strategy/params"),
+    ("resume", lambda c: c.strategy.pop("optimizer/m"), "strategy/optimizer/m"),
+    ("eval", lambda c: setattr(c, "iteration", -5), "iteration"),
+    ("resume", lambda c: setattr(c, "iteration", -5), "iteration"),
+    ("eval", lambda c: c.metrics.__setitem__("return_mean", c.metrics["return_mean"][:1]), "metrics/return_mean"),
+    ("resume", lambda c: setattr(c, "step_cap", 0), "step_cap"),
+    ("eval", lambda c: setattr(c, "params", np.zeros((2, 2), dtype=np.float32)), "params"),
+    ("eval", lambda c: c.obstat.__setitem__("count", np.float32(3)), "obstat"),
+    ("eval", lambda c: c.strategy.__setitem__("params", np.array(["x"] * 3, dtype="S1")), "strategy/params"),
+]
+
+
+@pytest.mark.parametrize("command, change, field", WRONG_CONTENTS)
+def test_wrong_contents_with_a_good_checksum_are_one_line_naming_file_and_field(trained, command, change, field):
+    """Items 11 and 4: each field validated against the job: exit 2, one line with the file and the field."""
+    job, run_dir = trained
+    newest = run_dir / "ckpt-00000002.h5"
+    if command == "eval":
+        path = _rewritten(newest, run_dir.parent / "wrong.h5", change)
+        result = run_es("eval", path, "--episodes", "1", timeout=120)
+    else:
+        path = _rewritten(newest, newest, change)
+        result = run_es("train", job, "--run-dir", run_dir, "--resume", "--set", "stop.iterations=3", timeout=120)
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and field in lines[0], lines
+    assert not (run_dir / "ckpt-00000003.h5").exists()
+
+
+def test_a_small_file_declaring_a_huge_dataset_is_refused_before_it_is_read(trained, tmp_path):
+    """Item 4: a few-KB checkpoint declaring a 200 MB dataset is refused without the memory to hold it."""
+    import shutil
+
+    import h5py
+
+    _, run_dir = trained
+    path = tmp_path / "huge.h5"
+    shutil.copy(run_dir / "ckpt-00000002.h5", path)
+    with h5py.File(path, "a") as f:
+        f["strategy"].create_dataset("huge", shape=(50_000_000,), dtype="f4", chunks=(1 << 20,))
+    assert path.stat().st_size < 100_000
+    probe = ("import resource, sys; from es_mpi.records import checkpoint as c\n"
+             "try:\n    c.load(sys.argv[1])\nexcept c.CheckpointError as e:\n    print(e)\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    result = run([PYTHON, "-c", probe, str(path)])
+    assert result.returncode == 0, result.stderr
+    message, peak_kib = result.stdout.strip().splitlines()
+    assert "strategy/huge" in message and str(path) in message, message
+    assert int(peak_kib) < 200_000, f"peak memory {peak_kib} KiB: the dataset was read"

@@ -14,6 +14,7 @@ Layout:
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import pathlib
 import re
@@ -134,9 +135,8 @@ def load(path):
             version = int(f.attrs.get("format_version", -1))
             if version != FORMAT_VERSION:
                 raise CheckpointError(path, f"checkpoint format version {version} is not supported (expected {FORMAT_VERSION})")
+            check_layout(path, f)
             params = f["params"][()]
-            if params.dtype != np.float32 or params.ndim != 1:
-                raise CheckpointError(path, "params: expected a 1-D float32 array")
             attrs = f.attrs
             ckpt = Checkpoint(
                 config_toml=str(attrs["config"]), iteration=int(attrs["iteration"]),
@@ -146,6 +146,7 @@ def load(path):
                 metrics=_read_dict(f["metrics"]), versions=json.loads(attrs["versions"]),
                 extra=_read_dict(f["extra"]) if "extra" in f else {})
             stored_checksum = str(attrs["checksum"])
+        check_values(path, ckpt)
     except CheckpointError:
         raise
     except KeyError as err:
@@ -155,6 +156,85 @@ def load(path):
     if content_checksum(ckpt) != stored_checksum:
         raise CheckpointError(path, "checksum mismatch: the file is corrupt")
     return ckpt
+
+
+GROUPS = ("strategy", "obstat", "metrics", "extra")
+OBSTAT_KEYS = ("count", "sum", "sumsq")
+
+
+def check_layout(path, f):
+    """Names, dtypes, shapes and storage of every dataset, from HDF5 metadata only, before any
+    data is read: a small file that declares a huge, sparse or compressed dataset is refused
+    without allocating it (what es-mpi writes is contiguous, unfiltered and as large as it says)."""
+    for name in f:
+        if name not in ("params", *GROUPS):
+            raise CheckpointError(path, f"{name}: not part of an es-mpi checkpoint")
+    for name in ("params", "strategy", "obstat", "metrics"):
+        if name not in f:
+            raise CheckpointError(path, f"{name}: missing")
+    datasets = {}
+    for group in GROUPS:
+        if group in f:
+            if not isinstance(f[group], h5py.Group):
+                raise CheckpointError(path, f"{group}: expected a group")
+            f[group].visititems(lambda name, node, g=group: datasets.__setitem__(f"{g}/{name}", node)
+                                if isinstance(node, h5py.Dataset) else None)
+    if not isinstance(f["params"], h5py.Dataset):
+        raise CheckpointError(path, "params: expected a dataset")
+    datasets["params"] = f["params"]
+    total = sum(_checked_nbytes(path, name, dataset) for name, dataset in datasets.items())
+    if total > path.stat().st_size:
+        raise CheckpointError(path, f"declares {total} bytes of data in a {path.stat().st_size}-byte file")
+    _check_shapes(path, {name: (dataset.dtype, dataset.shape) for name, dataset in datasets.items()})
+
+
+def _checked_nbytes(path, name, dataset):
+    """The bytes `dataset` holds once read; CheckpointError unless it is plain numbers stored in full."""
+    if dataset.shape is None or dataset.dtype.kind not in "fiub" or dataset.dtype.fields is not None:
+        raise CheckpointError(path, f"{name}: dtype {dataset.dtype} is not a plain number type")
+    plist = dataset.id.get_create_plist()
+    if plist.get_layout() not in (h5py.h5d.COMPACT, h5py.h5d.CONTIGUOUS) or plist.get_external_count() \
+            or plist.get_nfilters():
+        raise CheckpointError(path, f"{name}: stored chunked, filtered, external or virtual (es-mpi writes none)")
+    nbytes = int(np.prod(dataset.shape, dtype=np.int64)) * dataset.dtype.itemsize
+    if dataset.id.get_storage_size() < nbytes:
+        raise CheckpointError(path, f"{name}: declares {nbytes} bytes but stores {dataset.id.get_storage_size()}")
+    return nbytes
+
+
+def _check_shapes(path, layout):
+    """{name: (dtype, shape)} -> CheckpointError unless params, obstat and metrics have their shapes."""
+    dtype, shape = layout["params"]
+    if dtype != np.float32 or len(shape) != 1 or shape[0] < 1:
+        raise CheckpointError(path, f"params: dtype {dtype}, shape {shape}; expected a non-empty 1-D float32 array")
+    obstat = {name.split("/", 1)[1]: value for name, value in layout.items() if name.startswith("obstat/")}
+    if sorted(obstat) != list(OBSTAT_KEYS):
+        raise CheckpointError(path, f"obstat: holds {sorted(obstat)}, expected {list(OBSTAT_KEYS)}")
+    if any(dtype != np.float64 for dtype, _ in obstat.values()):
+        raise CheckpointError(path, "obstat: expected float64 arrays")
+    if obstat["count"][1] != () or len(obstat["sum"][1]) != 1 or obstat["sumsq"][1] != obstat["sum"][1]:
+        raise CheckpointError(path, f"obstat: sum {obstat['sum'][1]}, sumsq {obstat['sumsq'][1]}, "
+                                    f"count {obstat['count'][1]}; expected two equal 1-D shapes and a scalar")
+    columns = {name: shape for name, (_, shape) in layout.items() if name.startswith("metrics/")}
+    first = next(iter(columns.values()), None)
+    for name, shape in columns.items():
+        if len(shape) != 1 or shape != first:
+            raise CheckpointError(path, f"{name}: shape {shape}, the first column has {first}; expected one "
+                                        "1-D column per metric, all of the same length (ragged metrics)")
+
+
+def check_values(path, ckpt):
+    """The counters' ranges and their agreement with the metrics history."""
+    for name, low in (("iteration", 0), ("timesteps", 0), ("step_cap", 1)):
+        if getattr(ckpt, name) < low:
+            raise CheckpointError(path, f"{name} = {getattr(ckpt, name)}: must be >= {low}")
+    rows = len(next(iter(ckpt.metrics.values()))) if ckpt.metrics else 0
+    if rows != ckpt.iteration:
+        raise CheckpointError(path, f"metrics: {rows} rows for iteration {ckpt.iteration} (one row per iteration)")
+    if not isinstance(ckpt.versions, dict):
+        raise CheckpointError(path, "versions: expected a JSON object")
+    if not (math.isfinite(ckpt.best_eval_return) or ckpt.best_eval_return == -math.inf):
+        raise CheckpointError(path, f"best_eval_return = {ckpt.best_eval_return}: must be finite or -inf")
 
 
 def periodic_checkpoints(run_dir):
