@@ -389,11 +389,14 @@ def test_a_small_file_declaring_a_huge_dataset_is_refused_before_it_is_read(trai
 
     import h5py
 
+    from es_mpi.records import checkpoint as ckpt_io
+
     _, run_dir = trained
     path = tmp_path / "huge.h5"
     shutil.copy(run_dir / "ckpt-00000002.h5", path)
     with h5py.File(path, "a") as f:
         f["strategy"].create_dataset("huge", shape=(50_000_000,), dtype="f4", chunks=(1 << 20,))
+    ckpt_io.seal(path)  # a well-sealed file: only the layout check can refuse it
     assert path.stat().st_size < 100_000
     probe = ("import resource, sys; from es_mpi.records import checkpoint as c\n"
              "try:\n    c.load(sys.argv[1])\nexcept c.CheckpointError as e:\n    print(e)\n"
@@ -403,3 +406,21 @@ def test_a_small_file_declaring_a_huge_dataset_is_refused_before_it_is_read(trai
     message, peak_kib = result.stdout.strip().splitlines()
     assert "strategy/huge" in message and str(path) in message, message
     assert int(peak_kib) < 200_000, f"peak memory {peak_kib} KiB: the dataset was read"
+
+
+def test_a_damaged_checkpoint_is_refused_before_hdf5_parses_it(trained, tmp_path):
+    """Fuzzing found byte flips that crash libhdf5 (a segfault) when it reads the attributes: the
+    seal (a digest of the file in the HDF5 user block) is checked first, for every flip and cut."""
+    from es_mpi.core.errors import CheckpointError
+    from es_mpi.records import checkpoint as ckpt_io
+
+    _, run_dir = trained
+    data = (run_dir / "ckpt-00000002.h5").read_bytes()
+    path = tmp_path / "damaged.h5"
+    for offset in range(ckpt_io.USER_BLOCK, len(data), 97):
+        path.write_bytes(data[:offset] + bytes([data[offset] ^ 0x40]) + data[offset + 1:])
+        with pytest.raises(CheckpointError, match="digest mismatch"):
+            ckpt_io.check_seal(path)
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="digest mismatch"):
+        ckpt_io.load(path)

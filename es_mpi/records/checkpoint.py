@@ -26,7 +26,10 @@ from es_mpi.core.errors import CheckpointError, CheckpointWriteError
 from es_mpi.records.safe_files import replacing
 
 FORMAT = "es-mpi checkpoint"
-FORMAT_VERSION = 2  # 2: content checksum attribute
+FORMAT_VERSION = 3  # 2: content checksum attribute; 3: sealed (a digest of the file in the HDF5 user block)
+USER_BLOCK = 512  # bytes HDF5 leaves free before its superblock
+SEAL_MAGIC = b"es-mpi sealed checkpoint\n"
+DIGEST_HEX = 32
 NAME_RE = re.compile(r"^ckpt-(\d{8})\.h5$")
 BEST_NAME = "best.h5"
 
@@ -100,17 +103,53 @@ def save(path, ckpt):
     the old file and no temporary one. A failed write is a CheckpointWriteError naming the file."""
     path = pathlib.Path(path)
     try:
-        with replacing(path, durable=True) as tmp, h5py.File(tmp, "w") as f:
-            f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, iteration=ckpt.iteration,
-                           timesteps=ckpt.timesteps, step_cap=ckpt.step_cap,
-                           best_eval_return=ckpt.best_eval_return, eval_return=ckpt.eval_return,
-                           config=ckpt.config_toml, versions=json.dumps(ckpt.versions),
-                           checksum=content_checksum(ckpt))
-            f.create_dataset("params", data=ckpt.params)
-            for name in ("strategy", "obstat", "metrics", "extra"):
-                _write_dict(f.create_group(name), getattr(ckpt, name))
+        with replacing(path, durable=True) as tmp:
+            _write_hdf5(tmp, ckpt)
+            seal(tmp)
     except (OSError, RuntimeError) as err:  # HDF5 reports a failed write(2) as RuntimeError too
         raise CheckpointWriteError(f"{path}: cannot write checkpoint ({_os_reason(err)})") from None
+
+
+def _write_hdf5(tmp, ckpt):
+    with h5py.File(tmp, "w", userblock_size=USER_BLOCK) as f:
+        f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, iteration=ckpt.iteration,
+                       timesteps=ckpt.timesteps, step_cap=ckpt.step_cap,
+                       best_eval_return=ckpt.best_eval_return, eval_return=ckpt.eval_return,
+                       config=ckpt.config_toml, versions=json.dumps(ckpt.versions),
+                       checksum=content_checksum(ckpt))
+        f.create_dataset("params", data=ckpt.params)
+        for name in ("strategy", "obstat", "metrics", "extra"):
+            _write_dict(f.create_group(name), getattr(ckpt, name))
+
+
+def _digest_after_user_block(fh):
+    digest = hashlib.blake2b(digest_size=DIGEST_HEX // 2)
+    fh.seek(USER_BLOCK)
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest().encode()
+
+
+def seal(path):
+    """Write a digest of the HDF5 bytes into the user block, so that load can check the whole
+    file before the HDF5 library parses any of it (a damaged file can crash the library)."""
+    with open(path, "r+b") as fh:
+        digest = _digest_after_user_block(fh)
+        fh.seek(0)
+        fh.write(SEAL_MAGIC + digest + b"\n")
+        fh.flush()
+
+
+def check_seal(path):
+    """CheckpointError unless the file is sealed and its bytes match the seal (read in blocks)."""
+    with open(path, "rb") as fh:
+        head = fh.read(USER_BLOCK)
+        if not head.startswith(SEAL_MAGIC):
+            raise CheckpointError(path, f"not a sealed es-mpi checkpoint (format {FORMAT_VERSION}): damaged, "
+                                        "foreign or written by an older es-mpi")
+        stored = head[len(SEAL_MAGIC):len(SEAL_MAGIC) + DIGEST_HEX]
+        if _digest_after_user_block(fh) != stored:
+            raise CheckpointError(path, "file digest mismatch: the file is truncated or corrupt")
 
 
 def _os_reason(err):
@@ -126,6 +165,10 @@ def load(path):
     path = pathlib.Path(path)
     if not path.is_file():
         raise CheckpointError(path, "no such checkpoint file")
+    try:
+        check_seal(path)
+    except OSError as err:
+        raise CheckpointError(path, f"cannot read ({err.strerror})") from None
     if not h5py.is_hdf5(path):
         raise CheckpointError(path, "not an HDF5 file (truncated, corrupt or foreign)")
     try:
