@@ -1,6 +1,14 @@
 """es-mpi: distributed evolution strategies for reinforcement learning on MPI."""
 
 import os
+import sys
+
+if sys.argv[1:2] == ["train"] and (sys.argv[0] == "-m" or os.path.basename(sys.argv[0]) == "es-mpi"):
+    # `es-mpi train` / `python -m es_mpi train`: a stop signal during start-up is kept from here on,
+    # before numpy, gymnasium or MPI load (docs/architecture.md, contract 5).
+    from es_mpi.core.stop_signals import catch_stop_signals
+
+    catch_stop_signals()
 
 # One BLAS thread per rank: ranks already fill the cores, and a fixed thread count keeps
 # float results identical whatever the machine (docs/architecture.md, contract 1). The
