@@ -15,9 +15,12 @@ class MetricsLog:
     def __init__(self, csv_path=None):
         self.csv_path = csv_path
         self.rows = []
+        self.mirror = None  # also given every new row, e.g. TensorBoardScalars
 
     def append(self, row):
         self.rows.append(row)
+        if self.mirror is not None:
+            self.mirror.write(row)
         if self.csv_path is not None:
             if len(self.rows) == 1 or not append_text(self.csv_path, _csv_text([row], list(row), header=False)):
                 self._rewrite_csv(list(row))
@@ -25,6 +28,10 @@ class MetricsLog:
     def _rewrite_csv(self, keys):
         """The whole CSV, replaced atomically (never written through a link)."""
         replace_text(self.csv_path, _csv_text(self.rows, keys, header=True))
+
+    def close(self):
+        if self.mirror is not None:
+            self.mirror.close()
 
     def last(self, key, default):
         return self.rows[-1].get(key, default) if self.rows else default
