@@ -96,13 +96,13 @@ def test_own_loop_gets_the_returns_of_es_mpi_eval(write_job, tmp_path, text):
 
 def test_a_checkpoint_that_names_a_module_is_refused_unimported(write_job, tmp_path):
     run_dir = trained(write_job, tmp_path, VBN_JOB.replace('"CartPole-v1"', '"tests.faulty_env:FaultyCartPole-v0"'))
-    probe = ("import sys, es_mpi\nfrom es_mpi.core.errors import CheckpointError\n"
-             f"try:\n    es_mpi.load_policy({str(run_dir)!r})\nexcept CheckpointError as err:\n    print(err)\n"
+    probe = ("import sys, es_mpi\nfrom es_mpi.core.errors import UserError\n"
+             f"try:\n    es_mpi.load_policy({str(run_dir)!r})\nexcept UserError as err:\n    print(err)\n"
              "print('imported' if 'tests.faulty_env' in sys.modules else 'not imported')\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO,
                           env=child_env())
     assert done.returncode == 0, done.stderr
-    assert "names a module" in done.stdout and done.stdout.endswith("not imported\n")
+    assert "env.id: names the Python module 'tests.faulty_env'" in done.stdout and done.stdout.endswith("not imported\n")
 
 
 def test_an_objective_checkpoint_is_not_a_policy(tmp_path):

@@ -9,6 +9,7 @@ import os
 import sys
 
 from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
+from es_mpi.core.stop_signals import catch_stop_signals
 
 EPILOG = """exit codes: 0 done; 1 crash (the whole MPI job is aborted); 2 bad input (job file,
 checkpoint or argument: one-line error, nothing overwritten); 3 stopped by SIGTERM/SIGUSR1/SIGINT
@@ -42,6 +43,9 @@ def build_parser():
     mode.add_argument("--resume", action="store_true",
                       help="continue from the newest valid checkpoint in the run directory (start fresh if none)")
     mode.add_argument("--force", action="store_true", help="start over in an existing run directory, deleting it")
+    train.add_argument("--strict-versions", action="store_true",
+                       help="with --resume: refuse a checkpoint written with other package versions (numpy, "
+                            "gymnasium, MuJoCo...); by default each change is printed and recorded in status.json")
     train.add_argument("-n", "--np", type=int, metavar="N",
                        help="start N ranks with mpiexec (default: run in this process, or under your mpiexec)")
     train.add_argument("--mpiexec", default=os.environ.get("ES_MPI_MPIEXEC"),
@@ -59,6 +63,10 @@ def build_parser():
     evaluate.add_argument("--video", metavar="OUT.mp4",
                           help="record the episodes (one: OUT.mp4; several: OUT-episode-K.mp4); needs the "
                                "'video' extra; MuJoCo picks EGL or OSMesa unless MUJOCO_GL is set")
+    evaluate.add_argument("--trust-code", action="store_true",
+                          help="allow the checkpoint's job to import the Python module it names (a custom env "
+                               "'module:Name-v0' or objective 'module:function'); without it such a checkpoint is "
+                               "refused, since a file never makes es-mpi run code")
     evaluate.add_argument("--all", action="store_true",
                           help="evaluate every checkpoint the run directory keeps, on the same episodes, "
                                "and print a table")
@@ -91,6 +99,8 @@ def build_parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.command == "train":
+        catch_stop_signals()  # before the heavy imports and MPI: a stop during start-up is kept
     try:
         if args.command == "train":
             from es_mpi.commands.train import train_command

@@ -19,8 +19,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 from es_mpi.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
+from es_mpi.core.stop_signals import STOP_SIGNALS, catch_stop_signals
 from es_mpi.run.open_mpi_defaults import set_open_mpi_defaults
 
 PLANNED_EXITS = {EXIT_BAD_INPUT: "bad input, reported above",
@@ -29,6 +31,9 @@ EXIT_NOTICE = "exited with non-zero status"
 EXIT_CODE_LINE = re.compile(r"^\s*Exit code:\s*(\d+)\s*$")
 # PMIx may complain while ranks that exited non-zero are torn down: noise unless the job crashed.
 TEARDOWN_LINE = re.compile(r"^\[[^\]]+\] PMIX ERROR: PMIX_ERR_UNREACH ")
+
+
+RESEND_S = 1.0  # a stop is said again to mpiexec this often until the job ends
 
 
 def find_mpiexec(explicit):
@@ -119,24 +124,40 @@ def launch(args, argv):
     if args.np < 1:
         raise UserError(f"-n: need at least 1 rank, got {args.np}")
     command = mpiexec_command(find_mpiexec(args.mpiexec), args.np, strip_np(argv))
+    flag = catch_stop_signals()
+    if flag.signal:
+        print(f"es-mpi: stopped by signal {flag.name} before the ranks started; nothing to checkpoint; "
+              "continue with --resume", flush=True)
+        return EXIT_INTERRUPTED
     process = subprocess.Popen(command, env=mpi_environment(), start_new_session=True, stderr=subprocess.PIPE,
                                text=True, errors="replace", bufsize=1)
-    received = []
+    received = [flag.signal] if flag.signal else []
+    hard = []
 
     def forward(signum, frame):
         received.append(signum)
-        hard = signum == signal.SIGINT and received.count(signal.SIGINT) > 1
+        if signum == signal.SIGINT and received.count(signal.SIGINT) > 1:
+            hard.append(signum)
         process.send_signal(signal.SIGTERM if hard else signal.SIGUSR1)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, forward)
 
     def write(line):
         sys.stderr.write(line)
         sys.stderr.flush()
 
-    teardown = filter_notices(process.stderr, write)
-    code = process.wait()
+    teardown = []
+    reader = threading.Thread(target=lambda: teardown.extend(filter_notices(process.stderr, write)), daemon=True)
+    reader.start()
+    while True:
+        try:
+            code = process.wait(timeout=RESEND_S)
+            break
+        except subprocess.TimeoutExpired:
+            if received and not hard:  # ranks still starting up missed it; repeats are harmless
+                process.send_signal(signal.SIGUSR1)
+    reader.join()
     if code in PLANNED_EXITS:
         write(outcome_line(args.np, code))
     else:

@@ -21,15 +21,10 @@ from es_mpi.run.obstat import ObsStat
 from es_mpi.run.vbn_reference import reference_from_checkpoint
 
 
-def refuse_module_names(path, job):
-    """A checkpoint is data: one whose job would import a module (a `module:Env-vN` id, or any
-    objective) is refused before anything is made from it."""
+def refuse_objectives(path, job):
     if job.objective.function is not None:
         raise CheckpointError(path, f"holds a black-box objective ({job.objective.function}), not a policy "
                                     "that maps observations to actions")
-    if ":" in job.env.id:
-        raise CheckpointError(path, f"env.id {job.env.id!r} names a module to import; load_policy does not "
-                                    "import code a checkpoint names")
 
 
 class TrainedPolicy:
@@ -55,12 +50,15 @@ class TrainedPolicy:
         return make_env(self.job.env, render_mode=render_mode)
 
 
-def load_policy(path):
-    """A checkpoint file (or a run directory: its newest valid checkpoint) -> TrainedPolicy."""
+def load_policy(path, trust_code=False):
+    """A checkpoint file (or a run directory: its newest valid checkpoint) -> TrainedPolicy.
+
+    As with `es-mpi eval`, a checkpoint whose job names a Python module is refused (a ConfigError)
+    unless trust_code: a file never makes es-mpi import code."""
     path, ckpt = ckpt_io.resolve(path)
     job = job_from_text(ckpt.config_toml, path)
-    refuse_module_names(path, job)
-    task = build_task(job)
+    refuse_objectives(path, job)
+    task = build_task(job, trust_code=trust_code)
     try:
         policy, space = task.policy, task.env.observation_space
         if ckpt.params.size != policy.n_params:
