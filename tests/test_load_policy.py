@@ -118,7 +118,7 @@ def test_an_objective_checkpoint_is_not_a_policy(tmp_path):
 
 def test_import_es_mpi_stays_light_and_load_policy_needs_no_mpi(write_job, tmp_path):
     run_dir = trained(write_job, tmp_path, NORMALISED_JOB)
-    probe = ("import sys, es_mpi\nprint(sorted(m for m in ('gymnasium', 'numpy', 'mpi4py') if m in sys.modules))\n"
+    probe = ("import sys, es_mpi\nprint(sorted(m for m in ('gymnasium', 'mujoco', 'mpi4py') if m in sys.modules))\n"
              f"policy = es_mpi.load_policy({str(run_dir)!r})\n"
              "print(policy([0.0, 1.0, 0.0]).shape, 'mpi4py' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO,

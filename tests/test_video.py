@@ -84,6 +84,10 @@ def episode_lengths(stdout):
     return [int(line.split("length")[1]) for line in stdout.splitlines() if line.startswith("episode ")]
 
 
+def episode_lines(stdout):
+    return [line for line in stdout.splitlines() if line.startswith("episode ")]
+
+
 def frames_of(path):
     return np.stack(list(imageio.imiter(path)))
 
@@ -110,6 +114,12 @@ def agent_share(frame_hw3):
     black) and the sky (grey) have none of them."""
     rgb = frame_hw3.astype(np.int16)
     return float(np.mean(rgb[..., 0] - rgb[..., 1] > 30))
+
+
+def floor_share_of(frame_hw3):
+    """Share of pixels in the floor's light green squares (green above red and blue)."""
+    rgb = frame_hw3.astype(np.int16)
+    return float(np.mean((rgb[..., 1] - rgb[..., 0] > 10) & (rgb[..., 1] > 150)))
 
 
 def empty_floor_frame():
@@ -142,12 +152,16 @@ def test_the_camera_follows_a_running_halfcheetah(write_job, tmp_path):
     # A step's reward is at most its forward speed (ctrl cost aside), so the return bounds the
     # distance: return / 20 steps per second >= 15 m, far beyond a fixed camera's few metres.
     assert episode_return > 300, done.stdout
+    unrecorded = run_es("eval", run_dir / "best.h5", "--episodes", 1, timeout=300)
+    assert episode_lines(unrecorded.stdout) == episode_lines(done.stdout)  # the video's floor changes nothing
     frames = check_video(out, length)
     floor_share = agent_share(empty_floor_frame())
     assert floor_share < 0.001
     for fraction in (0.2, 0.4, 0.6, 0.8, 1.0):
-        share = agent_share(frames[round(fraction * length)])
+        frame = frames[round(fraction * length)]
+        share = agent_share(frame)
         assert share > 0.01, f"agent out of view at {fraction:.0%} of the episode ({share:.4f} of the pixels)"
+        assert floor_share_of(frame) > 0.1, f"no floor under the agent at {fraction:.0%} of the episode"
 
 
 def test_several_episodes_give_one_file_each(write_job, tmp_path):

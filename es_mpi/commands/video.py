@@ -73,9 +73,41 @@ def check_video_support(path):
         raise UserError(f"--video {path}: directory {pathlib.Path(path).parent} does not exist")
 
 
+def floor_under_the_agent(env):
+    """`env`, drawing its MuJoCo floor under the agent wherever it runs.
+
+    MuJoCo draws a plane only out to its size: HalfCheetah's floor ends 40 m on, a quarter into
+    a good episode, and the cheetah runs on in empty space. Before each frame the floor's drawn
+    position moves with the agent by whole texture tiles, so the checkerboard stays put. Only the
+    position the renderer reads (data.geom_xpos) moves: physics recomputes it every step, and a
+    plane's contacts do not depend on where along itself it lies, so the episode is the same.
+    """
+    import gymnasium as gym
+    import mujoco
+    import numpy as np
+
+    model = getattr(env.unwrapped, "model", None)
+    if not isinstance(model, mujoco.MjModel):
+        return env
+    planes = np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_PLANE)
+    materials = model.geom_matid[planes]
+    tiles_p2 = np.where(materials[:, None] >= 0, 2 * model.geom_size[planes, :2]
+                        / np.maximum(model.mat_texrepeat[materials], 1e-9), 1.0)
+
+    class FloorUnderAgent(gym.Wrapper):
+        def render(self):
+            data = self.env.unwrapped.data
+            agent_xy = data.subtree_com[min(1, model.nbody - 1), :2]
+            data.geom_xpos[planes, :2] = model.geom_pos[planes, :2] + np.round(agent_xy / tiles_p2) * tiles_p2
+            return self.env.render()
+
+    return FloorUnderAgent(env)
+
+
 def recording(env, folder):
     """Wrap `env` so that every episode goes to FOLDER/episode-episode-K.mp4."""
     from gymnasium.wrappers import RecordVideo
+
 
     # Classic control draws with pygame into memory; without this SDL looks for a display
     # and complains on stderr when there is none.
@@ -99,7 +131,7 @@ def recording(env, folder):
             self.recording = False
             self._video_name = None
 
-    return ExactRecordVideo(env, video_folder=str(folder), name_prefix="episode",
+    return ExactRecordVideo(floor_under_the_agent(env), video_folder=str(folder), name_prefix="episode",
                             episode_trigger=lambda _: True, disable_logger=True)
 
 
