@@ -53,7 +53,7 @@ class PolicySettings:
 
 @dataclasses.dataclass(frozen=True)
 class AtariSettings:
-    """The ES paper's preprocessing (gymnasium's AtariPreprocessing + FrameStackObservation); ALE ids only."""
+    """The ES paper's preprocessing (ale-py's vector env or gymnasium's wrappers, parts/atari.py); ALE ids only."""
     noop_max: int = setting(30, "int", lo=0, hi=10_000, doc="up to this many no-op actions at reset")
     frame_skip: int = setting(4, "int", lo=1, hi=100, doc="frames per action (max-pooled over the last two)")
     screen_size: int = setting(84, "int", lo=16, hi=1024, doc="grayscale frames are resized to screen_size x screen_size")
@@ -62,6 +62,8 @@ class AtariSettings:
                                                doc="sticky actions: chance the ALE repeats the previous action (0: the ES paper)")
     full_action_space: bool = setting(False, "bool", doc="all 18 actions instead of the game's minimal set")
     max_episode_steps: int = setting(5000, "int", lo=1, doc="episode limit in agent steps (after frame skip)")
+    backend: str = setting("vector", "str", choices=("vector", "gymnasium"),
+                           doc="vector: ale-py's C++ vector env (no-ops as whole agent steps); gymnasium: its wrappers (renders; takes env.kwargs)")
 
 
 @dataclasses.dataclass(frozen=True)
