@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from es_mpi.job.parse import job_from_text  # noqa: E402
 from es_mpi.parts.atari import AtariLanes, make_gymnasium_atari_env  # noqa: E402
-from es_mpi.run.evaluation import initial_params, make_env_and_policy  # noqa: E402
+from es_mpi.parts.build import build_task  # noqa: E402
 from es_mpi.run.vbn_reference import collect_reference  # noqa: E402
 
 BATCHES = (1, 4, 16)
@@ -96,9 +96,10 @@ def vector_rate(game, n_lanes, steps):
 def forward_costs(game, network, repeats):
     """({batch: microseconds per observation}, milliseconds per VBN member bind, parameters, lanes)."""
     job = bench_job(game, network, vbn=True)
-    env, policy = make_env_and_policy(job)
+    task = build_task(job)
+    env, policy = task.env, task.policy
     policy.set_reference(collect_reference(env, VBN_BATCH, 0.05, 0, 1000))
-    params_p = initial_params(job, policy)
+    params_p = task.initial_params()
     start = time.perf_counter()
     policy.bind(params_p)
     bind_ms = (time.perf_counter() - start) * 1e3

@@ -152,16 +152,16 @@ def main():
     parser.add_argument("--run-dir", required=True, help="run directory (must not exist)")
     args = parser.parse_args()
 
-    from es_mpi.job.parse import check_runnable, load_job
+    from es_mpi.job.parse import load_job
+    from es_mpi.parts.build import build_task
     from es_mpi.run.mpi import install_abort_on_error, world
     from es_mpi.run.trainer import Trainer
 
-    job = load_job(args.job, (), args.run_dir)
-    check_runnable(job)
+    task = build_task(load_job(args.job, (), args.run_dir))
     plain = world()
     install_abort_on_error(plain)
     comm = counting_comm_class()(plain)
-    trainer = Trainer(job, comm, log=lambda line: None)
+    trainer = Trainer(task, comm, log=lambda line: None)
     before_sent, before_received = collections.Counter(comm.sent), collections.Counter(comm.received)
     records = []
     trainer.step = metered(trainer, comm, records)

@@ -18,7 +18,8 @@ import numpy as np
 from es_mpi.parts.strategies.blackbox import minimize
 from es_mpi.run.noise import local_table
 from es_mpi.parts.objectives import rastrigin, rosenbrock, sphere
-from es_mpi.parts.strategies import STRATEGY_SETTINGS, make_strategy
+from es_mpi.job.strategy_sections import STRATEGY_SETTINGS
+from es_mpi.parts.strategies import make_strategy
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "strategies.md"
 # (function, initial point, initial sigma, target)

@@ -73,14 +73,15 @@ def env_share_of_rollout(env_id, hidden, seconds, rounds):
     from es_mpi.job.parse import job_from_text
     from es_mpi.run.obstat import ObsStat
     from es_mpi.run.rollout import run_episode, run_lanes
-    from es_mpi.run.evaluation import initial_params, make_env_and_policy, max_steps
+    from es_mpi.parts.build import build_task
 
     job = job_from_text(f'[env]\nid = "{env_id}"\n[policy]\nhidden = {list(hidden)}\n',
                         pathlib.Path("throughput.toml"))
-    env, policy = make_env_and_policy(job)
+    task = build_task(job)
+    env, policy = task.env, task.policy
     n_lanes = policy.useful_lanes(job.run.lanes)
-    timed = [TimedEnv(env)] + [TimedEnv(make_env_and_policy(job)[0]) for _ in range(n_lanes - 1)]
-    forward, params_p, cap = policy.lanes(n_lanes), initial_params(job, policy), max_steps(job, env)
+    timed = [TimedEnv(env)] + [TimedEnv(task.make_env()) for _ in range(n_lanes - 1)]
+    forward, params_p, cap = policy.lanes(n_lanes), task.initial_params(), task.step_limit
     normalizer = ObsStat(policy.sizes[0]).normalizer(job.obs_norm.clip)
     shares, first = [], 0
     for _ in range(rounds):

@@ -84,10 +84,11 @@ def sweep_point(comm, noise, copy_target, copy_source, population, n_params, obs
     """Timings of the update's parts at one size; rank 0 gets {part: [seconds per repeat]}."""
     import numpy as np
 
+    from es_mpi.job.strategy_sections import OpenAIESSettings
+    from es_mpi.parts.strategies.openai_es import OpenAIES, weighted_noise_sum
+    from es_mpi.run import agreement
     from es_mpi.run.mpi import allgather_rows, allgather_variable, static_slice
     from es_mpi.run.obstat import ObsStat
-    from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings, weighted_noise_sum
-    from es_mpi.run.trainer import params_checksum
 
     strategy = OpenAIES(OpenAIESSettings(pairs=population // 2), np.zeros(n_params, dtype=np.float32), noise, 0)
     obstat = ObsStat(obs_size)
@@ -110,10 +111,7 @@ def sweep_point(comm, noise, copy_target, copy_source, population, n_params, obs
         clock("obs-stat add", obstat.add, gathered)
 
         def agree():
-            sums = np.empty(comm.size, dtype=np.uint64)
-            comm.Allgather(np.array([params_checksum(strategy.center(), obstat.sum_o, obstat.sumsq_o)]), sums)
-            flags = np.empty((comm.size, 2))
-            comm.Allgather(np.array([1.0, 0.0]), flags)
+            return agreement.exchange(comm, agreement.state_checksum(strategy, obstat), 1.0, 0)
 
         clock("checksum + flags", agree)
     return slowest_rank(comm, clock.seconds)
@@ -128,13 +126,16 @@ def humanoid_point(comm, noise, args):
     from es_mpi.records.metrics import MetricsLog
     from es_mpi.run.obstat import ObsStat
     from es_mpi.run.rollout import run_episode
-    from es_mpi.run.evaluation import initial_params, make_env_and_policy, max_steps, normalizer_for
+    from es_mpi.parts.build import build_task
+    from es_mpi.run.evaluation import normalizer_for
     from es_mpi.core.seeding import Purpose, episode_seed, rng
-    from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings
+    from es_mpi.job.strategy_sections import OpenAIESSettings
+    from es_mpi.parts.strategies.openai_es import OpenAIES
 
     job = job_from_text(HUMANOID_JOB.format(hidden=list(args.hidden)), pathlib.Path("update.toml"))
-    env, policy = make_env_and_policy(job)
-    strategy = OpenAIES(OpenAIESSettings(pairs=args.expand_sample), initial_params(job, policy), noise, 0)
+    task = build_task(job)
+    env, policy = task.env, task.policy
+    strategy = OpenAIES(OpenAIESSettings(pairs=args.expand_sample), task.initial_params(), noise, 0)
     obstat = ObsStat(policy.sizes[0])
     normalizer = normalizer_for(job, obstat)
     clock, tmp = Clock(comm), pathlib.Path(tempfile.mkdtemp(prefix="es-bench-"))
@@ -154,7 +155,7 @@ def humanoid_point(comm, noise, args):
         for member in range(comm.rank * args.episodes, (comm.rank + 1) * args.episodes):
             begin, timed_env.seconds = time.perf_counter(), 0.0
             episode = run_episode(timed_env, strategy.member_actor(member % (2 * args.expand_sample), policy),
-                                  episode_seed(job.run.seed, t, member), max_steps(job, env), normalizer)
+                                  episode_seed(job.run.seed, t, member), task.step_limit, normalizer)
             episode_s.append(time.perf_counter() - begin)
             reset_s.append(timed_env.seconds)
             episode_steps.append(episode.length)

@@ -8,7 +8,7 @@ import pytest
 
 from es_mpi.job.parse import job_from_text
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv, make_gymnasium_atari_env
-from es_mpi.run.evaluation import make_env_and_policy
+from es_mpi.parts.build import build_task
 
 STEPS = 120
 
@@ -62,7 +62,7 @@ def test_an_episode_is_the_same_in_lane_0_and_lane_5_after_other_play(sticky):
 
 def test_the_single_env_adapter_plays_the_lanes_episode():
     job = atari_job()
-    env, _ = make_env_and_policy(job)
+    env = build_task(job).env
     assert isinstance(env, VectorAtariEnv) and env.spec.max_episode_steps == job.atari.max_episode_steps
     actions_t = np.random.default_rng(2).integers(6, size=STEPS)
     obs, _ = env.reset(seed=55)
@@ -91,7 +91,7 @@ def test_without_noops_the_vector_env_is_gymnasiums_preprocessing_frame_for_fram
 
 def test_rendering_and_gymnasium_keywords_keep_the_gymnasium_path():
     job = atari_job(backend="gymnasium")
-    env, _ = make_env_and_policy(job)
+    env = build_task(job).env
     assert not isinstance(env, VectorAtariEnv)
-    env, _ = make_env_and_policy(atari_job(), render_mode="rgb_array")
+    env = build_task(atari_job(), render_mode="rgb_array").env
     assert not isinstance(env, VectorAtariEnv) and env.render_mode == "rgb_array"

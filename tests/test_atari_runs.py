@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import run_es, run_mpi
-from es_mpi.job.parse import job_from_text
 from es_mpi.core.errors import ConfigError
-from es_mpi.run.evaluation import make_env_and_policy
+from es_mpi.job.parse import job_from_text
+from es_mpi.parts.build import build_task
 from es_mpi.run.vbn_reference import collect_reference
 
 TINY_PONG = """
@@ -53,28 +53,34 @@ def pong_job():
     return job_from_text(TINY_PONG, pathlib.Path("pong.toml"))
 
 
+def built(text, path):
+    """Parse and build: what training and eval do before anything else."""
+    return build_task(job_from_text(text, pathlib.Path(path)))
+
+
 @pytest.mark.parametrize("change, key", BAD_COMBINATIONS)
 def test_incompatible_settings_name_the_key(change, key):
     header, _, body = change.partition("\n")
     lines = [line for line in TINY_PONG.splitlines() if line.split(" =")[0] != body.split(" =")[0]]
     text = "\n".join(lines).replace(header, header + "\n" + body, 1)
     with pytest.raises(ConfigError, match=f": {key.replace('.', '[.]')}: "):
-        job_from_text(text, pathlib.Path("pong.toml"))
+        built(text, "pong.toml")
 
 
 def test_atari_section_and_cnn_need_an_ale_game():
     with pytest.raises(ConfigError, match=": atari: only applies to Atari"):
-        job_from_text('[env]\nid = "CartPole-v1"\n[atari]\nnoop_max = 3\n', pathlib.Path("c.toml"))
+        built('[env]\nid = "CartPole-v1"\n[atari]\nnoop_max = 3\n', "c.toml")
     with pytest.raises(ConfigError, match=": policy.kind: 'cnn' needs an Atari"):
-        job_from_text('[env]\nid = "CartPole-v1"\n[policy]\nkind = "cnn"\n', pathlib.Path("c.toml"))
+        built('[env]\nid = "CartPole-v1"\n[policy]\nkind = "cnn"\n', "c.toml")
     with pytest.raises(ConfigError, match=": policy.vbn: needs obs_norm.enabled = false"):
-        job_from_text('[env]\nid = "CartPole-v1"\n[policy]\nvbn = true\n', pathlib.Path("c.toml"))
+        built('[env]\nid = "CartPole-v1"\n[policy]\nvbn = true\n', "c.toml")
     assert "atari" not in job_from_text('[env]\nid = "CartPole-v1"\n', pathlib.Path("c.toml")).to_dict()
 
 
 def test_preprocessed_env_and_deterministic_reference_batch():
     job = pong_job()
-    env, policy = make_env_and_policy(job)
+    task = build_task(job)
+    env = task.env
     assert env.observation_space.shape == (4, 84, 84) and env.observation_space.dtype == np.uint8
     assert env.spec.max_episode_steps == 25
     first = collect_reference(env, 6, 0.5, job.run.seed, 25)

@@ -22,10 +22,10 @@ def policy_settings(network, vbn):
     return job_from_text(text, pathlib.Path("test.toml")).policy
 
 
-def naive_conv(x_bhwc, weights_ko, kernel, stride):
+def naive_conv(x_bhwc, weights_iu, kernel, stride):
     """One output pixel at a time, weights indexed (kernel row, kernel column, channel, filter)."""
     b, h, w, c = x_bhwc.shape
-    w_kkco = weights_ko.astype(np.float64).reshape(kernel, kernel, c, -1)
+    w_kkco = weights_iu.astype(np.float64).reshape(kernel, kernel, c, -1)
     out_h, out_w = (h - kernel) // stride + 1, (w - kernel) // stride + 1
     out = np.zeros((b, out_h, out_w, w_kkco.shape[-1]))
     for i in range(out_h):
@@ -35,11 +35,11 @@ def naive_conv(x_bhwc, weights_ko, kernel, stride):
     return out
 
 
-def naive_dense(x_b, weights_ko):
+def naive_dense(x_b, weights_iu):
     x_bf = x_b.reshape(x_b.shape[0], -1).astype(np.float64)
-    out = np.zeros((x_bf.shape[0], weights_ko.shape[1]))
-    for o in range(weights_ko.shape[1]):
-        out[:, o] = x_bf @ weights_ko[:, o].astype(np.float64)
+    out = np.zeros((x_bf.shape[0], weights_iu.shape[1]))
+    for o in range(weights_iu.shape[1]):
+        out[:, o] = x_bf @ weights_iu[:, o].astype(np.float64)
     return out
 
 

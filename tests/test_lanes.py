@@ -11,11 +11,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from es_mpi.job.parse import PolicySettings, job_from_text
+from es_mpi.job.parse import job_from_text
+from es_mpi.job.sections import PolicySettings
+from es_mpi.parts.build import build_task
 from es_mpi.run.obstat import ObsStat
 from es_mpi.parts.policies import make_policy
 from es_mpi.run.rollout import run_episode, run_lanes
-from es_mpi.run.evaluation import initial_params, make_env_and_policy
 
 
 class Glitchy(gym.Env):
@@ -45,8 +46,8 @@ def make(env_id, hidden, action="auto"):
     """(policy, its initial parameters, a function that makes one more env)."""
     job = job_from_text(f'[env]\nid = "{env_id}"\n[policy]\nhidden = {hidden}\naction = "{action}"\n',
                         pathlib.Path("lanes.toml"))
-    _, policy = make_env_and_policy(job)
-    return policy, initial_params(job, policy), lambda: make_env_and_policy(job)[0]
+    task = build_task(job)
+    return task.policy, task.initial_params(), task.make_env
 
 
 def member_params(params_p, count):
@@ -102,11 +103,11 @@ def test_a_lane_holds_the_loaded_members_layers_and_moves_them():
     forward = policy.lanes(3)
     forward.load(1, params_p)
     forward.move(1, 2)
-    for (weights, bias), (weights_lio, bias_l1o) in zip(policy.unflatten(params_p), forward.layers):
-        assert weights_lio.flags.c_contiguous  # one BLAS call per lane, no copies
+    for (weights, bias), (weights_liu, bias_l1u) in zip(policy.unflatten(params_p), forward.layers):
+        assert weights_liu.flags.c_contiguous  # one BLAS call per lane, no copies
         for lane in (1, 2):
-            assert np.array_equal(weights_lio[lane], weights) and np.array_equal(bias_l1o[lane, 0], bias)
-        assert not weights_lio[0].any()
+            assert np.array_equal(weights_liu[lane], weights) and np.array_equal(bias_l1u[lane, 0], bias)
+        assert not weights_liu[0].any()
 
 
 def test_lanes_are_used_only_where_their_weights_stay_in_cache():

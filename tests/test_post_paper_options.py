@@ -12,9 +12,9 @@ from es_mpi.job.parse import job_from_text
 from es_mpi.core.errors import ConfigError
 from es_mpi.run.noise import local_table
 from es_mpi.run.rollout import run_episode
-from es_mpi.run.evaluation import initial_params, make_env_and_policy
+from es_mpi.parts.build import build_task
 from es_mpi.parts.strategies import make_strategy
-from es_mpi.parts.strategies.openai_es import OpenAIESSettings
+from es_mpi.job.strategy_sections import OpenAIESSettings
 
 
 def sgd_es(noise, **options):
@@ -66,8 +66,8 @@ def test_more_top_pairs_than_pairs_is_refused(tmp_path):
 
 def test_alive_bonus_is_subtracted_per_step():
     job = job_from_text('[env]\nid = "Hopper-v5"\n[policy]\nhidden = [8]\n', pathlib.Path("hopper.toml"))
-    env, policy = make_env_and_policy(job)
-    act = policy.bind(initial_params(job, policy))
+    task = build_task(job)
+    env, act = task.env, task.policy.bind(task.initial_params())
     plain = run_episode(env, act, 5, 1000)
     offset = run_episode(env, act, 5, 1000, reward_offset=1.0)
     assert offset.length == plain.length > 1

@@ -8,7 +8,8 @@ from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.parts.strategies.blackbox import minimize
 from es_mpi.run.noise import local_table
 from es_mpi.parts.objectives import ackley, rastrigin, rosenbrock, sphere
-from es_mpi.parts.strategies import STRATEGY_SETTINGS, make_strategy
+from es_mpi.job.strategy_sections import STRATEGY_SETTINGS
+from es_mpi.parts.strategies import make_strategy
 
 NOISE = local_table(1_000_000, 7)
 DIM = 10

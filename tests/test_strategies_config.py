@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from conftest import run_es
 
-from es_mpi.job.parse import PolicySettings, job_from_text
+from es_mpi.job.parse import job_from_text
+from es_mpi.job.sections import PolicySettings
+from es_mpi.parts.build import build_task
 from es_mpi.core.errors import ConfigError
 from es_mpi.parts.policies.mlp import ActionHead, MLPPolicy
 from es_mpi.parts.strategies.mlp_fit import loss_and_gradient
@@ -22,7 +24,7 @@ OBJECTIVE = '[objective]\nfunction = "{}"\n[strategy]\nname = "cma_es"\n'
 ])
 def test_unknown_objective_is_a_config_error(function, reason):
     with pytest.raises(ConfigError) as err:
-        job_from_text(OBJECTIVE.format(function), pathlib.Path("job.toml"))
+        build_task(job_from_text(OBJECTIVE.format(function), pathlib.Path("job.toml")))
     assert err.value.key == "objective.function" and reason in err.value.reason
 
 
@@ -34,7 +36,7 @@ def test_objective_and_env_together_is_a_config_error():
 def test_environment_strategies_refuse_an_objective():
     text = '[objective]\nfunction = "es_mpi.objectives:sphere"\n[strategy]\nname = "cem_tabular"\n'
     with pytest.raises(ConfigError, match="needs an environment"):
-        job_from_text(text, pathlib.Path("job.toml"))
+        build_task(job_from_text(text, pathlib.Path("job.toml")))
 
 
 def test_objective_job_round_trips_through_its_toml():

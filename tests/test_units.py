@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from es_mpi.job.parse import PolicySettings
+from es_mpi.job.sections import PolicySettings
 from es_mpi.run.noise import local_table
 from es_mpi.run.obstat import ObsStat
 from es_mpi.parts.strategies.optim import SGD, Adam
@@ -12,7 +12,8 @@ from es_mpi.parts.policies import make_policy
 from es_mpi.core.seeding import Purpose, episode_seed, rng
 from es_mpi.parts.strategies.shaping import centered_ranks
 from es_mpi.parts.strategies import make_strategy
-from es_mpi.parts.strategies.openai_es import OpenAIESSettings, weighted_noise_sum
+from es_mpi.job.strategy_sections import OpenAIESSettings
+from es_mpi.parts.strategies.openai_es import weighted_noise_sum
 
 
 def test_centered_ranks_span_minus_half_to_half_and_keep_order():

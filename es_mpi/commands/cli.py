@@ -78,12 +78,13 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             from es_mpi.commands.train import train_command
 
-            return train_command(args)
+            return train_command(args, argv)
         if args.command == "eval":
             from es_mpi.commands.evaluate import eval_command
 
@@ -97,7 +98,7 @@ def main(argv=None):
 
             return inspect_command(args)
         if args.command == "keys":
-            from es_mpi.job.parse import job_reference
+            from es_mpi.job.reference import job_reference
 
             print(job_reference())
     except BrokenPipeError:

@@ -7,30 +7,37 @@ import shutil
 
 import numpy as np
 
-from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.commands import video
-from es_mpi.job.parse import check_runnable, job_from_text
+from es_mpi.core.array_state import StateError
 from es_mpi.core.errors import CheckpointError, UserError
+from es_mpi.job.parse import job_from_text
+from es_mpi.parts.build import build_task
+from es_mpi.records import checkpoint as ckpt_io
+from es_mpi.run.evaluation import evaluate_center, finite_mean, normalizer_for
 from es_mpi.run.obstat import ObsStat
-from es_mpi.run.evaluation import evaluate_center, finite_mean, make_env_and_policy, normalizer_for
 from es_mpi.run.vbn_reference import reference_from_checkpoint
 
 
 def load_for_play(path, render_mode=None):
-    """(path, checkpoint, job, env, policy, normalizer) ready to play the centre policy."""
+    """(path, checkpoint, task, normalizer) ready to play the centre policy: loaded once, built once."""
     path, ckpt = ckpt_io.resolve(path)
     job = job_from_text(ckpt.config_toml, path)
     if render_mode is not None and video.uses_mujoco(job.env.id):
         video.choose_mujoco_gl()
-    check_runnable(job)
-    env, policy = make_env_and_policy(job, render_mode=render_mode)
+    task = build_task(job, render_mode=render_mode)
+    policy, space = task.policy, task.env.observation_space
     if ckpt.params.size != policy.n_params:
-        raise ckpt_io.CheckpointError(path, f"params has {ckpt.params.size} entries, the policy needs {policy.n_params}")
+        task.close()
+        raise CheckpointError(path, f"params has {ckpt.params.size} entries, the policy needs {policy.n_params}")
     if job.policy.vbn:
-        policy.set_reference(reference_from_checkpoint(path, ckpt, job, env.observation_space))
-    obstat = ObsStat(int(np.prod(env.observation_space.shape)))
-    obstat.load_state_dict(ckpt.obstat)
-    return path, ckpt, job, env, policy, normalizer_for(job, obstat)
+        policy.set_reference(reference_from_checkpoint(path, ckpt, task.job, space))
+    obstat = ObsStat(int(np.prod(space.shape)))
+    try:
+        obstat.load_state_dict(ckpt.obstat)
+    except StateError as err:
+        task.close()
+        raise CheckpointError(path, f"obstat/{err.key}: {err.reason}") from None
+    return path, ckpt, task, normalizer_for(task.job, obstat)
 
 
 def eval_command(args):
@@ -38,7 +45,8 @@ def eval_command(args):
         return eval_all_command(args)
     if args.video:
         video.check_video_support(args.video)
-    path, ckpt, job, env, policy, normalizer = load_for_play(args.checkpoint, "rgb_array" if args.video else None)
+    path, ckpt, task, normalizer = load_for_play(args.checkpoint, "rgb_array" if args.video else None)
+    job, env = task.job, task.env
     episodes = (1 if args.video else job.eval.episodes) if args.episodes is None else args.episodes
     if episodes < 1:
         raise UserError(f"--episodes: need at least 1, got {episodes}")
@@ -48,7 +56,7 @@ def eval_command(args):
     if args.video:
         folder = video.scratch_folder(args.video)
         env = video.recording(env, folder)
-    results = evaluate_center(job, env, policy, ckpt.params, normalizer, ckpt.iteration, range(episodes), args.seed)
+    results = evaluate_center(task, env, ckpt.params, normalizer, ckpt.iteration, range(episodes), args.seed)
     env.close()
     if args.video:
         for written in video.move_recordings(folder, args.video, episodes):
@@ -87,14 +95,14 @@ def eval_all_command(args):
     print(f"{'checkpoint':<20} {'iteration':>9} {'timesteps':>11} {'mean':>10} {'std':>9} {'min':>10} {'max':>10}")
     for candidate in kept_checkpoints(args.checkpoint):
         try:
-            path, ckpt, job, env, policy, normalizer = load_for_play(candidate)
+            path, ckpt, task, normalizer = load_for_play(candidate)
         except CheckpointError as err:
             print(f"{candidate.name:<20} unreadable: {err.reason}")
             continue
-        episodes = job.eval.episodes if args.episodes is None else args.episodes
-        seed = job.run.seed if args.seed is None else args.seed
-        results = evaluate_center(job, env, policy, ckpt.params, normalizer, 0, range(episodes), seed)
-        env.close()
+        episodes = task.job.eval.episodes if args.episodes is None else args.episodes
+        seed = task.job.run.seed if args.seed is None else args.seed
+        results = evaluate_center(task, task.env, ckpt.params, normalizer, 0, range(episodes), seed)
+        task.close()
         returns = np.array([e.total_return for e in results])
         print(f"{path.name:<20} {ckpt.iteration:>9d} {ckpt.timesteps:>11d} {returns.mean():>10.2f} "
               f"{returns.std():>9.2f} {returns.min():>10.2f} {returns.max():>10.2f}")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 from es_mpi.core.errors import UserError
+from es_mpi.run.open_mpi_defaults import set_open_mpi_defaults
 
 
 def find_mpiexec(explicit):
@@ -41,7 +42,7 @@ def mpi_environment():
     if os.geteuid() == 0:
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    env.setdefault("OMPI_MCA_osc", "^ucx")  # silence the UCX one-sided component on machines without UCX
+    set_open_mpi_defaults(env)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -59,11 +60,11 @@ def strip_np(argv):
     return out
 
 
-def launch(args):
+def launch(args, argv):
+    """Run `es-mpi <argv>` (the command line this process got, without -n) on args.np ranks."""
     if args.np < 1:
         raise UserError(f"-n: need at least 1 rank, got {args.np}")
-    argv = strip_np(sys.argv[1:])
-    command = mpiexec_command(find_mpiexec(args.mpiexec), args.np, argv)
+    command = mpiexec_command(find_mpiexec(args.mpiexec), args.np, strip_np(argv))
     process = subprocess.Popen(command, env=mpi_environment(), start_new_session=True)
     received = []
 

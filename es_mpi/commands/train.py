@@ -9,7 +9,8 @@ only rank 0 reports it: one line, not one per rank.
 import os
 import time
 
-from es_mpi.job.parse import check_runnable, load_job
+from es_mpi.job.parse import load_job
+from es_mpi.parts.build import build_task
 from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
 
 # A rank other than 0 whose check failed waits this long for rank 0's failure to end the job;
@@ -29,26 +30,25 @@ def launcher_rank():
     return None
 
 
-def validated_job(args):
-    """The job with every check done that needs no run directory and no MPI."""
-    job = load_job(args.job, args.overrides, args.run_dir)
-    check_runnable(job)
-    return job
+def built_task(args):
+    """The job parsed and built (env, policy; every fit checked): everything that needs no run directory or MPI."""
+    return build_task(load_job(args.job, args.overrides, args.run_dir))
 
 
-def train_command(args):
+def train_command(args, argv):
     rank = launcher_rank()
     if rank is None:
-        job = validated_job(args)
+        task = built_task(args)
         if args.np is not None:
+            task.close()
             from es_mpi.commands.launcher import launch
 
-            return launch(args)
+            return launch(args, argv)
         from es_mpi.run.mpi import world
 
-        return train(job, args, world())
+        return train(task, args, world())
     try:
-        job = validated_job(args)
+        task = built_task(args)
     except UserError as err:
         if rank == 0:
             raise
@@ -56,7 +56,7 @@ def train_command(args):
         raise UserError(f"rank {rank}: {err}") from None
     from es_mpi.run.mpi import world
 
-    return train(job, args, world())
+    return train(task, args, world())
 
 
 def report_once(comm, error):
@@ -66,14 +66,13 @@ def report_once(comm, error):
     return EXIT_BAD_INPUT
 
 
-def train(job, args, comm):
+def train(task, args, comm):
     from es_mpi.run.mpi import install_abort_on_error
     from es_mpi.run.trainer import Trainer
 
     install_abort_on_error(comm)
     try:
-        trainer = Trainer(job, comm, resume=args.resume, force=args.force,
-                          log=lambda line: print(line, flush=True))
+        trainer = Trainer(task, comm, resume=args.resume, force=args.force, log=lambda line: print(line, flush=True))
     except UserError as err:
         return report_once(comm, err)
     code = trainer.train()

@@ -1,6 +1,6 @@
 """Every random draw is a pure function of (job seed, iteration, member index, purpose).
 
-Nothing here may depend on the MPI rank or the rank count (DESIGN.md contract 1).
+Nothing here may depend on the MPI rank or the rank count (docs/architecture.md, contract 1).
 """
 
 import enum

@@ -21,6 +21,8 @@ import math
 import gymnasium as gym
 import numpy as np
 
+from es_mpi.parts.envs import known_env_ids
+
 # gymnasium.make keywords that the [atari] section owns for ALE games.
 ATARI_OWNED_KWARGS = {
     "frameskip": "atari.frame_skip", "repeat_action_probability": "atari.repeat_action_probability",
@@ -32,8 +34,6 @@ ALE_FRAME_LIMIT = 108_000  # the ALE's own episode limit in frames (v5 ids), unl
 
 def is_atari_id(env_id):
     """True for ids served by ale-py (ALE/Pong-v5, PongNoFrameskip-v4, ...)."""
-    from es_mpi.parts.envs import known_env_ids
-
     if env_id not in known_env_ids():
         return False
     entry_point = gym.spec(env_id).entry_point
@@ -54,6 +54,7 @@ def make_atari_env(env_settings, atari, render_mode=None):
 
 def make_gymnasium_atari_env(env_settings, atari, render_mode=None):
     """frameskip=1 base env -> no-op starts, frame skip + max-pool, grayscale, resize -> frame stack -> step limit."""
+    known_env_ids()
     base = gym.make(env_settings.id, render_mode=render_mode, frameskip=1,
                     repeat_action_probability=atari.repeat_action_probability,
                     full_action_space=atari.full_action_space, **env_settings.kwargs)
@@ -76,6 +77,7 @@ class AtariLanes:
     def __init__(self, env_settings, atari, n_lanes):
         from ale_py.vector_env import AtariVectorEnv
 
+        known_env_ids()
         spec = gym.spec(env_settings.id)
         self.n_lanes, self.reseed = n_lanes, atari.repeat_action_probability > 0
         self.max_episode_steps = atari.max_episode_steps

@@ -30,13 +30,9 @@ def is_known(env_id):
     return env_id in known_env_ids()
 
 
-def make_env(env_settings, render_mode=None, atari=None):
-    """`atari`: the job's AtariSettings for ALE games (preprocessing wrappers), else None."""
+def make_env(env_settings, render_mode=None):
+    """A registered env (ALE games: parts/atari.py wraps them)."""
     known_env_ids()
-    if atari is not None:
-        from es_mpi.parts.atari import make_atari_env
-
-        return make_atari_env(env_settings, atari, render_mode)
     return gym.make(env_settings.id, render_mode=render_mode, **env_settings.kwargs)
 
 

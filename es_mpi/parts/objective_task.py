@@ -4,7 +4,7 @@ work unchanged: the "policy" is the parameter vector itself, the reward is -f(x)
 import gymnasium as gym
 import numpy as np
 
-from es_mpi.parts.objectives import load_objective
+from es_mpi.parts.policies.base import Policy
 
 
 class ObjectiveEnv(gym.Env):
@@ -26,7 +26,7 @@ class ObjectiveEnv(gym.Env):
         return np.zeros(1, dtype=np.float32), -float(value), True, False, {}
 
 
-class ParameterVectorPolicy:
+class ParameterVectorPolicy(Policy):
     """The parameters are the solution: `bind` returns them whatever the observation."""
 
     def __init__(self, dim, initial, initial_std):
@@ -41,8 +41,7 @@ class ParameterVectorPolicy:
         return lambda x: solution_p
 
 
-def make_objective_task(objective_settings):
-    function = load_objective(objective_settings.function)
+def make_objective_task(function, objective_settings):
     env = ObjectiveEnv(function, objective_settings.dim)
     policy = ParameterVectorPolicy(objective_settings.dim, objective_settings.initial, objective_settings.initial_std)
     return env, policy

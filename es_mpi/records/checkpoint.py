@@ -1,4 +1,4 @@
-"""HDF5 checkpoints (DESIGN.md contract 6): atomic, versioned, pickle-free, loadable without MPI.
+"""HDF5 checkpoints (docs/architecture.md, contract 6): atomic, versioned, pickle-free, loadable without MPI.
 
 Layout:
   attrs     format, format_version, iteration, timesteps, step_cap, best_eval_return,

@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+METRICS_NAME = "metrics.csv"
+
 
 class MetricsLog:
     def __init__(self, csv_path=None):

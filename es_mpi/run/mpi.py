@@ -6,9 +6,9 @@ import traceback
 
 import numpy as np
 
-# Only shared-memory windows are used; Open MPI's UCX one-sided component prints errors on
-# machines without UCX hardware. Must be set before MPI is initialised (at mpi4py import).
-os.environ.setdefault("OMPI_MCA_osc", "^ucx")
+from es_mpi.run.open_mpi_defaults import set_open_mpi_defaults
+
+set_open_mpi_defaults(os.environ)  # before MPI is initialised, which importing mpi4py does
 
 from mpi4py import MPI  # noqa: E402
 
@@ -36,27 +36,22 @@ def static_slice(n_items, rank, size):
     return n_items * rank // size, n_items * (rank + 1) // size
 
 
-def allgather_rows(comm, local_kc, n_total, n_cols, slices):
+def allgather_rows(comm, local_kf, n_total, n_cols, slices):
     """Allgatherv float64 rows; `slices[r]` = (start, stop) of rank r's rows in global order."""
     counts = np.array([(stop - start) * n_cols for start, stop in slices], dtype=np.int64)
     displacements = np.array([start * n_cols for start, _ in slices], dtype=np.int64)
-    out_nc = np.empty((n_total, n_cols), dtype=np.float64)
-    send = np.ascontiguousarray(local_kc, dtype=np.float64).reshape(-1)
-    comm.Allgatherv(send, [out_nc, counts, displacements, MPI.DOUBLE])
-    return out_nc
+    out_nf = np.empty((n_total, n_cols), dtype=np.float64)
+    send = np.ascontiguousarray(local_kf, dtype=np.float64).reshape(-1)
+    comm.Allgatherv(send, [out_nf, counts, displacements, MPI.DOUBLE])
+    return out_nf
 
 
-def allgather_variable(comm, local_rows_kc, n_cols):
+def allgather_variable(comm, local_rows_kf, n_cols):
     """Allgatherv of a variable number of float64 rows per rank, concatenated in rank order."""
-    local = np.ascontiguousarray(local_rows_kc, dtype=np.float64).reshape(-1, n_cols)
+    local = np.ascontiguousarray(local_rows_kf, dtype=np.float64).reshape(-1, n_cols)
     counts = np.zeros(comm.size, dtype=np.int64)
     comm.Allgather(np.array([local.size], dtype=np.int64), counts)
     displacements = np.concatenate([[0], np.cumsum(counts)[:-1]])
     out = np.empty(int(counts.sum()), dtype=np.float64)
     comm.Allgatherv(local.reshape(-1), [out, counts, displacements, MPI.DOUBLE])
     return out.reshape(-1, n_cols)
-
-
-def under_mpi_launcher():
-    """True when started by mpiexec/srun (not a singleton)."""
-    return any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"))

@@ -2,10 +2,12 @@
 
 import numpy as np
 
+from es_mpi.core.array_state import Array, ArrayState
+
 MIN_VARIANCE = 1e-2
 
 
-class ObsStat:
+class ObsStat(ArrayState):
     """Sum, sum of squares and count in float64; starts as mean 0, std 1."""
 
     def __init__(self, size, epsilon=1e-2):
@@ -31,10 +33,7 @@ class ObsStat:
         """(mean, 1/std, clip) in float32 for the per-step path."""
         return (self.mean().astype(np.float32), (1.0 / self.std()).astype(np.float32), np.float32(clip))
 
-    def state_dict(self):
-        return {"sum": self.sum_o, "sumsq": self.sumsq_o, "count": self.count}
-
-    def load_state_dict(self, state):
-        self.sum_o = np.asarray(state["sum"], dtype=np.float64).copy()
-        self.sumsq_o = np.asarray(state["sumsq"], dtype=np.float64).copy()
-        self.count = np.float64(state["count"])
+    def state_layout(self):
+        size = self.sum_o.size
+        return [Array("sum", "sum_o", np.float64, (size,)), Array("sumsq", "sumsq_o", np.float64, (size,)),
+                Array("count", "count", np.float64)]

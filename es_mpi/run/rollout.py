@@ -66,19 +66,19 @@ def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False, rec
 class _Lane:
     """One member playing in a lane of `run_lanes`: its env, input row, totals and observation sums."""
 
-    def __init__(self, index, env, seed, x_n, record_obs):
-        self.index, self.env, self.x_n = index, env, x_n
+    def __init__(self, index, env, seed, x_o, record_obs):
+        self.index, self.env, self.x_o = index, env, x_o
         self.obs, _ = env.reset(seed=seed)
         self.flat = isinstance(self.obs, np.ndarray) and self.obs.ndim == 1
         self.total, self.length = 0.0, 0
-        self.sums_2o = np.zeros((2, x_n.size)) if record_obs else None
+        self.sums_2o = np.zeros((2, x_o.size)) if record_obs else None
 
     def load_observation(self):
-        self.x_n[:] = self.obs if self.flat else np.ravel(self.obs)
+        self.x_o[:] = self.obs if self.flat else np.ravel(self.obs)
 
     def record(self):
-        self.sums_2o[0] += self.x_n
-        self.sums_2o[1] += np.square(self.x_n, dtype=np.float64)
+        self.sums_2o[0] += self.x_o
+        self.sums_2o[1] += np.square(self.x_o, dtype=np.float64)
 
     def act(self, action, reward_offset):
         """Step the env; an Episode if the member is done."""
@@ -90,7 +90,7 @@ class _Lane:
         return self.finish(capped=not terminated) if terminated or truncated else None
 
     def nonfinite(self):
-        self.x_n[:] = 0.0
+        self.x_o[:] = 0.0
         return Episode(-math.inf, self.length, False, True, None)
 
     def finish(self, capped):
@@ -104,15 +104,15 @@ def run_lanes(envs, forward, count, member, step_cap, normalizer=None, reward_of
     """Play `count` episodes, up to one per env at once, with one batched forward pass per step.
 
     `forward` is a policy's lanes forward pass (`load(slot, params_p)`, `move(source, target)`,
-    `x_ln -> actions` for the first len(x_ln) slots);
+    `x_lo -> actions` for the first len(x_lo) slots);
     `member(k) -> (params_p, seed, record_obs)` describes episode k. A slot whose member is done
     takes the next episode; once none is left, the last lane moves into it, so the batch is
     always the first n slots and shrinks as the work runs out. Each row is computed on its own
     (a gemv per lane, elementwise ufuncs): an episode's bits do not depend on its slot or its
     neighbours, it is exactly what `run_episode` plays.
     """
-    x_ln = np.zeros((len(envs), int(np.prod(envs[0].observation_space.shape))), dtype=np.float32)
-    x_rows = list(x_ln)
+    x_lo = np.zeros((len(envs), int(np.prod(envs[0].observation_space.shape))), dtype=np.float32)
+    x_rows = list(x_lo)
     episodes, pending = [None] * count, iter(range(count))
 
     def start(slot, env):
@@ -133,7 +133,7 @@ def run_lanes(envs, forward, count, member, step_cap, normalizer=None, reward_of
         last = lanes.pop()
         if slot < len(lanes):
             forward.move(len(lanes), slot)
-            last.x_n, lanes[slot] = x_rows[slot], last
+            last.x_o, lanes[slot] = x_rows[slot], last
 
     lanes = [lane for lane in (start(slot, env) for slot, env in enumerate(envs)) if lane is not None]
     while lanes:
@@ -145,7 +145,7 @@ def run_lanes(envs, forward, count, member, step_cap, normalizer=None, reward_of
         for lane in lanes:
             lane.load_observation()
         n = len(lanes)
-        x_flat = x_ln[:n].reshape(-1)
+        x_flat = x_lo[:n].reshape(-1)
         if not math.isfinite(x_flat.dot(x_flat)):
             bad = [slot for slot in range(n) if not math.isfinite(x_rows[slot].dot(x_rows[slot]))]
             for slot in reversed(bad):
@@ -154,12 +154,12 @@ def run_lanes(envs, forward, count, member, step_cap, normalizer=None, reward_of
         for lane in lanes:
             if lane.sums_2o is not None:
                 lane.record()
-        z_ln = x_ln[:n]
+        z_lo = x_lo[:n]
         if normalizer is not None:
             mean_o, inv_std_o, clip = normalizer
-            z_ln = np.multiply(np.subtract(z_ln, mean_o), inv_std_o)
-            z_ln = np.minimum(np.maximum(z_ln, -clip, out=z_ln), clip, out=z_ln)
-        actions = forward(z_ln)
+            z_lo = np.multiply(np.subtract(z_lo, mean_o), inv_std_o)
+            z_lo = np.minimum(np.maximum(z_lo, -clip, out=z_lo), clip, out=z_lo)
+        actions = forward(z_lo)
         done = [(slot, episode) for slot, episode in
                 ((slot, lane.act(action, reward_offset)) for slot, (lane, action) in enumerate(zip(lanes, actions)))
                 if episode is not None]

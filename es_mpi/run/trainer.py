@@ -1,6 +1,5 @@
-"""The MPI training loop: the only place with per-iteration collectives (DESIGN.md)."""
+"""The MPI training loop: the only place with per-iteration collectives (docs/architecture.md)."""
 
-import hashlib
 import math
 import os
 import signal
@@ -8,43 +7,26 @@ import time
 
 import numpy as np
 
-from es_mpi.records import checkpoint as ckpt_io
-from es_mpi.job.parse import job_from_text
+from es_mpi.core.array_state import StateError
 from es_mpi.core.errors import EXIT_INTERRUPTED, EXIT_OK, CheckpointError, ConfigError
-from es_mpi.records.metrics import MetricsLog
+from es_mpi.core.seeding import Purpose, episode_seed, rng
+from es_mpi.records import checkpoint as ckpt_io
+from es_mpi.records.metrics import METRICS_NAME, MetricsLog
+from es_mpi.records.run_dir import decide_start
+from es_mpi.records.status import status_record, write_status
+from es_mpi.run import agreement
+from es_mpi.run.evaluation import evaluate_center, finite_mean, normalizer_for
 from es_mpi.run.mpi import allgather_rows, allgather_variable, static_slice
 from es_mpi.run.noise import SharedNoiseTable
 from es_mpi.run.obstat import ObsStat
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv
 from es_mpi.run.rollout import run_episode, run_lanes
 from es_mpi.run.vector_rollout import run_vector_lanes
-from es_mpi.run.evaluation import (evaluate_center, finite_mean, initial_params, make_env_and_policy, max_steps,
-                      normalizer_for)
-from es_mpi.core.seeding import Purpose, episode_seed, rng
-from es_mpi.records.status import status_record, write_status
-from es_mpi.parts.strategies import make_strategy
 from es_mpi.run.vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
 from es_mpi.run.vbn_reference import collect_reference, reference_from_checkpoint
 
-RUN_FILE_NAMES = ("best.h5", "metrics.csv", "status.json")
-
-
-def is_run_file(name):
-    """Files es-mpi writes into a run directory: the only ones --force deletes."""
-    return name in RUN_FILE_NAMES or ckpt_io.NAME_RE.match(name) is not None
-
-
-# Job sections that must match a checkpoint to resume from it; the rest may change.
-RESUME_MUST_MATCH = ("env", "atari", "policy", "strategy", "noise", "obs_norm", "objective")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 EPISODE_COLUMNS = 4  # return, length, capped, nonfinite
-
-
-def params_checksum(*arrays):
-    digest = hashlib.blake2b(digest_size=8)
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return np.frombuffer(digest.digest(), dtype=np.uint64)[0]
 
 
 def transition_width(env):
@@ -65,25 +47,25 @@ class StopFlag:
 
 
 class Trainer:
-    def __init__(self, job, comm, resume=False, force=False, log=print):
-        self.job, self.comm, self.log = job, comm, log
+    def __init__(self, task, comm, resume=False, force=False, log=print):
+        self.task, self.job, self.comm, self.log = task, task.job, comm, log
+        job = self.job
         self.rank, self.size = comm.rank, comm.size
         self.run_dir = job.run_dir()
         self.stop_flag = StopFlag()
-        self.last_checkpoint = None
-        self.env, self.policy = make_env_and_policy(job)
-        start = self._prepare_run_dir(resume, force)
+        self.env, self.policy = task.env, task.policy
+        start = self._agree_on_start(resume, force)
+        self.last_checkpoint = start.path
         self.vbn_reference = self._vbn_reference(start)
         self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
-        self.strategy = make_strategy(job.strategy, initial_params(job, self.policy), self.noise.array, job.run.seed,
-                                      self.policy)
+        self.strategy = task.make_strategy(self.noise.array)
         self.lane_envs, self.lanes_forward = self._lanes()
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
         self.iteration, self.timesteps = 0, 0
-        self.step_cap = max_steps(job, self.env)
+        self.step_cap = task.step_limit
         self.best_eval_return, self.last_eval_return = -math.inf, math.nan
-        self.metrics = MetricsLog(self.run_dir / "metrics.csv" if self.rank == 0 else None)
-        if start is not None:
+        self.metrics = MetricsLog(self.run_dir / METRICS_NAME if self.rank == 0 else None)
+        if start.checkpoint is not None:
             self._restore(start)
         n_groups = self.strategy.population // self.strategy.group
         self.group_slices = [static_slice(n_groups, r, self.size) for r in range(self.size)]
@@ -91,85 +73,52 @@ class Trainer:
 
     def _lanes(self):
         """Envs and forward pass for playing up to `run.lanes` members at once, where it pays off."""
-        useful_lanes = getattr(self.policy, "useful_lanes", None)
-        n_lanes = useful_lanes(self.job.run.lanes) if useful_lanes and self.strategy.plays_params else 1
+        n_lanes = self.policy.useful_lanes(self.job.run.lanes) if self.strategy.plays_params else 1
         if n_lanes < 2:
             return None, None
         if isinstance(self.env, VectorAtariEnv):
             return AtariLanes(self.job.env, self.job.atari, n_lanes), self.policy.lanes(n_lanes)
-        envs = [self.env] + [make_env_and_policy(self.job)[0] for _ in range(n_lanes - 1)]
+        envs = [self.env] + [self.task.make_env() for _ in range(n_lanes - 1)]
         return envs, self.policy.lanes(n_lanes)
 
     # ----------------------------------------------------------------- start / resume
-    def _prepare_run_dir(self, resume, force):
-        """Rank 0 decides (fresh, resume from a file, or refuse) and tells the others."""
-        decision = None
+    def _agree_on_start(self, resume, force):
+        """Rank 0 decides and loads once (records/run_dir.py); every rank gets the Start or the error."""
+        outcome = None
         if self.rank == 0:
-            decision = self._decide_start(resume, force)
-        decision = self.comm.bcast(decision, root=0)
-        if isinstance(decision, Exception):
-            raise decision
-        if decision is None:
-            return None
-        self.last_checkpoint = decision
-        return self.comm.bcast(ckpt_io.load(decision) if self.rank == 0 else None, root=0)
-
-    def _decide_start(self, resume, force):
-        try:
-            existing = [p for p in self.run_dir.iterdir() if is_run_file(p.name)] if self.run_dir.is_dir() else []
-            if resume:
-                found = ckpt_io.newest_valid(self.run_dir)
-                if found is None and ckpt_io.periodic_checkpoints(self.run_dir):
-                    raise CheckpointError(self.run_dir, "--resume: no checkpoint here loads (all corrupt)")
-                if found is not None:
-                    self._check_compatible(*found)
-                    return found[0]
-            elif existing and not force:
-                raise ConfigError(self.job.path, "run.dir",
-                                  f"run directory {self.run_dir} already exists; use --resume to continue it "
-                                  "or --force to start over (its checkpoints and metrics are deleted)")
-            elif force:
-                for path in existing:
-                    if path.is_file():
-                        path.unlink()
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            return None
-        except (ConfigError, CheckpointError) as err:
-            return err
-        except OSError as err:
-            return ConfigError(self.job.path, "run.dir", f"cannot use {self.run_dir}: {err.strerror}")
-
-    def _check_compatible(self, path, ckpt):
-        saved = job_from_text(ckpt.config_toml, path).to_dict()
-        wanted = self.job.to_dict()
-        if saved["run"]["seed"] != wanted["run"]["seed"]:
-            raise CheckpointError(path, "was written with a different run.seed; cannot resume")
-        for section in RESUME_MUST_MATCH:
-            saved_section, wanted_section = saved.get(section, {}), wanted.get(section, {})
-            for key in sorted(set(saved_section) | set(wanted_section)):
-                if saved_section.get(key) != wanted_section.get(key):
-                    raise CheckpointError(path, f"was written with {section}.{key} = {saved_section.get(key)!r}, "
-                                                f"the job says {wanted_section.get(key)!r}; cannot resume")
+            try:
+                outcome = decide_start(self.job, resume, force)
+            except (CheckpointError, ConfigError) as err:
+                outcome = err
+        outcome = self.comm.bcast(outcome, root=0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def _vbn_reference(self, start):
         """With policy.vbn: the checkpoint's reference batch on resume, else rank 0 collects it and broadcasts it once."""
         if not self.job.policy.vbn:
             return None
         space = self.env.observation_space
-        if start is not None:
-            reference = reference_from_checkpoint(self.run_dir, start, self.job, space)
+        if start.checkpoint is not None:
+            reference = reference_from_checkpoint(start.path, start.checkpoint, self.job, space)
         else:
             reference = np.empty((self.job.policy.vbn_batch, *space.shape), dtype=space.dtype)
             if self.rank == 0:
                 reference[...] = collect_reference(self.env, self.job.policy.vbn_batch, self.job.policy.vbn_probability,
-                                                   self.job.run.seed, max_steps(self.job, self.env))
+                                                   self.job.run.seed, self.task.step_limit)
             self.comm.Bcast(reference, root=0)
         self.policy.set_reference(reference)
         return reference
 
-    def _restore(self, ckpt):
-        self.strategy.load_state_dict(ckpt.strategy)
-        self.obstat.load_state_dict(ckpt.obstat)
+    def _restore(self, start):
+        """The same checkpoint on every rank, so a state that does not fit fails alike everywhere."""
+        ckpt = start.checkpoint
+        for group, target in (("strategy", self.strategy), ("obstat", self.obstat)):
+            try:
+                target.load_state_dict(getattr(ckpt, group))
+            except StateError as err:
+                raise CheckpointError(start.path, f"{group}/{err.key}: {err.reason}") from None
         self.iteration, self.timesteps, self.step_cap = ckpt.iteration, ckpt.timesteps, ckpt.step_cap
         self.best_eval_return, self.last_eval_return = ckpt.best_eval_return, ckpt.eval_return
         self.metrics.restore(ckpt.metrics)
@@ -221,7 +170,7 @@ class Trainer:
                          self.job.env.alive_bonus)
 
     def _gather_elite_transitions(self, elite_members, transitions):
-        """[(member, rows_tc)] of the elite members from every rank, in global member order.
+        """[(member, rows_tf)] of the elite members from every rank, in global member order.
 
         The one gather that is not O(population): tabular and action-space CEM learn from the
         elite's (input, action) steps, so those rows must reach every rank.
@@ -239,8 +188,8 @@ class Trainer:
         episodes = self.job.eval.episodes
         slices = [static_slice(episodes, r, self.size) for r in range(self.size)]
         start, stop = slices[self.rank]
-        mine = evaluate_center(self.job, self.env, self.policy, self.strategy.center(),
-                               normalizer_for(self.job, self.obstat), iteration, range(start, stop))
+        mine = evaluate_center(self.task, self.env, self.strategy.center(), normalizer_for(self.job, self.obstat),
+                               iteration, range(start, stop))
         local = np.array([e.total_return for e in mine], dtype=np.float64).reshape(-1, 1)
         return allgather_rows(self.comm, local, episodes, 1, slices)[:, 0]
 
@@ -259,17 +208,16 @@ class Trainer:
         returns_n, lengths_n = results_n4[:, 0], results_n4[:, 1]
         if self.strategy.wants_transitions:
             elite_members = self.strategy.elite_members(returns_n.copy())
-            elite_transitions = self._gather_elite_transitions(elite_members, transitions)
-            tell_metrics = self.strategy.tell(returns_n.copy(), elite_transitions)
+            tell_metrics = self.strategy.tell(returns_n, self._gather_elite_transitions(elite_members, transitions))
         else:
-            tell_metrics = self.strategy.tell(returns_n.copy())
+            tell_metrics = self.strategy.tell(returns_n)
         if self.job.obs_norm.enabled:
             n_obs = 2 * self.obstat.sum_o.size + 1
             local = np.array(obs_rows).reshape(-1, n_obs)
             self.obstat.add(allgather_variable(self.comm, local, n_obs))
         self.iteration, self.timesteps = t, self.timesteps + int(lengths_n.sum())
         if self.job.env.step_cap == "adaptive":
-            self.step_cap = min(max(1, int(math.ceil(2.0 * lengths_n.mean()))), max_steps(self.job, self.env))
+            self.step_cap = min(max(1, int(math.ceil(2.0 * lengths_n.mean()))), self.task.step_limit)
         eval_return, eval_s = math.nan, 0.0
         if self.job.eval.every and t % self.job.eval.every == 0:
             eval_start = time.perf_counter()
@@ -298,13 +246,10 @@ class Trainer:
     def _agree(self, busy_s):
         """Checksums, busy times and stop flags of all ranks; repair from rank 0 on a mismatch."""
         self._maybe_inject_fault()
-        state_sum = params_checksum(self.strategy.center(), self.obstat.sum_o, self.obstat.sumsq_o)
-        sums = np.empty(self.size, dtype=np.uint64)
-        self.comm.Allgather(np.array([state_sum], dtype=np.uint64), sums)
-        flags_r2 = np.empty((self.size, 2), dtype=np.float64)
-        self.comm.Allgather(np.array([busy_s, self.stop_flag.signal], dtype=np.float64), flags_r2)
+        sums_r, flags_r2 = agreement.exchange(self.comm, agreement.state_checksum(self.strategy, self.obstat), busy_s,
+                                              self.stop_flag.signal)
         repaired = 0
-        if not np.all(sums == sums[0]):
+        if not np.all(sums_r == sums_r[0]):
             repaired = 1
             state = self.comm.bcast((self.strategy.state_dict(), self.obstat.state_dict()), root=0)
             self.strategy.load_state_dict(state[0])

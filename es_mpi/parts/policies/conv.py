@@ -3,16 +3,17 @@
 Layout is channels-last (batch, height, width, channels); the channel-first frame stack is read
 through a transposed view by the one ufunc that scales it to float32. A convolution is im2col
 through stride tricks (a view, then one copy) and one BLAS matmul per layer. While playing, a
-layer is one stacked matmul over the observations ((B, P, K) @ (B or 1, K, O)), which numpy runs
+layer is one stacked matmul over the observations ((B, Q, I) @ (B or 1, I, U)), which numpy runs
 as one BLAS call per observation with the shapes a batch of one has, so each observation's floats
 are those it would get alone (tests/test_conv_policy.py checks every batch size). Only the VBN
-reference batch, always passed whole, goes through flat (B*P, K) @ (K, O) matmuls.
+reference batch, always passed whole, goes through flat (B*Q, I) @ (I, U) matmuls.
 """
 
 import functools
 
 import numpy as np
 
+from es_mpi.parts.policies.base import Policy, normalized_columns
 from es_mpi.parts.policies.vbn import finish_hidden, fit_reference
 
 # name -> ([(filters, kernel, stride), ...], [dense units, ...]); one output per action follows.
@@ -30,7 +31,7 @@ def relu(x):
 
 
 class ConvLayer:
-    """VALID convolution; weights_ko has rows ordered (kernel row, kernel column, input channel)."""
+    """VALID convolution; weights_iu has rows ordered (kernel row, kernel column, input channel)."""
 
     def __init__(self, in_hwc, filters, kernel, stride):
         height, width, channels = in_hwc
@@ -51,20 +52,20 @@ class ConvLayer:
             strides=(sb, s * sh, s * sw, sh, sw, sc), writeable=False)
         return view.reshape(b, self.positions, self.fan_in)
 
-    def __call__(self, x_bhwc, weights_ko):
-        """A whole batch through one weight matrix as flat (B*P, K) @ (K, O) matmuls (the VBN reference pass)."""
+    def __call__(self, x_bhwc, weights_iu):
+        """A whole batch through one weight matrix as flat (B*Q, I) @ (I, U) matmuls (the VBN reference pass)."""
         b = x_bhwc.shape[0]
-        out_bpo = np.empty((b, self.positions, self.filters), dtype=np.float32)
+        out_bqu = np.empty((b, self.positions, self.filters), dtype=np.float32)
         for start in range(0, b, IM2COL_CHUNK):
             patches = self.patches(x_bhwc[start:start + IM2COL_CHUNK])
-            out = out_bpo[start:start + IM2COL_CHUNK]
-            np.matmul(patches.reshape(-1, self.fan_in), weights_ko, out=out.reshape(-1, self.filters))
-        return out_bpo.reshape(b, *self.out_hwc)
+            out = out_bqu[start:start + IM2COL_CHUNK]
+            np.matmul(patches.reshape(-1, self.fan_in), weights_iu, out=out.reshape(-1, self.filters))
+        return out_bqu.reshape(b, *self.out_hwc)
 
-    def lanes(self, x_bhwc, weights_bko):
-        """Observation b through weights_bko[b] (or all through weights_1ko): one (P, K) @ (K, O) matmul
+    def lanes(self, x_bhwc, weights_biu):
+        """Observation b through weights_biu[b] (or all through weights_1iu): one (Q, I) @ (I, U) matmul
         each, the call a batch of one makes, so no observation's floats depend on the others."""
-        return np.matmul(self.patches(x_bhwc), weights_bko).reshape(x_bhwc.shape[0], *self.out_hwc)
+        return np.matmul(self.patches(x_bhwc), weights_biu).reshape(x_bhwc.shape[0], *self.out_hwc)
 
 
 class DenseLayer:
@@ -73,13 +74,13 @@ class DenseLayer:
     def __init__(self, fan_in, units):
         self.fan_in, self.units, self.out_hwc = fan_in, units, (units,)
 
-    def __call__(self, x_b, weights_ko):
-        return x_b.reshape(x_b.shape[0], self.fan_in) @ weights_ko
+    def __call__(self, x_b, weights_iu):
+        return x_b.reshape(x_b.shape[0], self.fan_in) @ weights_iu
 
-    def lanes(self, x_b, weights_bko):
-        """One (1, K) @ (K, O) row per observation, as in ConvLayer.lanes."""
+    def lanes(self, x_b, weights_biu):
+        """One (1, I) @ (I, U) row per observation, as in ConvLayer.lanes."""
         b = x_b.shape[0]
-        return np.matmul(x_b.reshape(b, 1, self.fan_in), weights_bko).reshape(b, self.units)
+        return np.matmul(x_b.reshape(b, 1, self.fan_in), weights_biu).reshape(b, self.units)
 
 
 def build_layers(network, obs_chw, n_outputs):
@@ -115,8 +116,8 @@ def _hidden_shape(layer):
 class ConvLanes:
     """The forward pass of several members at once, one lane each (see rollout.run_lanes).
 
-    Each layer keeps its lanes' weights in one (lanes, K, O) array and the lanes' VBN affines
-    (or biases) in (lanes, ..., O) rows; a layer is one stacked matmul over the lanes, which numpy
+    Each layer keeps its lanes' weights in one (lanes, I, U) array and the lanes' VBN affines
+    (or biases) in (lanes, ..., U) rows; a layer is one stacked matmul over the lanes, which numpy
     runs as one BLAS call per lane with the shapes a lone member's call has. So a lane's actions
     are bit for bit those of the member played alone (`ConvPolicy.bind` is a one-lane ConvLanes).
     """
@@ -181,7 +182,7 @@ class BoundConvNet:
         return self.policy.head(self.logits(obs)[0])
 
 
-class ConvPolicy:
+class ConvPolicy(Policy):
     def __init__(self, settings, obs_chw, head):
         self.settings, self.head, self.obs_chw = settings, head, tuple(obs_chw)
         self.vbn = settings.vbn
@@ -204,14 +205,14 @@ class ConvPolicy:
         """Normalised-column Gaussian weights (output layer `init_scale`); zero biases; gamma 1, beta 0."""
         parts = []
         for layer, units in self._hidden_units():
-            parts.append(_normc(draw, layer.fan_in, units, 1.0))
+            parts.append(normalized_columns(draw, layer.fan_in, units, 1.0))
             parts += [np.ones(units), np.zeros(units)] if self.vbn else [np.zeros(units)]
-        parts += [_normc(draw, self.output.fan_in, self.output.units, self.settings.init_scale),
+        parts += [normalized_columns(draw, self.output.fan_in, self.output.units, self.settings.init_scale),
                   np.zeros(self.output.units)]
         return np.concatenate(parts).astype(np.float32)
 
     def unflatten(self, params_p):
-        """[(weights_ko, gamma_o, beta_o) or (weights_ko, bias_o)] per hidden layer, (weights, bias) of the output."""
+        """[(weights_iu, gamma_u, beta_u) or (weights_iu, bias_u)] per hidden layer, (weights, bias) of the output."""
         at, hidden = 0, []
 
         def take(n):
@@ -244,11 +245,5 @@ class ConvPolicy:
             return [(None, parts[1]) for parts in hidden], None
         if self.reference is None:
             raise RuntimeError("policy.vbn is on but no reference batch was set")
-        linears = [functools.partial(layer, weights_ko=parts[0]) for layer, parts in zip(self.hidden, hidden)]
+        linears = [functools.partial(layer, weights_iu=parts[0]) for layer, parts in zip(self.hidden, hidden)]
         return fit_reference(self.reference_frames, linears, [parts[1:] for parts in hidden], relu)
-
-
-def _normc(draw, fan_in, units, scale):
-    weights = draw.standard_normal((fan_in, units))
-    weights *= scale / np.sqrt(np.square(weights).sum(axis=0, keepdims=True))
-    return weights.ravel()

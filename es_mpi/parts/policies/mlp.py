@@ -2,12 +2,18 @@
 
 import numpy as np
 
+from es_mpi.parts.policies.base import Policy, normalized_columns
 from es_mpi.parts.policies.vbn import finish_hidden, fit_reference
+
+
+def elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
 
 ACTIVATIONS = {
     "tanh": np.tanh,
-    "relu": lambda x: np.maximum(x, 0, out=x),
-    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+    "relu": lambda x: np.maximum(x, 0, out=x),  # in place: the forward pass owns its temporaries
+    "elu": elu,
 }
 
 
@@ -32,7 +38,7 @@ class ActionHead:
             else:
                 self.bins = bins
                 self.n_outputs = self.low.size * bins
-                self.levels_ab = self.low[:, None] + (self.high - self.low)[:, None] * (
+                self.levels_aj = self.low[:, None] + (self.high - self.low)[:, None] * (
                     np.arange(bins, dtype=np.float32) / (bins - 1))
                 self.rows_a = np.arange(self.low.size)
 
@@ -44,17 +50,17 @@ class ActionHead:
             action = np.minimum(np.maximum(out, self.low), self.high)
             return action if self.flat else action.reshape(self.shape)
         picks_a = np.argmax(out.reshape(self.low.size, self.bins), axis=1)
-        return self.levels_ab[self.rows_a, picks_a].reshape(self.shape)
+        return self.levels_aj[self.rows_a, picks_a].reshape(self.shape)
 
-    def rows(self, out_mo):
+    def rows(self, out_lu):
         """One action per row of outputs: what __call__ gives for each row, in fewer numpy calls."""
         if self.kind == "discrete":
-            return [int(pick) + self.start for pick in np.argmax(out_mo, axis=1)]
+            return [int(pick) + self.start for pick in np.argmax(out_lu, axis=1)]
         if self.kind == "continuous":
-            actions_ma = np.minimum(np.maximum(out_mo, self.low), self.high)
-            return list(actions_ma if self.flat else actions_ma.reshape(-1, *self.shape))
-        picks_ma = np.argmax(out_mo.reshape(len(out_mo), self.low.size, self.bins), axis=2)
-        return [self.levels_ab[self.rows_a, picks_a].reshape(self.shape) for picks_a in picks_ma]
+            actions_la = np.minimum(np.maximum(out_lu, self.low), self.high)
+            return list(actions_la if self.flat else actions_la.reshape(-1, *self.shape))
+        picks_la = np.argmax(out_lu.reshape(len(out_lu), self.low.size, self.bins), axis=2)
+        return [self.levels_aj[self.rows_a, picks_a].reshape(self.shape) for picks_a in picks_la]
 
     def sample(self, out, draw, action_std):
         """A random action: softmax sampling (discrete), Gaussian around the output (continuous)."""
@@ -69,7 +75,7 @@ class ActionHead:
         raise ValueError("sampled actions need a discrete or continuous action head, not bins")
 
 
-class MLPPolicy:
+class MLPPolicy(Policy):
     def __init__(self, settings, n_inputs, head):
         self.settings, self.head = settings, head
         self.sizes = [n_inputs, *settings.hidden, head.n_outputs]
@@ -87,15 +93,14 @@ class MLPPolicy:
         """Normalised-column Gaussian weights (unit norm; output layer `init_scale`), zero biases."""
         parts = []
         for layer, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            weights = draw.standard_normal((n_in, n_out))
             scale = self.settings.init_scale if layer == len(self.sizes) - 2 else 1.0
-            weights *= scale / np.sqrt(np.square(weights).sum(axis=0, keepdims=True))
             hidden_vbn = self.vbn and layer < len(self.sizes) - 2
-            parts += [weights.ravel(), *([np.ones(n_out)] if hidden_vbn else []), np.zeros(n_out)]
+            parts += [normalized_columns(draw, n_in, n_out, scale), *([np.ones(n_out)] if hidden_vbn else []),
+                      np.zeros(n_out)]
         return np.concatenate(parts).astype(np.float32)
 
     def unflatten(self, params_p):
-        """(weights_io, bias_o) views into params_p, layer by layer; (weights_io, gamma_o, beta_o) for VBN layers."""
+        """(weights_iu, bias_u) views into params_p, layer by layer; (weights_iu, gamma_u, beta_u) for VBN layers."""
         layers, at = [], 0
         for layer, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             weights = params_p[at:at + n_in * n_out].reshape(n_in, n_out)
@@ -178,18 +183,18 @@ class LanesForward:
         self.activation, self.head = policy.activation, policy.head
 
     def load(self, lane, params_p):
-        for (weights_lio, bias_l1o), (weights, bias) in zip(self.layers, self.policy.unflatten(params_p)):
-            weights_lio[lane], bias_l1o[lane, 0] = weights, bias
+        for (weights_liu, bias_l1u), (weights, bias) in zip(self.layers, self.policy.unflatten(params_p)):
+            weights_liu[lane], bias_l1u[lane, 0] = weights, bias
 
     def move(self, source, target):
         """Copy one lane's parameters into another lane."""
-        for weights_lio, bias_l1o in self.layers:
-            weights_lio[target], bias_l1o[target] = weights_lio[source], bias_l1o[source]
+        for weights_liu, bias_l1u in self.layers:
+            weights_liu[target], bias_l1u[target] = weights_liu[source], bias_l1u[source]
 
-    def __call__(self, x_ln):
-        """Inputs of the first len(x_ln) lanes -> one action per lane."""
-        x, matmul, n = x_ln[:, None], np.matmul, len(x_ln)
-        for weights_lio, bias_l1o in self.layers[:-1]:
-            x = self.activation(matmul(x, weights_lio[:n]) + bias_l1o[:n])
-        weights_lio, bias_l1o = self.layers[-1]
-        return self.head.rows((matmul(x, weights_lio[:n]) + bias_l1o[:n])[:, 0])
+    def __call__(self, x_lo):
+        """Inputs of the first len(x_lo) lanes -> one action per lane."""
+        x, matmul, n = x_lo[:, None], np.matmul, len(x_lo)
+        for weights_liu, bias_l1u in self.layers[:-1]:
+            x = self.activation(matmul(x, weights_liu[:n]) + bias_l1u[:n])
+        weights_liu, bias_l1u = self.layers[-1]
+        return self.head.rows((matmul(x, weights_liu[:n]) + bias_l1u[:n])[:, 0])

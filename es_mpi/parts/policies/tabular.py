@@ -6,8 +6,10 @@ first best action on ties.
 
 import numpy as np
 
+from es_mpi.parts.policies.base import Policy
 
-class TabularPolicy:
+
+class TabularPolicy(Policy):
     def __init__(self, n_states, n_actions):
         self.n_states, self.n_actions = n_states, n_actions
         self.n_params = n_states * n_actions
@@ -17,5 +19,5 @@ class TabularPolicy:
         return np.full(self.n_params, 1.0 / self.n_actions, dtype=np.float32)
 
     def bind(self, params_p):
-        greedy_s = np.argmax(np.asarray(params_p).reshape(self.n_states, self.n_actions), axis=1)
-        return lambda x: int(greedy_s[int(x[0])])
+        greedy_x = np.argmax(np.asarray(params_p).reshape(self.n_states, self.n_actions), axis=1)
+        return lambda x: int(greedy_x[int(x[0])])

@@ -14,8 +14,8 @@ EPSILON = 1e-5
 
 def channel_moments(z):
     """Mean and variance (float64) of each channel (last axis) over all other axes."""
-    z_mc = z.reshape(-1, z.shape[-1])
-    return z_mc.mean(axis=0, dtype=np.float64), z_mc.var(axis=0, dtype=np.float64)
+    z_bc = z.reshape(-1, z.shape[-1])
+    return z_bc.mean(axis=0, dtype=np.float64), z_bc.var(axis=0, dtype=np.float64)
 
 
 def normalizing_affine(mean_c, var_c, gamma_c, beta_c):
@@ -33,12 +33,12 @@ def finish_hidden(z, scale, shift, activation):
     return activation(z)
 
 
-def fit_reference(reference_x, linears, norms, activation):
+def fit_reference(reference, linears, norms, activation):
     """Run the reference batch through hidden layers `linears` with VBN parameters `norms`.
 
     Returns the per-layer (scale, shift) to play with and the (mean, var) they came from.
     """
-    x, affines, moments = reference_x, [], []
+    x, affines, moments = reference, [], []
     for linear, (gamma_c, beta_c) in zip(linears, norms):
         z = linear(x)
         mean_c, var_c = channel_moments(z)

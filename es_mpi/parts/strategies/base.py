@@ -1,7 +1,8 @@
-"""The strategy interface (DESIGN.md contract 4): pure numpy, no MPI, exact state round-trip.
+"""The strategy contract (docs/architecture.md, contract 4): pure numpy, no MPI, exact state round-trip.
 
-Every rank builds the same strategy and calls the same methods with the same arguments,
-so every rank holds the same bytes. The trainer only needs:
+Every rank builds the same strategy and calls the same methods with the same arguments, so
+every rank holds the same bytes. A strategy is built as `cls(settings, initial_params_p, noise,
+seed, policy)` and offers:
 
 - `population`: members per iteration; `group`: consecutive members that one rank must
   evaluate together (2 for a mirrored pair), `population % group == 0`.
@@ -9,29 +10,36 @@ so every rank holds the same bytes. The trainer only needs:
 - `member_params(i)`: expand member i of the current ask into float32 parameters.
 - `member_actor(i, policy)`: the function obs -> action member i plays (default: the
   policy bound to `member_params(i)`; action-space CEM samples actions instead).
-- `tell(fitness_n)`: the full fitness array in global member order; updates the state
-  with the same float operations on every rank. Returns a dict of scalar metrics.
+- `tell(fitness_n, transitions=None)`: the full fitness array in global member order;
+  updates the state with the same float operations on every rank; returns scalar metrics.
 - `center()`: the parameters to evaluate and checkpoint.
-- `state_dict()` / `load_state_dict()`: a flat dict of numpy arrays and scalars ('/' in a
-  key makes an HDF5 group).
+- `state_layout()`: the arrays and nested parts of the state (see core/array_state.py), from
+  which `state_dict()` / `load_state_dict()` follow.
 
+Capabilities are class attributes with defaults here, so the trainer reads them directly.
 Strategies that learn from what the elite did (tabular and action-space CEM) set
 `wants_transitions`: the trainer then records every member's (policy input, action) rows,
 asks `elite_members(fitness_n)`, gathers those members' rows in global member order and
-calls `tell(fitness_n, transitions)` with a list of (member, rows_tc).
+passes them to `tell` as a list of (member, rows_tf).
 """
 
 import numpy as np
 
+from es_mpi.core.array_state import ArrayState
 from es_mpi.core.seeding import Purpose, rng
 
 
-class Strategy:
+class Strategy(ArrayState):
     name = "base"
     population = 0
     group = 1
-    wants_transitions = False
-    plays_params = True  # members play the policy bound to member_params (False: custom member_actor)
+    wants_transitions = False  # tell needs the elite members' (input, action) rows
+    plays_params = True  # members play the policy bound to member_params (False: a custom member_actor)
+    needs_environment = False  # an objective job (no environment) cannot use it
+
+    @classmethod
+    def check_policy(cls, policy):
+        """ValueError when this strategy cannot drive `policy` (tabular CEM on an MLP, say)."""
 
     def ask(self, iteration):
         raise NotImplementedError
@@ -45,16 +53,20 @@ class Strategy:
     def elite_members(self, fitness_n):
         raise NotImplementedError
 
-    def tell(self, fitness_n):
+    def tell(self, fitness_n, transitions=None):
+        """Check the fitness array (one float64 per member, a private copy) and update; -> metrics."""
+        fitness_n = np.array(fitness_n, dtype=np.float64)
+        if fitness_n.shape != (self.population,):
+            raise ValueError(f"{self.name}: tell needs {self.population} fitness values, got shape {fitness_n.shape}")
+        if self.wants_transitions and transitions is None:
+            raise ValueError(f"{self.name}: tell needs the elite members' transitions")
+        return {key: float(value) for key, value in self._update(fitness_n, transitions).items()}
+
+    def _update(self, fitness_n, transitions):
+        """The strategy's own update from a checked fitness array; -> {metric: value}."""
         raise NotImplementedError
 
     def center(self):
-        raise NotImplementedError
-
-    def state_dict(self):
-        raise NotImplementedError
-
-    def load_state_dict(self, state):
         raise NotImplementedError
 
 

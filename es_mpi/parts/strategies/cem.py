@@ -2,30 +2,18 @@
 elite fraction, smooth the refit into the old values, optionally add decaying extra noise
 to the std (Szita & Lorincz 2006) so that it does not collapse too early."""
 
-import dataclasses
-
 import numpy as np
 
-from es_mpi.job.settings import setting
+from es_mpi.core.array_state import Array
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking
 
 
-@dataclasses.dataclass(frozen=True)
-class CEMSettings:
-    name = "cem"
-    population: int = setting(50, "int", lo=2, hi=10_000_000, doc="samples per iteration")
-    elite_fraction: float = setting(0.2, "float", lo=0.0, hi=1.0, doc="share of samples the Gaussian is refit to (at least 2)")
-    sigma: float = setting(0.1, "float", lo=1e-12, doc="initial standard deviation of every parameter")
-    smoothing: float = setting(0.0, "float", lo=0.0, hi=0.999999,
-                               doc="weight of the old mean/std in each update (0: plain refit)")
-    extra_std: float = setting(0.0, "float", lo=0.0, doc="extra noise added to the refit std")
-    extra_std_decay: float = setting(0.95, "float", lo=0.0, hi=1.0, doc="the extra noise is multiplied by this each iteration")
 
 
 class CEM(Strategy):
     name = "cem"
 
-    def __init__(self, settings, initial_params_p, noise, seed):
+    def __init__(self, settings, initial_params_p, noise, seed, policy=None):
         self.settings, self.noise, self.seed = settings, noise, seed
         self.mean_p = np.array(initial_params_p, dtype=np.float64)
         self.n_params = self.mean_p.size
@@ -45,7 +33,7 @@ class CEM(Strategy):
     def member_params(self, member):
         return self._sample(member).astype(np.float32)
 
-    def tell(self, fitness_n):
+    def _update(self, fitness_n, transitions):
         elite_ep = np.stack([self._sample(int(m)) for m in ranking(fitness_n)[:self.n_elite]])
         keep = self.settings.smoothing
         self.mean_p = keep * self.mean_p + (1 - keep) * elite_ep.mean(axis=0)
@@ -57,10 +45,7 @@ class CEM(Strategy):
     def center(self):
         return self.mean_p.astype(np.float32)
 
-    def state_dict(self):
-        return {"mean": self.mean_p, "std": self.std_p, "extra_std": self.extra_std}
-
-    def load_state_dict(self, state):
-        self.mean_p = np.array(state["mean"], dtype=np.float64)
-        self.std_p = np.array(state["std"], dtype=np.float64)
-        self.extra_std = np.float64(state["extra_std"])
+    def state_layout(self):
+        n = self.n_params
+        return [Array("mean", "mean_p", np.float64, (n,)), Array("std", "std_p", np.float64, (n,)),
+                Array("extra_std", "extra_std", np.float64)]

@@ -8,44 +8,27 @@ The pairs are gathered from all ranks in global member order (the trainer does t
 every rank takes the same steps. Evaluation plays the greedy policy.
 """
 
-import dataclasses
-
 import numpy as np
 
-from es_mpi.parts.strategies.optim import Adam
+from es_mpi.core.array_state import Array, Part
 from es_mpi.core.seeding import Purpose, rng
-from es_mpi.job.settings import setting
+from es_mpi.parts.policies.mlp import MLPPolicy
 from es_mpi.parts.strategies.base import Strategy, percentile_elite
 from es_mpi.parts.strategies.elite_memory import EliteMemory, stack_transitions
 from es_mpi.parts.strategies.mlp_fit import loss_and_gradient
+from es_mpi.parts.strategies.optim import Adam
 
-
-@dataclasses.dataclass(frozen=True)
-class ActionCEMSettings:
-    name = "cem_action"
-    needs_environment = True
-    population: int = setting(50, "int", lo=2, hi=1_000_000, doc="sessions played per iteration")
-    percentile: float = setting(70.0, "float", lo=0.0, hi=100.0, doc="keep sessions returning at or above this percentile")
-    epochs: int = setting(5, "int", lo=1, doc="passes over the elite pairs per iteration")
-    batch_size: int = setting(128, "int", lo=1, doc="pairs per gradient step")
-    learning_rate: float = setting(0.01, "float", lo=0.0, doc="Adam step size")
-    entropy: float = setting(0.0, "float", lo=0.0, doc="entropy bonus coefficient (discrete heads): keeps exploring")
-    action_std: float = setting(0.5, "float", lo=0.0, doc="initial std of sampled continuous actions")
-    action_std_decay: float = setting(0.98, "float", lo=0.0, hi=1.0, doc="action_std is multiplied by this each iteration")
-    action_std_min: float = setting(0.05, "float", lo=0.0, doc="lower bound of action_std")
-    memory: int = setting(0, "int", lo=0, doc="also train on the elite pairs of this many previous iterations")
 
 
 class ActionCEM(Strategy):
     name = "cem_action"
     wants_transitions = True
     plays_params = False
-    needs_policy = True
+    needs_environment = True
 
-    @staticmethod
-    def check_policy(policy):
-        head = getattr(policy, "head", None)
-        if head is None or head.kind not in ("discrete", "continuous"):
+    @classmethod
+    def check_policy(cls, policy):
+        if not isinstance(policy, MLPPolicy) or policy.head.kind not in ("discrete", "continuous"):
             raise ValueError("cem_action needs an mlp policy with a discrete or continuous action head")
 
     def __init__(self, settings, initial_params_p, noise, seed, policy):
@@ -74,27 +57,27 @@ class ActionCEM(Strategy):
     def elite_members(self, fitness_n):
         return percentile_elite(fitness_n, self.settings.percentile)
 
-    def tell(self, fitness_n, transitions):
-        rows_rc = stack_transitions(transitions, self.n_inputs + self.n_action_columns)
-        training_rc = self.memory.rows_with(rows_rc)
-        self.memory.add(rows_rc, self.iteration)
-        losses = self._fit(training_rc)
+    def _update(self, fitness_n, transitions):
+        rows_tf = stack_transitions(transitions, self.n_inputs + self.n_action_columns)
+        training_tf = self.memory.rows_with(rows_tf)
+        self.memory.add(rows_tf, self.iteration)
+        losses = self._fit(training_tf)
         self.action_std = np.float64(max(self.settings.action_std_min, self.action_std * self.settings.action_std_decay))
-        return {"elite_pairs": float(len(rows_rc)), "fit_loss": float(np.mean(losses)) if losses else float("nan"),
+        return {"elite_pairs": float(len(rows_tf)), "fit_loss": float(np.mean(losses)) if losses else float("nan"),
                 "action_std": float(self.action_std)}
 
-    def _fit(self, rows_rc):
-        inputs_ri = rows_rc[:, :self.n_inputs].astype(np.float32)
-        targets = rows_rc[:, self.n_inputs:]
+    def _fit(self, rows_tf):
+        inputs_ti = rows_tf[:, :self.n_inputs].astype(np.float32)
+        targets = rows_tf[:, self.n_inputs:]
         if self.n_action_columns == 1 and self.policy.head.kind == "discrete":
             targets = targets[:, 0].astype(np.int64)
         draw = rng(self.seed, self.iteration, purpose=Purpose.MINIBATCH)
         losses = []
         for _ in range(self.settings.epochs):
-            order = draw.permutation(len(rows_rc))
+            order = draw.permutation(len(rows_tf))
             for start in range(0, len(order), self.settings.batch_size):
                 batch = order[start:start + self.settings.batch_size]
-                loss, gradient_p = loss_and_gradient(self.policy, self.params_p, inputs_ri[batch], targets[batch],
+                loss, gradient_p = loss_and_gradient(self.policy, self.params_p, inputs_ti[batch], targets[batch],
                                                      self.settings.entropy)
                 self.params_p = self.params_p + self.optimizer.step(gradient_p)
                 losses.append(loss)
@@ -103,14 +86,6 @@ class ActionCEM(Strategy):
     def center(self):
         return self.params_p
 
-    def state_dict(self):
-        state = {"params": self.params_p, "action_std": self.action_std}
-        state.update({f"optimizer/{k}": v for k, v in self.optimizer.state_dict().items()})
-        state.update({f"memory/{k}": v for k, v in self.memory.state_dict().items()})
-        return state
-
-    def load_state_dict(self, state):
-        self.params_p = np.array(state["params"], dtype=np.float32)
-        self.action_std = np.float64(state["action_std"])
-        for prefix, part in (("optimizer/", self.optimizer), ("memory/", self.memory)):
-            part.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    def state_layout(self):
+        return [Array("params", "params_p", np.float32, (self.params_p.size,)),
+                Array("action_std", "action_std", np.float64), Part("optimizer", "optimizer"), Part("memory", "memory")]

@@ -10,29 +10,20 @@ rank-one + rank-mu covariance updates. Two variants:
 A sample is y = B diag(d) z with z a noise-table row, x = mean + sigma y.
 """
 
-import dataclasses
 import math
 
 import numpy as np
 
-from es_mpi.job.settings import setting
+from es_mpi.core.array_state import Array
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking
 
 
-@dataclasses.dataclass(frozen=True)
-class CMAESSettings:
-    name = "cma_es"
-    population: int = setting(0, "int", lo=0, hi=10_000_000, doc="samples per iteration; 0: 4 + 3 ln(n)")
-    sigma: float = setting(0.5, "float", lo=1e-12, doc="initial step size")
-    variant: str = setting("auto", "str", choices=("auto", "full", "separable"),
-                           doc="full covariance, diagonal (separable), or auto by parameter count")
-    full_max_params: int = setting(1000, "int", lo=1, doc="auto uses the full covariance up to this many parameters")
 
 
 class CMAES(Strategy):
     name = "cma_es"
 
-    def __init__(self, settings, initial_params_p, noise, seed):
+    def __init__(self, settings, initial_params_p, noise, seed, policy=None):
         self.settings, self.noise, self.seed = settings, noise, seed
         self.mean_p = np.array(initial_params_p, dtype=np.float64)
         n = self.n_params = self.mean_p.size
@@ -83,7 +74,7 @@ class CMAES(Strategy):
     def member_params(self, member):
         return (self.mean_p + self.sigma * self._step(member)[1]).astype(np.float32)
 
-    def tell(self, fitness_n):
+    def _update(self, fitness_n, transitions):
         n = self.n_params
         selected = ranking(fitness_n)[:self.mu]
         steps = [self._step(int(m)) for m in selected]
@@ -127,27 +118,13 @@ class CMAES(Strategy):
     def center(self):
         return self.mean_p.astype(np.float32)
 
-    def state_dict(self):
-        state = {"mean": self.mean_p, "sigma": self.sigma, "path_sigma": self.path_sigma_p, "path_c": self.path_c_p,
-                 "scales": self.scales_p, "generation": self.generation, "evaluations": self.evaluations,
-                 "eigen_evaluations": self.eigen_evaluations}
+    def state_layout(self):
+        n, f64 = self.n_params, np.float64
+        layout = [Array("mean", "mean_p", f64, (n,)), Array("sigma", "sigma", f64),
+                  Array("path_sigma", "path_sigma_p", f64, (n,)), Array("path_c", "path_c_p", f64, (n,)),
+                  Array("scales", "scales_p", f64, (n,)), Array("generation", "generation", np.int64),
+                  Array("evaluations", "evaluations", np.int64),
+                  Array("eigen_evaluations", "eigen_evaluations", np.int64)]
         if self.full:
-            state.update(cov=self.cov_pp, basis=self.basis_pp)
-        else:
-            state.update(cov=self.cov_p)
-        return state
-
-    def load_state_dict(self, state):
-        self.mean_p = np.array(state["mean"], dtype=np.float64)
-        self.sigma = np.float64(state["sigma"])
-        self.path_sigma_p = np.array(state["path_sigma"], dtype=np.float64)
-        self.path_c_p = np.array(state["path_c"], dtype=np.float64)
-        self.scales_p = np.array(state["scales"], dtype=np.float64)
-        self.generation = np.int64(state["generation"])
-        self.evaluations = np.int64(state["evaluations"])
-        self.eigen_evaluations = np.int64(state["eigen_evaluations"])
-        if self.full:
-            self.cov_pp = np.array(state["cov"], dtype=np.float64)
-            self.basis_pp = np.array(state["basis"], dtype=np.float64)
-        else:
-            self.cov_p = np.array(state["cov"], dtype=np.float64)
+            return layout + [Array("cov", "cov_pp", f64, (n, n)), Array("basis", "basis_pp", f64, (n, n))]
+        return layout + [Array("cov", "cov_p", f64, (n,))]

@@ -4,13 +4,15 @@ continuous ones. Used by action-space CEM to imitate the elite's actions."""
 
 import numpy as np
 
+from es_mpi.parts.policies.mlp import elu
+
 
 def _activation_forward(name, pre):
     if name == "tanh":
         return np.tanh(pre)
     if name == "relu":
         return np.maximum(pre, 0)
-    return np.where(pre > 0, pre, np.expm1(np.minimum(pre, 0)))
+    return elu(pre)
 
 
 def _activation_backward(name, pre, post, grad):
@@ -34,30 +36,30 @@ def loss_and_gradient(policy, params_p, inputs_bi, targets, entropy=0.0):
         pres.append(pre)
         activations.append(_activation_forward(name, pre))
     weights, bias = layers[-1]
-    out_bo = activations[-1] @ weights + bias
-    batch = len(out_bo)
+    out_bu = activations[-1] @ weights + bias
+    batch = len(out_bu)
     if policy.head.kind == "discrete":
-        shifted_bo = out_bo - out_bo.max(axis=1, keepdims=True)
-        log_probs_bo = shifted_bo - np.log(np.exp(shifted_bo).sum(axis=1, keepdims=True))
-        probs_bo = np.exp(log_probs_bo)
+        shifted_bu = out_bu - out_bu.max(axis=1, keepdims=True)
+        log_probs_bu = shifted_bu - np.log(np.exp(shifted_bu).sum(axis=1, keepdims=True))
+        probs_bu = np.exp(log_probs_bu)
         actions_b = np.asarray(targets, dtype=np.int64) - policy.head.start
         rows = np.arange(batch)
-        entropy_b = -(probs_bo * log_probs_bo).sum(axis=1)
-        loss = float(-log_probs_bo[rows, actions_b].mean() - entropy * entropy_b.mean())
-        grad_bo = probs_bo.copy()
-        grad_bo[rows, actions_b] -= 1.0
-        grad_bo += entropy * probs_bo * (log_probs_bo + entropy_b[:, None])
+        entropy_b = -(probs_bu * log_probs_bu).sum(axis=1)
+        loss = float(-log_probs_bu[rows, actions_b].mean() - entropy * entropy_b.mean())
+        grad_bu = probs_bu.copy()
+        grad_bu[rows, actions_b] -= 1.0
+        grad_bu += entropy * probs_bu * (log_probs_bu + entropy_b[:, None])
     else:
-        error_bo = out_bo - np.asarray(targets, dtype=np.float32).reshape(out_bo.shape)
-        loss = float(0.5 * np.square(error_bo).sum(axis=1).mean())
-        grad_bo = error_bo
-    grad_bo = (grad_bo / batch).astype(np.float32)
+        error_bu = out_bu - np.asarray(targets, dtype=np.float32).reshape(out_bu.shape)
+        loss = float(0.5 * np.square(error_bu).sum(axis=1).mean())
+        grad_bu = error_bu
+    grad_bu = (grad_bu / batch).astype(np.float32)
     gradient_p = np.zeros_like(params_p, dtype=np.float32)
     grad_layers = policy.unflatten(gradient_p)
     for index in range(len(layers) - 1, -1, -1):
         grad_w, grad_b = grad_layers[index]
-        grad_w[...] = activations[index].T @ grad_bo
-        grad_b[...] = grad_bo.sum(axis=0)
+        grad_w[...] = activations[index].T @ grad_bu
+        grad_b[...] = grad_bu.sum(axis=0)
         if index:
-            grad_bo = _activation_backward(name, pres[index - 1], activations[index], grad_bo @ layers[index][0].T)
+            grad_bu = _activation_backward(name, pres[index - 1], activations[index], grad_bu @ layers[index][0].T)
     return loss, gradient_p

@@ -2,25 +2,14 @@
 per-parameter sigma; mean and log-sigma follow their natural gradients under rank-based
 utilities. Optional mirrored sampling (z and -z)."""
 
-import dataclasses
 import math
 
 import numpy as np
 
-from es_mpi.job.settings import setting
+from es_mpi.core.array_state import Array
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking, weighted_noise_moments
 
 
-@dataclasses.dataclass(frozen=True)
-class NESSettings:
-    name = "nes"
-    population: int = setting(0, "int", lo=0, hi=10_000_000,
-                              doc="samples per iteration; 0: 4 + 3 ln(n) (made even when mirrored)")
-    sigma: float = setting(0.1, "float", lo=1e-12, doc="initial standard deviation of every parameter")
-    learning_rate_mean: float = setting(1.0, "float", lo=0.0, doc="step size of the mean (1 is the NES default)")
-    learning_rate_sigma: float = setting(0.0, "float", lo=0.0,
-                                         doc="step size of log-sigma; 0: (3 + ln n) / (5 sqrt n)")
-    mirrored: bool = setting(True, "bool", doc="evaluate each sample z together with -z")
 
 
 def nes_utilities(population):
@@ -32,7 +21,7 @@ def nes_utilities(population):
 class NES(Strategy):
     name = "nes"
 
-    def __init__(self, settings, initial_params_p, noise, seed):
+    def __init__(self, settings, initial_params_p, noise, seed, policy=None):
         self.settings, self.noise, self.seed = settings, noise, seed
         self.mean_p = np.array(initial_params_p, dtype=np.float64)
         self.n_params = self.mean_p.size
@@ -59,7 +48,7 @@ class NES(Strategy):
         offset, sign = self._sample(member)
         return (self.mean_p + sign * self.sigma_p * noise_row(self.noise, offset, self.n_params)).astype(np.float32)
 
-    def tell(self, fitness_n):
+    def _update(self, fitness_n, transitions):
         utilities_n = np.empty(self.population)
         utilities_n[ranking(fitness_n)] = nes_utilities(self.population)
         if self.settings.mirrored:
@@ -78,9 +67,6 @@ class NES(Strategy):
     def center(self):
         return self.mean_p.astype(np.float32)
 
-    def state_dict(self):
-        return {"mean": self.mean_p, "sigma": self.sigma_p}
-
-    def load_state_dict(self, state):
-        self.mean_p = np.array(state["mean"], dtype=np.float64)
-        self.sigma_p = np.array(state["sigma"], dtype=np.float64)
+    def state_layout(self):
+        n = self.n_params
+        return [Array("mean", "mean_p", np.float64, (n,)), Array("sigma", "sigma_p", np.float64, (n,))]

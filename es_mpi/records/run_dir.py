@@ -1,0 +1,74 @@
+"""The run directory: start fresh, resume from its newest valid checkpoint, or refuse. No MPI here.
+
+Rank 0 calls `decide_start` once and broadcasts what it returns (or raised) to every rank, so
+every rank starts from the same loaded checkpoint or exits with the same error.
+"""
+
+import dataclasses
+import pathlib
+
+from es_mpi.core.errors import CheckpointError, ConfigError
+from es_mpi.job.parse import job_from_text
+from es_mpi.records import checkpoint as ckpt_io
+from es_mpi.records.metrics import METRICS_NAME
+from es_mpi.records.status import STATUS_NAME
+
+RUN_FILE_NAMES = (ckpt_io.BEST_NAME, METRICS_NAME, STATUS_NAME)
+
+# Job sections that must match a checkpoint to resume from it; the rest may change.
+RESUME_MUST_MATCH = ("env", "atari", "policy", "strategy", "noise", "obs_norm", "objective")
+
+
+@dataclasses.dataclass
+class Start:
+    """Where a run starts: `checkpoint` (and its `path`) to resume from, or None for a fresh start."""
+    path: pathlib.Path = None
+    checkpoint: ckpt_io.Checkpoint = None
+
+
+def is_run_file(name):
+    """Files es-mpi writes into a run directory: the only ones --force deletes."""
+    return name in RUN_FILE_NAMES or ckpt_io.NAME_RE.match(name) is not None
+
+
+def decide_start(job, resume, force):
+    """Start for `job` in its run directory; ConfigError or CheckpointError when it must not start.
+
+    --resume takes the newest checkpoint that loads (and refuses one from another job); without
+    it an existing run is refused unless --force, which deletes es-mpi's own files only.
+    """
+    run_dir = job.run_dir()
+    try:
+        existing = [p for p in run_dir.iterdir() if is_run_file(p.name)] if run_dir.is_dir() else []
+        if resume:
+            found = ckpt_io.newest_valid(run_dir)
+            if found is None and ckpt_io.periodic_checkpoints(run_dir):
+                raise CheckpointError(run_dir, "--resume: no checkpoint here loads (all corrupt)")
+            if found is not None:
+                check_compatible(job, *found)
+                return Start(*found)
+        elif existing and not force:
+            raise ConfigError(job.path, "run.dir", f"run directory {run_dir} already exists; use --resume to continue "
+                                                   "it or --force to start over (its checkpoints and metrics are deleted)")
+        elif force:
+            for path in existing:
+                if path.is_file():
+                    path.unlink()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return Start()
+    except OSError as err:
+        raise ConfigError(job.path, "run.dir", f"cannot use {run_dir}: {err.strerror}") from None
+
+
+def check_compatible(job, path, ckpt):
+    """CheckpointError unless the checkpoint was written by the same job (seed and RESUME_MUST_MATCH)."""
+    saved = job_from_text(ckpt.config_toml, path).to_dict()
+    wanted = job.to_dict()
+    if saved["run"]["seed"] != wanted["run"]["seed"]:
+        raise CheckpointError(path, "was written with a different run.seed; cannot resume")
+    for section in RESUME_MUST_MATCH:
+        saved_section, wanted_section = saved.get(section, {}), wanted.get(section, {})
+        for key in sorted(set(saved_section) | set(wanted_section)):
+            if saved_section.get(key) != wanted_section.get(key):
+                raise CheckpointError(path, f"was written with {section}.{key} = {saved_section.get(key)!r}, "
+                                            f"the job says {wanted_section.get(key)!r}; cannot resume")
