@@ -7,12 +7,14 @@ Writes a markdown table to benchmarks/results/atari.md (--name to change). In on
   actions, one process) and of ale-py's C++ vector env (1 lane, and the lanes training uses);
 - training agent steps/s per rank of a real `mpiexec -n RANKS es-mpi train` (eval off), for both
   networks with and without VBN, beside the gymnasium raw rate measured right before it;
+- whether one flat matmul over a batch (shared weights) keeps each observation's bits;
 - the forward pass per observation at batch sizes 1, 4 and 16 (one lane per member, see
   policies/conv.ConvLanes), and the VBN reference pass per member, as a share of the iteration.
 """
 
 import argparse
 import csv
+import multiprocessing
 import pathlib
 import tempfile
 import time
@@ -25,6 +27,7 @@ import numpy as np  # noqa: E402
 from es_mpi.job.parse import job_from_text  # noqa: E402
 from es_mpi.parts.atari import AtariLanes, make_gymnasium_atari_env  # noqa: E402
 from es_mpi.parts.build import build_task  # noqa: E402
+from es_mpi.parts.policies.conv import NETWORKS, ConvLayer, build_layers  # noqa: E402
 from es_mpi.run.vbn_reference import collect_reference  # noqa: E402
 
 BATCHES = (1, 4, 16)
@@ -76,6 +79,29 @@ def gymnasium_rate(game, steps):
     rate = steps / (time.perf_counter() - start)
     env.close()
     return rate
+
+
+def concurrent_gymnasium_rate(game, steps, processes):
+    """Per-process agent steps/s of gymnasium's pipeline with `processes` of them at once (as ranks run)."""
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        return float(np.mean(pool.starmap(gymnasium_rate, [(game, steps)] * processes)))
+
+
+def flat_batch_changes_bits(max_batch=16):
+    """{(network, layer): batch sizes at which one flat (B*Q, I) @ (I, U) matmul with shared weights
+    gives other bits than each observation's own (Q, I) @ (I, U)}: why play stacks per observation."""
+    draw, found = np.random.default_rng(0), {}
+    for network in NETWORKS:
+        hidden, output = build_layers(network, (4, 84, 84), 6)
+        for index, layer in enumerate([*hidden, output]):
+            rows = layer.positions if isinstance(layer, ConvLayer) else 1
+            units = layer.out_hwc[-1]
+            weights_iu = draw.standard_normal((layer.fan_in, units)).astype(np.float32)
+            x_bqi = draw.standard_normal((max_batch, rows, layer.fan_in)).astype(np.float32)
+            alone = np.stack([x_bqi[b] @ weights_iu for b in range(max_batch)])
+            found[(network, index + 1)] = [b for b in range(2, max_batch + 1) if not np.array_equal(
+                (x_bqi[:b].reshape(-1, layer.fan_in) @ weights_iu).reshape(b, rows, units), alone[:b])]
+    return found
 
 
 def vector_rate(game, n_lanes, steps):
@@ -150,12 +176,19 @@ def main():
     forward = {network: forward_costs(args.game, network, args.repeats) for network in args.networks}
     lanes_used = max(lanes for *_, lanes in forward.values())
     gym_raw = gymnasium_rate(args.game, args.raw_steps)
+    gym_concurrent = concurrent_gymnasium_rate(args.game, args.raw_steps, args.ranks)
     vector_one = vector_rate(args.game, 1, args.raw_steps)
     vector_lanes = vector_rate(args.game, lanes_used, args.raw_steps)
     lines += ["## Raw env rates (random actions, one process)", "",
-              "| gymnasium preprocessing | vector env, 1 lane | vector env, "
-              f"{lanes_used} lanes | vector / gymnasium |", "|---|---|---|---|",
-              f"| {gym_raw:.0f} | {vector_one:.0f} | {vector_lanes:.0f} | {vector_lanes / gym_raw:.2f} |", ""]
+              f"| gymnasium preprocessing | same, per process, {args.ranks} at once | vector env, 1 lane | vector env, "
+              f"{lanes_used} lanes | vector / gymnasium |", "|---|---|---|---|---|",
+              f"| {gym_raw:.0f} | {gym_concurrent:.0f} | {vector_one:.0f} | {vector_lanes:.0f} "
+              f"| {vector_lanes / gym_raw:.2f} |", ""]
+    flat = flat_batch_changes_bits()
+    lines += ["## One flat matmul for a batch (shared weights) against each observation's own", "",
+              "| layer (network, index) | batch sizes 2-16 whose bits differ |", "|---|---|"]
+    lines += [f"| {network} {index} | {', '.join(map(str, sizes)) or 'none'} |" for (network, index), sizes in flat.items()]
+    lines.append("")
     lines += ["## Forward pass per observation (us), one member per lane", "",
               "| network | parameters | lanes in training | " + " | ".join(f"batch {b}" for b in BATCHES)
               + " | VBN bind ms/member |", "|---|---|---|" + "---|" * len(BATCHES) + "---|"]
@@ -163,18 +196,20 @@ def main():
         lines.append(f"| {network} | {n_params} | {lanes} | " + " | ".join(f"{costs[b]:.0f}" for b in BATCHES)
                      + f" | {bind_ms:.1f} |")
     lines += ["", f"## Training, {args.ranks} ranks, {args.pairs} pairs, episodes capped at {args.steps} steps", "",
-              "The gymnasium raw rate is measured right before each training run, so both see the same load.", "",
-              "| network | VBN | agent steps/s per rank | gymnasium raw steps/s | / gymnasium raw | s/iteration "
-              "| VBN reference share of the iteration |", "|---|---|---|---|---|---|---|"]
+              "The gymnasium raw rates are measured right before each training run, so both see the same load.", "",
+              "| network | VBN | agent steps/s per rank | gymnasium raw steps/s (1 process) | / gymnasium raw "
+              f"| gymnasium raw, {args.ranks} at once | / that | s/iteration | VBN reference share of the iteration |",
+              "|---|---|---|---|---|---|---|---|---|"]
     members_per_rank = 2 * args.pairs / args.ranks
     for network in args.networks:
         for vbn in (False, True):
             raw = gymnasium_rate(args.game, args.raw_steps)
+            concurrent = concurrent_gymnasium_rate(args.game, args.raw_steps, args.ranks)
             rate, iteration_s = training_rate(args.game, network, vbn, args.ranks, args.pairs, args.steps,
                                               args.iterations, args.timeout)
             share = f"{forward[network][1] * 1e-3 * members_per_rank / iteration_s:.1%}" if vbn else "-"
             lines.append(f"| {network} | {'yes' if vbn else 'no'} | {rate:.0f} | {raw:.0f} | {rate / raw:.2f} "
-                         f"| {iteration_s:.2f} | {share} |")
+                         f"| {concurrent:.0f} | {rate / concurrent:.2f} | {iteration_s:.2f} | {share} |")
             print(lines[-1], flush=True)
     lines += ["", "VBN share: one member's reference pass (the bind above) times the members per rank, over the "
                   "median iteration."]
