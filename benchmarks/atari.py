@@ -34,8 +34,10 @@ BATCHES = (1, 4, 16)
 VBN_BATCH = 128
 
 
-def job_text(game, network, vbn, pairs, steps, iterations):
+def job_text(game, network, vbn, pairs, steps, iterations, lanes=16):
     return f"""
+[run]
+lanes = {lanes}
 [env]
 id = "{game}"
 [atari]
@@ -145,11 +147,11 @@ def forward_costs(game, network, repeats):
     return costs, bind_ms, policy.n_params, policy.useful_lanes(job.run.lanes)
 
 
-def training_rate(game, network, vbn, ranks, pairs, steps, iterations, timeout):
+def training_rate(game, network, vbn, ranks, pairs, steps, iterations, timeout, lanes):
     """(agent steps/s per rank, seconds per iteration) of a real mpiexec training run, first iteration dropped."""
     with tempfile.TemporaryDirectory(prefix="es-atari-bench-") as tmp:
         job = pathlib.Path(tmp) / "bench.toml"
-        job.write_text(job_text(game, network, vbn, pairs, steps, iterations))
+        job.write_text(job_text(game, network, vbn, pairs, steps, iterations, lanes))
         common.run_mpi(ranks, ["-m", "es_mpi", "train", job, "--run-dir", pathlib.Path(tmp) / "run"], timeout)
         with open(pathlib.Path(tmp) / "run" / "metrics.csv") as fh:
             rows = list(csv.DictReader(fh))
@@ -197,20 +199,21 @@ def main():
                      + f" | {bind_ms:.1f} |")
     lines += ["", f"## Training, {args.ranks} ranks, {args.pairs} pairs, episodes capped at {args.steps} steps", "",
               "The gymnasium raw rates are measured right before each training run, so both see the same load.", "",
-              "| network | VBN | agent steps/s per rank | gymnasium raw steps/s (1 process) | / gymnasium raw "
+              "| network | VBN | run.lanes | agent steps/s per rank | gymnasium raw steps/s (1 process) | / gymnasium raw "
               f"| gymnasium raw, {args.ranks} at once | / that | s/iteration | VBN reference share of the iteration |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|"]
     members_per_rank = 2 * args.pairs / args.ranks
-    for network in args.networks:
-        for vbn in (False, True):
-            raw = gymnasium_rate(args.game, args.raw_steps)
-            concurrent = concurrent_gymnasium_rate(args.game, args.raw_steps, args.ranks)
-            rate, iteration_s = training_rate(args.game, network, vbn, args.ranks, args.pairs, args.steps,
-                                              args.iterations, args.timeout)
-            share = f"{forward[network][1] * 1e-3 * members_per_rank / iteration_s:.1%}" if vbn else "-"
-            lines.append(f"| {network} | {'yes' if vbn else 'no'} | {rate:.0f} | {raw:.0f} | {rate / raw:.2f} "
-                         f"| {concurrent:.0f} | {rate / concurrent:.2f} | {iteration_s:.2f} | {share} |")
-            print(lines[-1], flush=True)
+    runs = [(network, vbn, 16) for network in args.networks for vbn in (False, True)]
+    runs += [("paper", True, 1)] if "paper" in args.networks else []
+    for network, vbn, lanes in runs:
+        raw = gymnasium_rate(args.game, args.raw_steps)
+        concurrent = concurrent_gymnasium_rate(args.game, args.raw_steps, args.ranks)
+        rate, iteration_s = training_rate(args.game, network, vbn, args.ranks, args.pairs, args.steps,
+                                          args.iterations, args.timeout, lanes)
+        share = f"{forward[network][1] * 1e-3 * members_per_rank / iteration_s:.1%}" if vbn else "-"
+        lines.append(f"| {network} | {'yes' if vbn else 'no'} | {lanes} | {rate:.0f} | {raw:.0f} | {rate / raw:.2f} "
+                     f"| {concurrent:.0f} | {rate / concurrent:.2f} | {iteration_s:.2f} | {share} |")
+        print(lines[-1], flush=True)
     lines += ["", "VBN share: one member's reference pass (the bind above) times the members per rank, over the "
                   "median iteration."]
     out = common.RESULTS / f"{args.name}.md"
