@@ -9,6 +9,8 @@ import pytest
 from es_mpi.job.parse import job_from_text
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv, make_gymnasium_atari_env
 from es_mpi.parts.build import build_task
+from es_mpi.run.rollout import run_episode
+from es_mpi.run.vector_rollout import run_vector_lanes
 
 STEPS = 120
 
@@ -95,3 +97,23 @@ def test_rendering_and_gymnasium_keywords_keep_the_gymnasium_path():
     assert not isinstance(env, VectorAtariEnv)
     env = build_task(atari_job(), render_mode="rgb_array").env
     assert not isinstance(env, VectorAtariEnv) and env.render_mode == "rgb_array"
+
+
+@pytest.mark.parametrize("n_lanes", [3, 8])
+def test_vector_lanes_play_each_member_as_run_episode_plays_it_alone(n_lanes):
+    """Members with their own parameters and seeds: lanes (refilled, then shrinking) change nothing."""
+    text = ('[env]\nid = "ALE/SpaceInvaders-v5"\n[atari]\nmax_episode_steps = 150\n[policy]\nkind = "cnn"\n'
+            'vbn = true\nvbn_batch = 4\n[obs_norm]\nenabled = false\n')
+    task = build_task(job_from_text(text, pathlib.Path("invaders.toml")))
+    task.policy.set_reference(np.random.default_rng(0).integers(0, 256, (4, 4, 84, 84), dtype=np.uint8))
+    draw = np.random.default_rng(1)
+    members = [(task.initial_params() + 0.5 * draw.standard_normal(task.policy.n_params)).astype(np.float32)
+               for _ in range(4)]
+    seeds = [int(seed) for seed in draw.integers(0, 2**31 - 1, len(members))]
+    alone = [run_episode(task.env, task.policy.bind(params_p), seed, 150) for params_p, seed in zip(members, seeds)]
+    lanes = AtariLanes(task.job.env, task.job.atari, n_lanes)
+    together = run_vector_lanes(lanes, task.policy.lanes(n_lanes), len(members),
+                                lambda k: (members[k], seeds[k], False), 150)
+    summary = [(e.total_return, e.length, e.capped) for e in alone]
+    assert [(e.total_return, e.length, e.capped) for e in together] == summary
+    assert len({e.total_return for e in alone}) > 1  # the members play differently
