@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 NP     ?= $(shell nproc)
 JOB    ?= jobs/halfcheetah.toml
-EXTRAS ?= openmpi,atari,video,plot,test
+EXTRAS ?= openmpi,atari,video,plot,tensorboard,test
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 

@@ -16,6 +16,8 @@ BENCHMARKS = [
                     "--name", "throughput_256"]),
     ("update", ["--populations", "1000", "10000", "--params", "10000", "1693362", "--repeats", "3"]),
     ("scaling", ["--iterations", "5"]),
+    ("scaling_model", ["--pairs", "4", "--atari-pairs", "1", "--sum-pairs", "50", "--repeats", "1",
+                       "--collective-repeats", "50", "--name", "scaling_model_quick"]),
     ("noise_sum", ["--repeats", "5"]),
     ("memory", ["--ranks", "2", "3", "--size-gb", "1"]),
     ("atari", ["--networks", "paper", "--iterations", "2", "--steps", "300", "--raw-steps", "1000", "--repeats", "48",

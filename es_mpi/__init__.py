@@ -8,3 +8,12 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """`es_mpi.load_policy` imports its machinery on first use: `import es_mpi` stays light."""
+    if name == "load_policy":
+        from es_mpi.run.trained_policy import load_policy
+
+        return load_policy
+    raise AttributeError(f"module 'es_mpi' has no attribute {name!r}")

@@ -47,9 +47,35 @@ iterations = 1
 """
 
 
-def trained(write_job, tmp_path, text):
+# The default job's settings, cut to about 20 iterations of 500-step episodes on one core: enough
+# for a policy that runs several body lengths, out of a fixed camera's view.
+RUNNING_HALFCHEETAH_JOB = """
+[env]
+id = "HalfCheetah-v5"
+step_cap = 500
+[policy]
+hidden = []
+[strategy]
+pairs = 16
+sigma = 0.03
+learning_rate = 0.02
+l2 = 0.0
+[noise]
+size = 5_000_000
+[obs_norm]
+enabled = true
+probability = 1.0
+[eval]
+every = 5
+episodes = 1
+[stop]
+timesteps = 320_000
+"""
+
+
+def trained(write_job, tmp_path, text, timeout=120):
     run_dir = tmp_path / "run"
-    done = run_es("train", write_job(text), "--run-dir", run_dir, timeout=120)
+    done = run_es("train", write_job(text), "--run-dir", run_dir, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return run_dir
 
@@ -77,6 +103,51 @@ def test_mujoco_video_has_one_frame_per_step(write_job, tmp_path):
     assert done.returncode == 0, done.stderr
     (length,) = episode_lengths(done.stdout)
     check_video(out, length)
+
+
+def agent_share(frame_hw3):
+    """Share of pixels in the cheetah's colours: red well above green. The floor (green, white,
+    black) and the sky (grey) have none of them."""
+    rgb = frame_hw3.astype(np.int16)
+    return float(np.mean(rgb[..., 0] - rgb[..., 1] > 30))
+
+
+def empty_floor_frame():
+    """The floor and sky with no agent in view: gymnasium's free camera, placed on the cheetah by
+    the first render, then the cheetah moved 20 m on."""
+    import gymnasium as gym
+    import mujoco
+
+    from es_mpi.commands.video import choose_mujoco_gl
+
+    choose_mujoco_gl()
+    env = gym.make("HalfCheetah-v5", render_mode="rgb_array")
+    env.reset(seed=0)
+    env.render()
+    env.unwrapped.data.qpos[0] += 20.0
+    mujoco.mj_forward(env.unwrapped.model, env.unwrapped.data)
+    frame = env.render()
+    env.close()
+    return frame
+
+
+@pytest.mark.slow
+def test_the_camera_follows_a_running_halfcheetah(write_job, tmp_path):
+    run_dir = trained(write_job, tmp_path, RUNNING_HALFCHEETAH_JOB, timeout=600)
+    out = tmp_path / "cheetah.mp4"
+    done = run_es("eval", run_dir / "best.h5", "--video", out, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (length,) = episode_lengths(done.stdout)
+    episode_return = float(done.stdout.split("return")[1].split()[0])
+    # A step's reward is at most its forward speed (ctrl cost aside), so the return bounds the
+    # distance: return / 20 steps per second >= 15 m, far beyond a fixed camera's few metres.
+    assert episode_return > 300, done.stdout
+    frames = check_video(out, length)
+    floor_share = agent_share(empty_floor_frame())
+    assert floor_share < 0.001
+    for fraction in (0.2, 0.4, 0.6, 0.8, 1.0):
+        share = agent_share(frames[round(fraction * length)])
+        assert share > 0.01, f"agent out of view at {fraction:.0%} of the episode ({share:.4f} of the pixels)"
 
 
 def test_several_episodes_give_one_file_each(write_job, tmp_path):
@@ -112,3 +183,27 @@ def test_a_broken_mujoco_gl_is_one_line(write_job, tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "MUJOCO_GL=nosuchbackend" in done.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+CARTPOLE_JOB = """
+[env]
+id = "CartPole-v1"
+step_cap = 20
+[policy]
+hidden = [4]
+[strategy]
+pairs = 2
+[noise]
+size = 10000
+[stop]
+iterations = 1
+"""
+
+
+def test_classic_control_video_draws_with_pygame(write_job, tmp_path):
+    run_dir = trained(write_job, tmp_path, CARTPOLE_JOB)
+    out = tmp_path / "cartpole.mp4"
+    done = run_es("eval", run_dir, "--video", out, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (length,) = episode_lengths(done.stdout)
+    check_video(out, length)

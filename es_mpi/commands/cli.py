@@ -9,6 +9,7 @@ import os
 import sys
 
 from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
+from es_mpi.core.stop_signals import catch_stop_signals
 
 EPILOG = """exit codes: 0 done; 1 crash (the whole MPI job is aborted); 2 bad input (job file,
 checkpoint or argument: one-line error, nothing overwritten); 3 stopped by SIGTERM/SIGUSR1/SIGINT
@@ -35,11 +36,16 @@ def build_parser():
     train.add_argument("job", help="TOML job file (examples in jobs/; 'es-mpi keys' lists every key)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a job setting, e.g. --set strategy.sigma=0.05 (repeatable)")
+    train.add_argument("--tensorboard", dest="overrides", action="append_const", const="log.tensorboard=true",
+                       help="also log the metrics as TensorBoard scalars (same as --set log.tensorboard=true)")
     train.add_argument("--run-dir", help="run directory (default runs/<run.name>)")
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue from the newest valid checkpoint in the run directory (start fresh if none)")
     mode.add_argument("--force", action="store_true", help="start over in an existing run directory, deleting it")
+    train.add_argument("--strict-versions", action="store_true",
+                       help="with --resume: refuse a checkpoint written with other package versions (numpy, "
+                            "gymnasium, MuJoCo...); by default each change is printed and recorded in status.json")
     train.add_argument("-n", "--np", type=int, metavar="N",
                        help="start N ranks with mpiexec (default: run in this process, or under your mpiexec)")
     train.add_argument("--mpiexec", default=os.environ.get("ES_MPI_MPIEXEC"),
@@ -57,14 +63,27 @@ def build_parser():
     evaluate.add_argument("--video", metavar="OUT.mp4",
                           help="record the episodes (one: OUT.mp4; several: OUT-episode-K.mp4); needs the "
                                "'video' extra; MuJoCo picks EGL or OSMesa unless MUJOCO_GL is set")
+    evaluate.add_argument("--trust-code", action="store_true",
+                          help="allow the checkpoint's job to import the Python module it names (a custom env "
+                               "'module:Name-v0' or objective 'module:function'); without it such a checkpoint is "
+                               "refused, since a file never makes es-mpi run code")
     evaluate.add_argument("--all", action="store_true",
                           help="evaluate every checkpoint the run directory keeps, on the same episodes, "
                                "and print a table")
 
-    plot = sub.add_parser("plot", help="learning curves of run directories to a PNG (needs the 'plot' extra)")
-    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                      help="run directories; runs with the same job apart from run.* form one min/mean/max band")
-    plot.add_argument("-o", "--output", default="learning-curves.png", help="PNG file (default: %(default)s)")
+    plot = sub.add_parser("plot", help="compare runs: one metric over timesteps, episodes or wall time (needs the 'plot' extra)",
+                          description="Plot one metrics.csv column of several run directories. Runs of the same "
+                                      "job apart from run.seed form one group: its median over seeds with a "
+                                      "min-max band.")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    plot.add_argument("--metric", default="eval_return",
+                      help="metrics.csv column to plot (default: %(default)s, the centre policy's evaluation return)")
+    plot.add_argument("--x", choices=("timesteps", "episodes", "wall"), default="timesteps",
+                      help="x axis: timesteps, episodes, or training wall time in seconds (default: %(default)s)")
+    plot.add_argument("--group-by", metavar="SECTION.KEY[,...]",
+                      help="group runs by these job keys instead (e.g. strategy.sigma or env.id,strategy.name)")
+    plot.add_argument("-o", "--output", default="learning-curves.png",
+                      help="PNG or SVG file (default: %(default)s)")
 
     inspect = sub.add_parser("inspect", help="print a checkpoint's config, progress and versions",
                              description="Print a checkpoint's iteration, timesteps, package versions, "
@@ -80,6 +99,8 @@ def build_parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.command == "train":
+        catch_stop_signals()  # before the heavy imports and MPI: a stop during start-up is kept
     try:
         if args.command == "train":
             from es_mpi.commands.train import train_command

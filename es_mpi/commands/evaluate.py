@@ -12,19 +12,22 @@ from es_mpi.core.array_state import StateError
 from es_mpi.core.errors import CheckpointError, UserError
 from es_mpi.job.parse import job_from_text
 from es_mpi.parts.build import build_task
+from es_mpi.parts.envs import uses_mujoco
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.run.evaluation import evaluate_center, finite_mean, normalizer_for
 from es_mpi.run.obstat import ObsStat
 from es_mpi.run.vbn_reference import reference_from_checkpoint
 
 
-def load_for_play(path, render_mode=None):
-    """(path, checkpoint, task, normalizer) ready to play the centre policy: loaded once, built once."""
+def load_for_play(path, render_mode=None, trust_code=False):
+    """(path, checkpoint, task, normalizer) ready to play the centre policy: loaded once, built once.
+
+    The checkpoint's job is someone else's text: a module it names is imported only with trust_code."""
     path, ckpt = ckpt_io.resolve(path)
     job = job_from_text(ckpt.config_toml, path)
-    if render_mode is not None and video.uses_mujoco(job.env.id):
+    if render_mode is not None and uses_mujoco(job.env.id):
         video.choose_mujoco_gl()
-    task = build_task(job, render_mode=render_mode)
+    task = build_task(job, render_mode=render_mode, trust_code=trust_code)
     policy, space = task.policy, task.env.observation_space
     if ckpt.params.size != policy.n_params:
         task.close()
@@ -45,7 +48,8 @@ def eval_command(args):
         return eval_all_command(args)
     if args.video:
         video.check_video_support(args.video)
-    path, ckpt, task, normalizer = load_for_play(args.checkpoint, "rgb_array" if args.video else None)
+    path, ckpt, task, normalizer = load_for_play(args.checkpoint, "rgb_array" if args.video else None,
+                                                 args.trust_code)
     job, env = task.job, task.env
     episodes = (1 if args.video else job.eval.episodes) if args.episodes is None else args.episodes
     if episodes < 1:
@@ -95,7 +99,7 @@ def eval_all_command(args):
     print(f"{'checkpoint':<20} {'iteration':>9} {'timesteps':>11} {'mean':>10} {'std':>9} {'min':>10} {'max':>10}")
     for candidate in kept_checkpoints(args.checkpoint):
         try:
-            path, ckpt, task, normalizer = load_for_play(candidate)
+            path, ckpt, task, normalizer = load_for_play(candidate, trust_code=args.trust_code)
         except CheckpointError as err:
             print(f"{candidate.name:<20} unreadable: {err.reason}")
             continue

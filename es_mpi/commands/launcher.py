@@ -4,17 +4,36 @@ Open MPI refuses to run as root and to start more ranks than cores unless told; 
 both. mpiexec runs in its own session so that Ctrl-C reaches only us: the first SIGINT,
 SIGTERM or SIGUSR1 becomes a SIGUSR1 to mpiexec (which forwards it to every rank: finish
 the iteration, checkpoint, exit 3); a second SIGINT stops the job hard.
+
+mpiexec's stderr passes through a filter: Open MPI frames a notice ("prterun detected that
+one or more processes exited with non-zero status ...") around every non-zero exit, which
+makes a planned stop look like a crash. For the planned codes (2 bad input, 3 stopped after a
+checkpoint) the launcher drops that notice and says the outcome in one line of its own; a crash
+(exit 1) keeps everything, every rank's traceback included.
 """
 
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 
-from es_mpi.core.errors import UserError
+from es_mpi.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
+from es_mpi.core.stop_signals import STOP_SIGNALS, catch_stop_signals
 from es_mpi.run.open_mpi_defaults import set_open_mpi_defaults
+
+PLANNED_EXITS = {EXIT_BAD_INPUT: "bad input, reported above",
+                 EXIT_INTERRUPTED: "stopped after writing a checkpoint; continue with --resume"}
+EXIT_NOTICE = "exited with non-zero status"
+EXIT_CODE_LINE = re.compile(r"^\s*Exit code:\s*(\d+)\s*$")
+# PMIx may complain while ranks that exited non-zero are torn down: noise unless the job crashed.
+TEARDOWN_LINE = re.compile(r"^\[[^\]]+\] PMIX ERROR: PMIX_ERR_UNREACH ")
+
+
+RESEND_S = 1.0  # a stop is said again to mpiexec this often until the job ends
 
 
 def find_mpiexec(explicit):
@@ -60,19 +79,88 @@ def strip_np(argv):
     return out
 
 
+def is_frame(line):
+    return len(line.strip()) > 10 and set(line.strip()) == {"-"}
+
+
+def planned_exit_notice(block):
+    """Whether a framed block is Open MPI's non-zero-exit notice for a planned exit code."""
+    if not any(EXIT_NOTICE in line for line in block):
+        return False
+    codes = [int(m.group(1)) for m in map(EXIT_CODE_LINE.match, block) if m]
+    return bool(codes) and all(code in PLANNED_EXITS for code in codes)
+
+
+def filter_notices(lines, write):
+    """Copy lines to `write` as they come, holding back each framed block until it closes;
+    returns the PMIx teardown lines, held back for the exit code to decide."""
+    block, teardown = None, []
+    for line in lines:
+        if block is None:
+            if TEARDOWN_LINE.match(line):
+                teardown.append(line)
+            elif is_frame(line):
+                block = [line]
+            else:
+                write(line)
+            continue
+        block.append(line)
+        if is_frame(line):
+            if not planned_exit_notice(block):
+                for held in block:
+                    write(held)
+            block = None
+    for held in block or []:
+        write(held)
+    return teardown
+
+
+def outcome_line(n_ranks, code):
+    return f"es-mpi train: {n_ranks} ranks ended with exit code {code} ({PLANNED_EXITS[code]})\n"
+
+
 def launch(args, argv):
     """Run `es-mpi <argv>` (the command line this process got, without -n) on args.np ranks."""
     if args.np < 1:
         raise UserError(f"-n: need at least 1 rank, got {args.np}")
     command = mpiexec_command(find_mpiexec(args.mpiexec), args.np, strip_np(argv))
-    process = subprocess.Popen(command, env=mpi_environment(), start_new_session=True)
-    received = []
+    flag = catch_stop_signals()
+    if flag.signal:
+        print(f"es-mpi: stopped by signal {flag.name} before the ranks started; nothing to checkpoint; "
+              "continue with --resume", flush=True)
+        return EXIT_INTERRUPTED
+    process = subprocess.Popen(command, env=mpi_environment(), start_new_session=True, stderr=subprocess.PIPE,
+                               text=True, errors="replace", bufsize=1)
+    received = [flag.signal] if flag.signal else []
+    hard = []
 
     def forward(signum, frame):
         received.append(signum)
-        hard = signum == signal.SIGINT and received.count(signal.SIGINT) > 1
+        if signum == signal.SIGINT and received.count(signal.SIGINT) > 1:
+            hard.append(signum)
         process.send_signal(signal.SIGTERM if hard else signal.SIGUSR1)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, forward)
-    return process.wait()
+
+    def write(line):
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+    teardown = []
+    reader = threading.Thread(target=lambda: teardown.extend(filter_notices(process.stderr, write)), daemon=True)
+    reader.start()
+    while True:
+        try:
+            code = process.wait(timeout=RESEND_S)
+            break
+        except subprocess.TimeoutExpired:
+            if received and not hard:  # ranks still starting up missed it; repeats are harmless
+                process.send_signal(signal.SIGUSR1)
+    reader.join()
+    if code in PLANNED_EXITS:
+        write(outcome_line(args.np, code))
+    else:
+        for line in teardown:
+            write(line)
+    return code

@@ -1,8 +1,9 @@
-"""`es-mpi plot`: learning curves from run directories (metrics.csv) to a PNG.
+"""`es-mpi plot`: one metric of several run directories (metrics.csv), compared, to a PNG or SVG.
 
-Runs whose jobs agree on what is learned (env, policy, strategy, noise, obs_norm; not seed,
-stopping rule or checkpointing) are one group,
-drawn as the mean over its runs with a min-max band; the band is drawn where all runs have data.
+Runs of the same job and settings are one group: by default, the same job apart from run.seed
+and where the run lives (run.name, run.dir); `--group-by` names the keys that decide instead.
+A group is drawn as the median over its runs with a min-max band, on the stretch of x where
+every run has data, so seeds compare the way papers report them.
 """
 
 import csv
@@ -10,12 +11,15 @@ import pathlib
 
 import numpy as np
 
-from es_mpi.records import checkpoint as ckpt_io
-from es_mpi.job.parse import job_from_text
 from es_mpi.core.errors import UserError
+from es_mpi.job.parse import job_from_text
+from es_mpi.records import checkpoint as ckpt_io
 
 GRID_POINTS = 200
-GROUP_SECTIONS = ("env", "policy", "strategy", "noise", "obs_norm")
+DEFAULT_METRIC = "eval_return"
+NOT_A_SETTING = ("run.seed", "run.name", "run.dir")
+X_AXES = {"timesteps": "timesteps", "episodes": "episodes", "wall": "training wall time (s)"}
+FORMATS = (".png", ".svg")
 
 
 def read_metrics(run_dir):
@@ -29,64 +33,127 @@ def read_metrics(run_dir):
     if not rows:
         raise UserError(f"{path}: no iterations recorded yet")
     try:
-        return {key: np.array([float(row[key]) for row in rows]) for key in ("timesteps", "iteration_s",
-                                                                                "return_mean")}
-    except (KeyError, ValueError, TypeError) as err:
+        return {key: np.array([float(row[key]) for row in rows]) for key in rows[0]}
+    except (ValueError, TypeError) as err:
         raise UserError(f"{path}: not an es-mpi metrics file ({err})") from None
 
 
-def group_key(run_dir):
-    """(key, label): the job's GROUP_SECTIONS, from the newest checkpoint."""
+def x_values(metrics, x_axis):
+    """Timesteps and wall time as recorded so far; episodes summed over the iterations.
+    Wall time adds up the iterations' times, so a resumed run's pause does not count."""
+    if x_axis == "timesteps":
+        return metrics["timesteps"]
+    if x_axis == "episodes":
+        return np.cumsum(metrics["episodes"])
+    return np.cumsum(metrics["iteration_s"])
+
+
+def flat_settings(run_dir):
+    """{"section.key": value} of the job in the run's newest valid checkpoint, or None."""
     found = ckpt_io.newest_valid(run_dir)
     if found is None:
-        return str(run_dir), pathlib.Path(run_dir).name
+        return None
     job = job_from_text(found[1].config_toml, found[0]).to_dict()
-    return repr([job[name] for name in GROUP_SECTIONS]), f"{job['env']['id']} {job['strategy']['name']}"
+    return {f"{section}.{key}": value for section, table in job.items() for key, value in table.items()}
+
+
+def group_key(settings, run_dir, group_by):
+    """Runs with equal keys share a group; a run without a checkpoint is a group of its own."""
+    if settings is None:
+        return ("run", str(run_dir))
+    if group_by:
+        return tuple(repr(settings.get(key)) for key in group_by)
+    return tuple(sorted((key, repr(value)) for key, value in settings.items() if key not in NOT_A_SETTING))
+
+
+def group_label(settings, run_dir, group_by, differing):
+    if settings is None:
+        return pathlib.Path(run_dir).name
+    if group_by:
+        return " ".join(f"{key}={settings.get(key)}" for key in group_by)
+    name = f"{settings['env.id']} {settings['strategy.name']}"
+    if settings.get("objective.function"):
+        name = f"{settings['objective.function']} {settings['strategy.name']}"
+    extra = [f"{key}={settings[key]}" for key in differing if key not in ("env.id", "strategy.name")]
+    return " ".join([name, *extra[:3]])
+
+
+def group_runs(run_dirs, group_by=None):
+    """[(label, [run_dir, ...])] in the order the groups first appear."""
+    settings = {run_dir: flat_settings(run_dir) for run_dir in run_dirs}
+    groups = {}
+    for run_dir in run_dirs:
+        groups.setdefault(group_key(settings[run_dir], run_dir, group_by), []).append(run_dir)
+    known = [settings[runs[0]] for runs in groups.values() if settings[runs[0]] is not None]
+    keys = sorted(set().union(*known)) if known else []
+    differing = [key for key in keys if key not in NOT_A_SETTING
+                 and len({repr(s.get(key)) for s in known}) > 1]
+    return [(group_label(settings[runs[0]], runs[0], group_by, differing), runs) for runs in groups.values()]
 
 
 def band(xs_runs, ys_runs):
-    """Common x grid up to the shortest run; min, mean, max of the runs on it."""
+    """Common x grid where every run has data; min, median, max of the runs on it."""
     end = min(xs[-1] for xs in xs_runs)
     start = max(xs[0] for xs in xs_runs)
     grid = np.linspace(start, end, GRID_POINTS) if end > start else np.array([end])
     on_grid = np.array([np.interp(grid, xs, ys) for xs, ys in zip(xs_runs, ys_runs)])
-    return grid, on_grid.min(axis=0), on_grid.mean(axis=0), on_grid.max(axis=0)
+    return grid, on_grid.min(axis=0), np.median(on_grid, axis=0), on_grid.max(axis=0)
+
+
+def metric_curve(run_dir, metrics, metric, x_axis):
+    """(x, y) of the rows where the metric was recorded (eval_return: every eval.every iterations)."""
+    if metric not in metrics:
+        raise UserError(f"--metric {metric}: {run_dir}/metrics.csv has no such column; it has "
+                        + ", ".join(metrics))
+    xs, ys = x_values(metrics, x_axis), metrics[metric]
+    recorded = np.isfinite(ys)
+    if not recorded.any():
+        raise UserError(f"--metric {metric}: never recorded in {run_dir}/metrics.csv"
+                        + (" (eval.every = 0?)" if metric == DEFAULT_METRIC else ""))
+    return xs[recorded], ys[recorded]
+
+
+def parse_group_by(text):
+    if text is None:
+        return None
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    if not keys or any(key.count(".") != 1 for key in keys):
+        raise UserError(f"--group-by {text!r}: give SECTION.KEY names, comma-separated (e.g. env.id,strategy.sigma)")
+    return keys
 
 
 def plot_command(args):
+    output = pathlib.Path(args.output)
+    if output.suffix.lower() not in FORMATS:
+        raise UserError(f"--output {output}: the plot is written as .png or .svg")
+    group_by = parse_group_by(args.group_by)
     try:
         import matplotlib
 
         matplotlib.use("Agg")
+        matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable, editable
         import matplotlib.pyplot as plt
     except ImportError:
         raise UserError("plot needs matplotlib: pip install 'es-mpi[plot]'") from None
-    groups = {}
-    for run_dir in args.run_dirs:
-        key, label = group_key(run_dir)
-        if key not in groups and any(label == other for other, _ in groups.values()):
-            label = f"{label} #{len(groups) + 1}"
-        groups.setdefault(key, (label, []))[1].append(read_metrics(run_dir))
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for color, (label, runs) in enumerate(groups.values()):
-        ys = [run["return_mean"] for run in runs]
-        for axis, xs in ((axes[0], [run["timesteps"] for run in runs]),
-                         (axes[1], [np.cumsum(run["iteration_s"]) for run in runs])):
-            grid, low, mean, high = band(xs, ys)
-            axis.plot(grid, mean, color=f"C{color}", label=f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})")
+    groups = group_runs(args.run_dirs, group_by)
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for color, (label, runs) in enumerate(groups):
+        curves = [metric_curve(run_dir, read_metrics(run_dir), args.metric, args.x) for run_dir in runs]
+        grid, low, median, high = band([x for x, _ in curves], [y for _, y in curves])
+        seeds = f"{len(runs)} seed{'s' * (len(runs) > 1)}"
+        axis.plot(grid, median, color=f"C{color}", label=f"{label} ({seeds})")
+        if len(runs) > 1:
             axis.fill_between(grid, low, high, color=f"C{color}", alpha=0.25, linewidth=0)
-    axes[0].set_xlabel("timesteps")
-    axes[1].set_xlabel("training wall time (s)")
-    axes[0].set_ylabel("population mean return")
-    for axis in axes:
-        axis.grid(alpha=0.3)
-    axes[0].legend(loc="best", fontsize="small")
-    figure.suptitle("mean over runs, band: min to max")
+    axis.set_xlabel(X_AXES[args.x])
+    axis.set_ylabel(args.metric.replace("_", " ") + (" (centre policy)" if args.metric == DEFAULT_METRIC else ""))
+    axis.grid(alpha=0.3)
+    axis.legend(loc="best", fontsize="small")
+    axis.set_title("median over seeds, band: min to max")
     figure.tight_layout()
-    output = pathlib.Path(args.output)
     try:
         figure.savefig(output, dpi=100)
     except OSError as err:
         raise UserError(f"{output}: cannot write the plot ({err.strerror})") from None
-    print(f"plot: {output} ({sum(len(r) for _, r in groups.values())} runs in {len(groups)} groups)")
+    n_runs = sum(len(runs) for _, runs in groups)
+    print(f"plot: {output} ({args.metric} of {n_runs} runs in {len(groups)} groups)")
     return 0

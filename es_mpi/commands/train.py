@@ -12,6 +12,8 @@ import time
 from es_mpi.job.parse import load_job
 from es_mpi.parts.build import build_task
 from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
+from es_mpi.core.stop_signals import ignore_stop_signals
+from es_mpi.records.tensorboard import check_available as check_tensorboard
 
 # A rank other than 0 whose check failed waits this long for rank 0's failure to end the job;
 # if the job is still alive, the failure is its own (say, the job file is missing on its node).
@@ -32,7 +34,9 @@ def launcher_rank():
 
 def built_task(args):
     """The job parsed and built (env, policy; every fit checked): everything that needs no run directory or MPI."""
-    return build_task(load_job(args.job, args.overrides, args.run_dir))
+    job = load_job(args.job, args.overrides, args.run_dir)
+    check_tensorboard(job)
+    return build_task(job)
 
 
 def train_command(args, argv):
@@ -67,14 +71,18 @@ def report_once(comm, error):
 
 
 def train(task, args, comm):
-    from es_mpi.run.mpi import install_abort_on_error
-    from es_mpi.run.trainer import Trainer
+    from es_mpi.run.mpi import abort_with_one_line, install_abort_on_error
+    from es_mpi.run.trainer import AgreedError, Trainer
 
     install_abort_on_error(comm)
     try:
-        trainer = Trainer(task, comm, resume=args.resume, force=args.force, log=lambda line: print(line, flush=True))
-    except UserError as err:
-        return report_once(comm, err)
+        trainer = Trainer(task, comm, resume=args.resume, force=args.force, log=lambda line: print(line, flush=True),
+                          strict_versions=args.strict_versions)
+    except AgreedError as agreed:
+        return report_once(comm, agreed.error)
+    except UserError as err:  # this rank's alone: the others may be waiting for it in a collective
+        abort_with_one_line(comm, err, EXIT_BAD_INPUT)
     code = trainer.train()
     trainer.close()  # collective: never on an error path, where it would wait for a dead rank
+    ignore_stop_signals()
     return code

@@ -12,20 +12,10 @@ import subprocess
 import sys
 import tempfile
 
-import gymnasium as gym
-
 from es_mpi.core.errors import UserError
 
 MUJOCO_BACKENDS = ("egl", "osmesa")
 PROBE = "import mujoco; c = mujoco.GLContext(64, 64); c.make_current(); c.free()"
-
-
-def uses_mujoco(env_id):
-    from es_mpi.parts.envs import known_env_ids
-
-    known_env_ids()
-    entry_point = gym.spec(env_id).entry_point
-    return "mujoco" in (entry_point if isinstance(entry_point, str) else entry_point.__module__)
 
 
 def _probe(backend):
@@ -86,6 +76,10 @@ def check_video_support(path):
 def recording(env, folder):
     """Wrap `env` so that every episode goes to FOLDER/episode-episode-K.mp4."""
     from gymnasium.wrappers import RecordVideo
+
+    # Classic control draws with pygame into memory; without this SDL looks for a display
+    # and complains on stderr when there is none.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
     class ExactRecordVideo(RecordVideo):
         """RecordVideo whose files hold exactly the captured frames (reset + one per step).

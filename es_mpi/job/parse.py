@@ -34,6 +34,7 @@ class Job:
     checkpoint: object
     stop: object
     objective: object
+    log: object
 
     def run_dir(self):
         return pathlib.Path(self.run.dir or f"runs/{self.run.name}")
@@ -111,7 +112,11 @@ def _build_job(raw, path, run_dir):
     built = {name: build_section(cls, raw.get(name, {}), path, name) for name, cls in SECTIONS.items()}
     if not built["run"].name:
         built["run"] = dataclasses.replace(built["run"], name=path.stem)
+    if built["run"].dir is not None and not built["run"].dir.strip():
+        raise ConfigError(path, "run.dir", "must not be empty (leave it out for runs/<run.name>)")
     if run_dir is not None:
+        if not str(run_dir).strip():
+            raise ConfigError(path, "--run-dir", "must not be empty")
         built["run"] = dataclasses.replace(built["run"], dir=str(run_dir))
     if "atari" not in raw:
         built["atari"] = None

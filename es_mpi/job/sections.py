@@ -105,8 +105,13 @@ class ObjectiveSettings:
     initial_std: float = setting(0.0, "float", lo=0.0, doc="std of a seeded Gaussian offset added to the initial point")
 
 
+@dataclasses.dataclass(frozen=True)
+class LogSettings:
+    tensorboard: bool = setting(False, "bool", doc="also write every metrics row as TensorBoard scalars to <run dir>/tensorboard (rank 0; needs the 'tensorboard' extra); metrics.csv stays the record")
+
+
 SECTIONS = {
     "run": RunSettings, "env": EnvSettings, "atari": AtariSettings, "policy": PolicySettings, "noise": NoiseSettings,
     "obs_norm": ObsNormSettings, "eval": EvalSettings, "checkpoint": CheckpointSettings,
-    "stop": StopSettings, "objective": ObjectiveSettings,
+    "stop": StopSettings, "objective": ObjectiveSettings, "log": LogSettings,
 }

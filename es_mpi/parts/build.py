@@ -13,7 +13,7 @@ from es_mpi.job.sections import AtariSettings
 from es_mpi.parts.atari import ATARI_OWNED_KWARGS, is_atari_id, make_atari_env
 from es_mpi.parts.envs import env_step_limit, is_known, known_env_ids, make_env
 from es_mpi.parts.objective_task import make_objective_task
-from es_mpi.parts.objectives import load_objective
+from es_mpi.parts.objectives import BUILTIN_MODULE, load_objective
 from es_mpi.parts.policies import head_kind, make_policy
 from es_mpi.parts.strategies import make_strategy, strategy_class
 
@@ -50,8 +50,25 @@ class Task:
         self.env.close()
 
 
-def build_task(job, render_mode=None):
-    """Make the env and policy of `job` and check that env, policy, strategy and noise table fit."""
+def named_modules(job):
+    """[(key, module)] of the Python modules the job would import: an `env.id` of the form
+    'module:Name-v0' (a custom env that registers itself), an objective outside the built-ins."""
+    if job.objective.function is not None:
+        module = job.objective.function.partition(":")[0]
+        return [] if module == BUILTIN_MODULE else [("objective.function", module)]
+    return [("env.id", job.env.id.partition(":")[0])] if ":" in job.env.id else []
+
+
+def build_task(job, render_mode=None, trust_code=True):
+    """Make the env and policy of `job` and check that env, policy, strategy and noise table fit.
+
+    A job from a checkpoint (someone else's file) is built with trust_code=False: a module it
+    names is refused, never imported.
+    """
+    if not trust_code:
+        for key, module in named_modules(job):
+            raise ConfigError(job.path, key, f"names the Python module {module!r}, and a checkpoint never imports "
+                                             "code by itself; pass --trust-code if you trust this file")
     if job.objective.function is not None:
         return _build_objective_task(job)
     job = _resolve_atari(job)

@@ -5,6 +5,12 @@ import importlib
 
 import gymnasium as gym
 
+from es_mpi.parts.mujoco_messages import filter_mujoco_warnings
+
+# MuJoCo agents that travel. Their models carry a `track` camera that follows the centre of
+# mass; gymnasium renders from a free camera that stays put unless told to use it.
+TRAVELLING_MUJOCO_AGENTS = ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Humanoid", "Swimmer")
+
 
 @functools.lru_cache(maxsize=1)
 def known_env_ids():
@@ -30,10 +36,34 @@ def is_known(env_id):
     return env_id in known_env_ids()
 
 
+def registered_spec(env_id):
+    """gym.spec, also for `module:Name-vN` ids (gym.make imports the module; gym.spec does not)."""
+    known_env_ids()
+    module, _, name = env_id.rpartition(":")
+    if module:
+        importlib.import_module(module)
+    return gym.spec(name)
+
+
+def uses_mujoco(env_id):
+    entry_point = registered_spec(env_id).entry_point
+    return "mujoco" in (entry_point if isinstance(entry_point, str) else entry_point.__module__)
+
+
 def make_env(env_settings, render_mode=None):
     """A registered env (ALE games: parts/atari.py wraps them)."""
     known_env_ids()
-    return gym.make(env_settings.id, render_mode=render_mode, **env_settings.kwargs)
+    if uses_mujoco(env_settings.id):
+        filter_mujoco_warnings()
+    return gym.make(env_settings.id, render_mode=render_mode,
+                    **camera_options(env_settings.id, render_mode, env_settings.kwargs), **env_settings.kwargs)
+
+
+def camera_options(env_id, render_mode, kwargs):
+    """gym.make options that keep a travelling MuJoCo agent in view, unless the job picks a camera."""
+    if render_mode is None or {"camera_id", "camera_name"} & set(kwargs):
+        return {}
+    return {"camera_name": "track"} if registered_spec(env_id).name in TRAVELLING_MUJOCO_AGENTS else {}
 
 
 def env_step_limit(env):

@@ -58,6 +58,12 @@ def package_versions():
     return versions
 
 
+def version_changes(saved, current):
+    """['numpy 2.4.6 -> 2.5.0', ...]: packages whose version differs between two `package_versions()`."""
+    return [f"{name} {saved.get(name, 'absent')} -> {current.get(name, 'absent')}"
+            for name in sorted(set(saved) | set(current)) if saved.get(name) != current.get(name)]
+
+
 def content_checksum(ckpt):
     """blake2b of everything the checkpoint holds, in a fixed order (names, dtypes, shapes, bytes)."""
     digest = hashlib.blake2b(digest_size=16)

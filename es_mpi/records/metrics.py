@@ -12,9 +12,12 @@ class MetricsLog:
     def __init__(self, csv_path=None):
         self.csv_path = csv_path
         self.rows = []
+        self.mirror = None  # also given every new row, e.g. TensorBoardScalars
 
     def append(self, row):
         self.rows.append(row)
+        if self.mirror is not None:
+            self.mirror.write(row)
         if self.csv_path is not None:
             new = not self.csv_path.exists() or len(self.rows) == 1
             with open(self.csv_path, "w" if new else "a", newline="") as fh:
@@ -22,6 +25,10 @@ class MetricsLog:
                 if new:
                     writer.writeheader()
                 writer.writerow(row)
+
+    def close(self):
+        if self.mirror is not None:
+            self.mirror.close()
 
     def last(self, key, default):
         return self.rows[-1].get(key, default) if self.rows else default

@@ -10,6 +10,7 @@ import pathlib
 from es_mpi.core.errors import CheckpointError, ConfigError
 from es_mpi.job.parse import job_from_text
 from es_mpi.records import checkpoint as ckpt_io
+from es_mpi.records import run_lock
 from es_mpi.records.metrics import METRICS_NAME
 from es_mpi.records.status import STATUS_NAME
 
@@ -21,9 +22,11 @@ RESUME_MUST_MATCH = ("env", "atari", "policy", "strategy", "noise", "obs_norm", 
 
 @dataclasses.dataclass
 class Start:
-    """Where a run starts: `checkpoint` (and its `path`) to resume from, or None for a fresh start."""
+    """Where a run starts: `checkpoint` (and its `path`) to resume from, or None for a fresh start;
+    `lock` is the run directory's lock file, held until the run ends."""
     path: pathlib.Path = None
     checkpoint: ckpt_io.Checkpoint = None
+    lock: pathlib.Path = None
 
 
 def is_run_file(name):
@@ -31,15 +34,29 @@ def is_run_file(name):
     return name in RUN_FILE_NAMES or ckpt_io.NAME_RE.match(name) is not None
 
 
-def decide_start(job, resume, force):
+def decide_start(job, resume, force, log=print):
     """Start for `job` in its run directory; ConfigError or CheckpointError when it must not start.
 
     --resume takes the newest checkpoint that loads (and refuses one from another job); without
-    it an existing run is refused unless --force, which deletes es-mpi's own files only.
+    it an existing run is refused unless --force, which deletes es-mpi's own files only. The lock
+    is taken first (it also proves the directory writable), and let go again on a refusal.
     """
     run_dir = job.run_dir()
     try:
-        existing = [p for p in run_dir.iterdir() if is_run_file(p.name)] if run_dir.is_dir() else []
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(job.path, "run.dir", f"cannot use {run_dir}: {err.strerror}") from None
+    lock = run_lock.acquire(run_dir, job.path, log)
+    try:
+        return dataclasses.replace(_start_in(job, run_dir, resume, force), lock=lock)
+    except BaseException:
+        run_lock.release(lock)
+        raise
+
+
+def _start_in(job, run_dir, resume, force):
+    try:
+        existing = [p for p in run_dir.iterdir() if is_run_file(p.name)]
         if resume:
             found = ckpt_io.newest_valid(run_dir)
             if found is None and ckpt_io.periodic_checkpoints(run_dir):
@@ -54,7 +71,6 @@ def decide_start(job, resume, force):
             for path in existing:
                 if path.is_file():
                     path.unlink()
-        run_dir.mkdir(parents=True, exist_ok=True)
         return Start()
     except OSError as err:
         raise ConfigError(job.path, "run.dir", f"cannot use {run_dir}: {err.strerror}") from None

@@ -33,7 +33,7 @@ def seconds_to_stop(stop, iteration, timesteps, rows):
 
 
 def status_record(*, state, job, iteration, timesteps, best_eval_return, last_eval_return, checkpoint, rows,
-                  n_ranks):
+                  n_ranks, version_changes=()):
     """The status as a JSON-able dict; `state` is running, done (reason) or interrupted (signal)."""
     now = time.time()
     age = None
@@ -57,6 +57,7 @@ def status_record(*, state, job, iteration, timesteps, best_eval_return, last_ev
         "stop_timesteps": job.stop.timesteps,
         "stop_target_return": job.stop.target_return,
         "estimated_seconds_to_stop": seconds_to_stop(job.stop, iteration, timesteps, rows),
+        "version_changes": list(version_changes),  # package versions that changed at the last resume
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
     }

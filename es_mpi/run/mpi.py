@@ -31,6 +31,21 @@ def install_abort_on_error(comm):
     sys.excepthook = hook
 
 
+def abort_with_one_line(comm, error, code):
+    """Bad input that only this rank saw: say it in one line, then end the whole job (the other
+    ranks may be waiting for this one in a collective)."""
+    sys.stderr.write(f"es-mpi: error: [rank {comm.rank}] " + " ".join(str(error).splitlines()) + "\n")
+    sys.stderr.flush()
+    comm.Abort(code)
+
+
+def max_over_ranks(comm, value):
+    """The largest integer any rank holds (a buffer Allreduce)."""
+    out = np.zeros(1, dtype=np.int64)
+    comm.Allreduce(np.array([value], dtype=np.int64), out, op=MPI.MAX)
+    return int(out[0])
+
+
 def static_slice(n_items, rank, size):
     """[start, stop) of items owned by `rank`: contiguous, in global order, sizes differ by <= 1."""
     return n_items * rank // size, n_items * (rank + 1) // size

@@ -1,7 +1,6 @@
 """The MPI training loop: the only place with per-iteration collectives (docs/architecture.md)."""
 
 import math
-import os
 import signal
 import time
 
@@ -10,13 +9,16 @@ import numpy as np
 from es_mpi.core.array_state import StateError
 from es_mpi.core.errors import EXIT_INTERRUPTED, EXIT_OK, CheckpointError, ConfigError
 from es_mpi.core.seeding import Purpose, episode_seed, rng
+from es_mpi.core.stop_signals import catch_stop_signals
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.records.metrics import METRICS_NAME, MetricsLog
+from es_mpi.records import run_lock
 from es_mpi.records.run_dir import decide_start
 from es_mpi.records.status import status_record, write_status
-from es_mpi.run import agreement
+from es_mpi.records.tensorboard import TensorBoardScalars
+from es_mpi.run import agreement, faults
 from es_mpi.run.evaluation import evaluate_center, finite_mean, normalizer_for
-from es_mpi.run.mpi import allgather_rows, allgather_variable, static_slice
+from es_mpi.run.mpi import allgather_rows, allgather_variable, max_over_ranks, static_slice
 from es_mpi.run.noise import SharedNoiseTable
 from es_mpi.run.obstat import ObsStat
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv
@@ -25,7 +27,6 @@ from es_mpi.run.vector_rollout import run_vector_lanes
 from es_mpi.run.vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
 from es_mpi.run.vbn_reference import collect_reference, reference_from_checkpoint
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 EPISODE_COLUMNS = 4  # return, length, capped, nonfinite
 
 
@@ -34,29 +35,32 @@ def transition_width(env):
     return int(np.prod(env.observation_space.shape)) + int(np.prod(env.action_space.shape))
 
 
-class StopFlag:
-    """Set by SIGTERM/SIGUSR1/SIGINT; repeats (Slurm may send two) are ignored."""
+class AgreedError(Exception):
+    """A UserError that every rank raised at the same point from the same data (rank 0's verdict on the
+    run directory, the broadcast checkpoint): reported once, and every rank exits 2 by itself."""
 
-    def __init__(self):
-        self.signal = 0
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        self.signal = self.signal or signum
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error
 
 
 class Trainer:
-    def __init__(self, task, comm, resume=False, force=False, log=print):
+    def __init__(self, task, comm, resume=False, force=False, log=print, strict_versions=False):
         self.task, self.job, self.comm, self.log = task, task.job, comm, log
+        self.strict_versions, self.version_changes = strict_versions, []
         job = self.job
         self.rank, self.size = comm.rank, comm.size
         self.run_dir = job.run_dir()
-        self.stop_flag = StopFlag()
+        self.stop_flag = catch_stop_signals()
         self.env, self.policy = task.env, task.policy
         start = self._agree_on_start(resume, force)
+        faults.fail_at(self.rank, "start")
+        self.lock = start.lock if self.rank == 0 else None  # rank 0 took it and lets it go
         self.last_checkpoint = start.path
-        self.vbn_reference = self._vbn_reference(start)
+        try:
+            self.vbn_reference = self._vbn_reference(start)
+        except CheckpointError as err:
+            raise AgreedError(err) from None
         self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
         self.strategy = task.make_strategy(self.noise.array)
         self.lane_envs, self.lanes_forward = self._lanes()
@@ -67,9 +71,12 @@ class Trainer:
         self.metrics = MetricsLog(self.run_dir / METRICS_NAME if self.rank == 0 else None)
         if start.checkpoint is not None:
             self._restore(start)
+        if self.rank == 0 and job.log.tensorboard:
+            self.metrics.mirror = TensorBoardScalars(self.run_dir, self.timesteps)
         n_groups = self.strategy.population // self.strategy.group
         self.group_slices = [static_slice(n_groups, r, self.size) for r in range(self.size)]
         self.member_slices = [(a * self.strategy.group, b * self.strategy.group) for a, b in self.group_slices]
+        self.stopped_before_start = max_over_ranks(comm, self.stop_flag.signal)
 
     def _lanes(self):
         """Envs and forward pass for playing up to `run.lanes` members at once, where it pays off."""
@@ -87,12 +94,12 @@ class Trainer:
         outcome = None
         if self.rank == 0:
             try:
-                outcome = decide_start(self.job, resume, force)
+                outcome = decide_start(self.job, resume, force, self.log)
             except (CheckpointError, ConfigError) as err:
                 outcome = err
         outcome = self.comm.bcast(outcome, root=0)
         if isinstance(outcome, Exception):
-            raise outcome
+            raise AgreedError(outcome)
         return outcome
 
     def _vbn_reference(self, start):
@@ -118,7 +125,15 @@ class Trainer:
             try:
                 target.load_state_dict(getattr(ckpt, group))
             except StateError as err:
-                raise CheckpointError(start.path, f"{group}/{err.key}: {err.reason}") from None
+                raise AgreedError(CheckpointError(start.path, f"{group}/{err.key}: {err.reason}")) from None
+        self.version_changes = ckpt_io.version_changes(ckpt.versions, ckpt_io.package_versions())
+        if self.version_changes and self.strict_versions:
+            raise AgreedError(CheckpointError(start.path, "was written with other package versions ("
+                                              + ", ".join(self.version_changes) + "); --strict-versions refuses"))
+        if self.rank == 0:
+            for change in self.version_changes:
+                self.log(f"warning: {change} since {start.path.name} was written: the run may no longer be "
+                         "byte-identical to an unbroken one")
         self.iteration, self.timesteps, self.step_cap = ckpt.iteration, ckpt.timesteps, ckpt.step_cap
         self.best_eval_return, self.last_eval_return = ckpt.best_eval_return, ckpt.eval_return
         self.metrics.restore(ckpt.metrics)
@@ -201,6 +216,8 @@ class Trainer:
         normalizer = normalizer_for(self.job, self.obstat)
         busy_start = time.perf_counter()
         rows_k4, obs_rows, transitions = self._evaluate_members(t, normalizer)
+        if t == 1:
+            faults.fail_at(self.rank, "iteration")
         busy_end = time.perf_counter()
         results_n4 = allgather_rows(self.comm, rows_k4, self.strategy.population, EPISODE_COLUMNS,
                                     self.member_slices)
@@ -245,7 +262,7 @@ class Trainer:
 
     def _agree(self, busy_s):
         """Checksums, busy times and stop flags of all ranks; repair from rank 0 on a mismatch."""
-        self._maybe_inject_fault()
+        faults.flip_parameter(self.rank, self.iteration, self.strategy.center())
         sums_r, flags_r2 = agreement.exchange(self.comm, agreement.state_checksum(self.strategy, self.obstat), busy_s,
                                               self.stop_flag.signal)
         repaired = 0
@@ -258,12 +275,6 @@ class Trainer:
                 self.log(f"warning: parameter checksums differed across ranks at iteration {self.iteration}; "
                          "repaired from rank 0")
         return repaired, int(flags_r2[:, 1].max()), flags_r2[:, 0]
-
-    def _maybe_inject_fault(self):
-        """ES_MPI_FAULT_INJECT=RANK:ITERATION flips one parameter there, to exercise the repair."""
-        target = os.environ.get("ES_MPI_FAULT_INJECT", "")
-        if target == f"{self.rank}:{self.iteration}":
-            self.strategy.center()[0] += np.float32(1.0)
 
     # ----------------------------------------------------------------- stopping, saving
     def _stop_reason(self):
@@ -288,6 +299,7 @@ class Trainer:
             extra={} if self.vbn_reference is None else {VBN_CHECKPOINT_KEY: self.vbn_reference})
         if periodic:
             self.last_checkpoint = ckpt_io.checkpoint_path(self.run_dir, self.iteration)
+            faults.fail_at(self.rank, "checkpoint")
             ckpt_io.save(self.last_checkpoint, ckpt)
             ckpt_io.prune(self.run_dir, self.job.checkpoint.keep)
         if best:
@@ -298,7 +310,17 @@ class Trainer:
             write_status(self.run_dir, status_record(
                 state=state, job=self.job, iteration=self.iteration, timesteps=self.timesteps,
                 best_eval_return=self.best_eval_return, last_eval_return=self.last_eval_return,
-                checkpoint=self.last_checkpoint, rows=self.metrics.rows, n_ranks=self.size))
+                checkpoint=self.last_checkpoint, rows=self.metrics.rows, n_ranks=self.size,
+                version_changes=self.version_changes))
+
+    def _stop_before_start(self):
+        """A stop signal came during start-up: nothing new to checkpoint, so stop with exit 3 at once."""
+        name = signal.Signals(self.stopped_before_start).name
+        self._write_status(f"interrupted ({name})")
+        if self.rank == 0:
+            self.log(f"stopped by signal {name} before iteration {self.iteration + 1}; nothing new to checkpoint; "
+                     "continue with --resume")
+        return EXIT_INTERRUPTED
 
     def train(self):
         """Run to the stopping rule or a signal; returns the process exit code."""
@@ -306,6 +328,8 @@ class Trainer:
             task = self.job.objective.function or self.job.env.id
             self.log(f"es-mpi: {task}, {self.strategy.name}, {self.policy.n_params} parameters, "
                      f"population {self.strategy.population}, {self.size} ranks, run directory {self.run_dir}")
+        if self.stopped_before_start:
+            return self._stop_before_start()
         reason = self._stop_reason()
         while reason is None:
             row, stop_signal = self.step()
@@ -330,6 +354,7 @@ class Trainer:
         return EXIT_OK
 
     def close(self):
+        self.metrics.close()
         self.env.close()
         if isinstance(self.lane_envs, AtariLanes):
             self.lane_envs.close()
@@ -337,3 +362,4 @@ class Trainer:
         for env in (self.lane_envs or [])[1:]:
             env.close()
         self.noise.free()
+        run_lock.release(self.lock)
