@@ -88,7 +88,7 @@ def test_eval_refuses_a_checkpoint_that_names_a_module(module_checkpoint):
 def test_inspect_and_plot_never_import_task_code(module_checkpoint, tmp_path):
     run_dir, marker, env = module_checkpoint
     assert run_es("inspect", run_dir, env_extra=env).returncode == 0
-    plotted = run_es("plot", run_dir, "-o", tmp_path / "curves.png", env_extra=env)
+    plotted = run_es("plot", run_dir, "--metric", "return_mean", "-o", tmp_path / "curves.png", env_extra=env)
     assert plotted.returncode == 0, plotted.stderr
     assert not marker.exists()
 
