@@ -127,23 +127,32 @@ def damaged_files(directory, good):
     flipped = bytearray(data)
     flipped[offset:offset + 16] = bytes(255 - b for b in flipped[offset:offset + 16])
     write("flipped parameter bytes", bytes(flipped))
+    write("flipped parameter bytes, resealed", bytes(flipped))
+    ckpt_io.seal(files["flipped parameter bytes, resealed"])  # only the content checksum can catch it now
     write("not HDF5", b"# a TOML file, say\n[env]\nid = 'CartPole-v1'\n" * 20)
     files["foreign HDF5"] = directory / "foreign.h5"
     with h5py.File(files["foreign HDF5"], "w") as f:
         f.create_dataset("params", data=np.zeros(10, dtype=np.float32))
         f.attrs["author"] = "someone else"
+    files["foreign HDF5, sealed"] = directory / "foreign-sealed.h5"
+    with h5py.File(files["foreign HDF5, sealed"], "w", userblock_size=ckpt_io.USER_BLOCK) as f:
+        f.attrs["author"] = "someone else"
+    ckpt_io.seal(files["foreign HDF5, sealed"])
     files["wrong format version"] = directory / "version.h5"
     files["wrong format version"].write_bytes(data)
     with h5py.File(files["wrong format version"], "r+") as f:
         f.attrs["format_version"] = 99
+    ckpt_io.seal(files["wrong format version"])
     files["missing"] = directory / "missing.h5"
     return files
 
 
 DAMAGE_REASONS = {
-    "truncated": "unreadable checkpoint", "empty": "not an HDF5 file",
-    "random bytes in the middle": "", "flipped parameter bytes": "checksum mismatch",
-    "not HDF5": "not an HDF5 file", "foreign HDF5": "not an es-mpi checkpoint",
+    "truncated": "digest mismatch", "empty": "not a sealed es-mpi checkpoint",
+    "random bytes in the middle": "digest mismatch", "flipped parameter bytes": "digest mismatch",
+    "flipped parameter bytes, resealed": "checksum mismatch",
+    "not HDF5": "not a sealed es-mpi checkpoint", "foreign HDF5": "not a sealed es-mpi checkpoint",
+    "foreign HDF5, sealed": "not an es-mpi checkpoint",
     "wrong format version": "format version 99 is not supported", "missing": "no such checkpoint file",
 }
 
@@ -165,7 +174,7 @@ def test_a_run_dir_with_only_damaged_checkpoints_says_why(tmp_path):
     (tmp_path / "ckpt-00000003.h5").write_bytes(b"junk")
     with pytest.raises(CheckpointError) as caught:
         ckpt_io.resolve(tmp_path)
-    assert "no valid checkpoint" in str(caught.value) and "not an HDF5 file" in str(caught.value)
+    assert "no valid checkpoint" in str(caught.value) and "not a sealed es-mpi checkpoint" in str(caught.value)
 
 
 # ----------------------------------------------------------------- resume

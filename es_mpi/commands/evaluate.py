@@ -14,7 +14,7 @@ from es_mpi.job.parse import job_from_text
 from es_mpi.parts.build import build_task
 from es_mpi.parts.envs import uses_mujoco
 from es_mpi.records import checkpoint as ckpt_io
-from es_mpi.run.evaluation import evaluate_center, finite_mean, normalizer_for
+from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer_for
 from es_mpi.run.obstat import ObsStat
 from es_mpi.run.vbn_reference import reference_from_checkpoint
 
@@ -56,7 +56,7 @@ def eval_command(args):
         raise UserError(f"--episodes: need at least 1, got {episodes}")
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed: must be >= 0, got {args.seed}")
-    print(f"{path}: {job.env.id}, iteration {ckpt.iteration}, {ckpt.timesteps} timesteps")
+    print(f"{path}: {job.task_name()}, iteration {ckpt.iteration}, {ckpt.timesteps} timesteps")
     if args.video:
         folder = video.scratch_folder(args.video)
         env = video.recording(env, folder)
@@ -72,7 +72,7 @@ def eval_command(args):
     print(f"mean {returns.mean():.2f}  std {returns.std():.2f}  min {returns.min():.2f}  "
           f"max {returns.max():.2f}  over {episodes} episodes")
     if args.seed is None and episodes == job.eval.episodes and math.isfinite(ckpt.eval_return):
-        mean = finite_mean(returns)
+        mean = evaluation_return(returns)
         verdict = "identical" if mean == ckpt.eval_return else "DIFFERENT"
         print(f"evaluation return {mean!r}; training recorded {ckpt.eval_return!r} for these episodes "
               f"at iteration {ckpt.iteration}: {verdict}")

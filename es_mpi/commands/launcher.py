@@ -3,7 +3,8 @@
 Open MPI refuses to run as root and to start more ranks than cores unless told; this does
 both. mpiexec runs in its own session so that Ctrl-C reaches only us: the first SIGINT,
 SIGTERM or SIGUSR1 becomes a SIGUSR1 to mpiexec (which forwards it to every rank: finish
-the iteration, checkpoint, exit 3); a second SIGINT stops the job hard.
+the iteration, checkpoint, exit 3); a second SIGINT stops the job hard. If the launcher itself
+is killed, mpiexec gets SIGTERM from the kernel and stops the ranks.
 
 mpiexec's stderr passes through a filter: Open MPI frames a notice ("prterun detected that
 one or more processes exited with non-zero status ...") around every non-zero exit, which
@@ -12,6 +13,7 @@ checkpoint) the launcher drops that notice and says the outcome in one line of i
 (exit 1) keeps everything, every rank's traceback included.
 """
 
+import ctypes
 import os
 import pathlib
 import re
@@ -34,6 +36,7 @@ TEARDOWN_LINE = re.compile(r"^\[[^\]]+\] PMIX ERROR: PMIX_ERR_UNREACH ")
 
 
 RESEND_S = 1.0  # a stop is said again to mpiexec this often until the job ends
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def find_mpiexec(explicit):
@@ -49,11 +52,33 @@ def find_mpiexec(explicit):
     return found
 
 
+# The ranks run es_mpi without the working directory on sys.path, so that a csv.py (say) lying
+# there is never imported: -P from Python 3.11, the same by hand before.
+if sys.version_info >= (3, 11):
+    RANK_PYTHON_ARGS = ("-P", "-m", "es_mpi")
+else:
+    RANK_PYTHON_ARGS = ("-c", "import runpy, sys; sys.path.pop(0); "
+                              "runpy.run_module('es_mpi', run_name='__main__', alter_sys=True)")
+
+
 def mpiexec_command(mpiexec, n_ranks, argv):
     command = [mpiexec, "-n", str(n_ranks)]
     if n_ranks > (os.cpu_count() or 1):
         command += ["--oversubscribe", "--bind-to", "none"]
-    return command + [sys.executable, "-m", "es_mpi", *argv]
+    return command + [sys.executable, *RANK_PYTHON_ARGS, *argv]
+
+
+def die_with_parent():
+    """In the mpiexec child before exec: SIGTERM when the launcher dies, even by SIGKILL (Linux
+    prctl PR_SET_PDEATHSIG), so mpiexec stops the ranks instead of training on, orphaned."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux: no parent-death signal to ask for
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def mpi_environment():
@@ -129,8 +154,8 @@ def launch(args, argv):
         print(f"es-mpi: stopped by signal {flag.name} before the ranks started; nothing to checkpoint; "
               "continue with --resume", flush=True)
         return EXIT_INTERRUPTED
-    process = subprocess.Popen(command, env=mpi_environment(), start_new_session=True, stderr=subprocess.PIPE,
-                               text=True, errors="replace", bufsize=1)
+    process = subprocess.Popen(command, env=mpi_environment(), start_new_session=True, preexec_fn=die_with_parent,
+                               stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1)
     received = [flag.signal] if flag.signal else []
     hard = []
 

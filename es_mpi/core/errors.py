@@ -28,3 +28,12 @@ class CheckpointError(UserError):
 
     def __reduce__(self):
         return type(self), (self.path, self.reason)
+
+
+class RunFailure(Exception):
+    """The run cannot go on (a checkpoint cannot be written, the parameters diverged): every rank
+    knows it at the same point, rank 0 prints `str()` as one line, the exit code is 1."""
+
+
+class CheckpointWriteError(RunFailure):
+    """Writing a checkpoint failed (disk full, quota, I/O error); the previous one is intact."""

@@ -36,6 +36,10 @@ class Job:
     objective: object
     log: object
 
+    def task_name(self):
+        """What the job trains on: the objective function, or else the environment id."""
+        return self.objective.function or self.env.id
+
     def run_dir(self):
         return pathlib.Path(self.run.dir or f"runs/{self.run.name}")
 

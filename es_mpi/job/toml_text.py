@@ -1,25 +1,12 @@
-"""Writing a job back as TOML text (tomllib reads only): the text every checkpoint stores."""
+"""Writing a job back as TOML text (tomllib reads only): the text every checkpoint stores.
 
+tomli-w escapes what a hand-written writer forgets (newlines, control characters), so any
+string a job accepts comes back unchanged when the checkpoint's job text is read again.
+"""
 
-def _toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {value!r} as TOML")
+import tomli_w
 
 
 def dump_toml(sections):
     """Write {section: {key: value}} as TOML."""
-    lines = []
-    for name, table in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
-        lines.append("")
-    return "\n".join(lines)
+    return tomli_w.dumps(sections)

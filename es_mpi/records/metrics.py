@@ -1,9 +1,12 @@
 """Per-iteration metrics: kept for the checkpoint, appended to a CSV, shown as a progress line."""
 
 import csv
+import io
 import math
 
 import numpy as np
+
+from es_mpi.records.safe_files import append_text, replace_text
 
 METRICS_NAME = "metrics.csv"
 
@@ -19,12 +22,12 @@ class MetricsLog:
         if self.mirror is not None:
             self.mirror.write(row)
         if self.csv_path is not None:
-            new = not self.csv_path.exists() or len(self.rows) == 1
-            with open(self.csv_path, "w" if new else "a", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(row))
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            if len(self.rows) == 1 or not append_text(self.csv_path, _csv_text([row], list(row), header=False)):
+                self._rewrite_csv(list(row))
+
+    def _rewrite_csv(self, keys):
+        """The whole CSV, replaced atomically (never written through a link)."""
+        replace_text(self.csv_path, _csv_text(self.rows, keys, header=True))
 
     def close(self):
         if self.mirror is not None:
@@ -45,10 +48,7 @@ class MetricsLog:
         n_rows = len(columns[keys[0]]) if keys else 0
         self.rows = [{k: columns[k][i].item() for k in keys} for i in range(n_rows)]
         if self.csv_path is not None:
-            with open(self.csv_path, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=keys)
-                writer.writeheader()
-                writer.writerows(self.rows)
+            self._rewrite_csv(keys)
 
     @staticmethod
     def progress_line(row):
@@ -62,3 +62,12 @@ class MetricsLog:
                 f"{row['timesteps_per_s']:.0f} steps/s | update {row['update_s']:.3f}s | "
                 f"imbalance {row['imbalance']:.2f} | capped {row['capped']} | "
                 f"nonfinite {row['nonfinite']} | repairs {row['repairs']}")
+
+
+def _csv_text(rows, keys, header):
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=keys)
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

@@ -58,9 +58,10 @@ def _start_in(job, run_dir, resume, force):
     try:
         existing = [p for p in run_dir.iterdir() if is_run_file(p.name)]
         if resume:
-            found = ckpt_io.newest_valid(run_dir)
-            if found is None and ckpt_io.periodic_checkpoints(run_dir):
-                raise CheckpointError(run_dir, "--resume: no checkpoint here loads (all corrupt)")
+            skipped = []
+            found = ckpt_io.newest_valid(run_dir, skipped)
+            if found is None and skipped:
+                raise CheckpointError(run_dir, f"--resume: no checkpoint here loads (all corrupt; newest: {skipped[0]})")
             if found is not None:
                 check_compatible(job, *found)
                 return Start(*found)

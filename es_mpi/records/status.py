@@ -9,6 +9,8 @@ import os
 import pathlib
 import time
 
+from es_mpi.records.safe_files import replace_text
+
 STATUS_NAME = "status.json"
 RECENT_ITERATIONS = 10
 
@@ -43,7 +45,8 @@ def status_record(*, state, job, iteration, timesteps, best_eval_return, last_ev
         "state": state,
         "updated_unix": now,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
-        "env": job.env.id,
+        "env": None if job.objective.function else job.env.id,
+        "objective": job.objective.function,
         "strategy": job.strategy.name,
         "ranks": n_ranks,
         "iteration": iteration,
@@ -64,7 +67,4 @@ def status_record(*, state, job, iteration, timesteps, best_eval_return, last_ev
 
 
 def write_status(run_dir, record):
-    path = pathlib.Path(run_dir) / STATUS_NAME
-    tmp = path.with_name(f".{STATUS_NAME}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    replace_text(pathlib.Path(run_dir) / STATUS_NAME, json.dumps(record, indent=2) + "\n")

@@ -5,16 +5,17 @@ import hashlib
 import numpy as np
 
 
-def params_checksum(*arrays):
-    digest = hashlib.blake2b(digest_size=8)
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return np.frombuffer(digest.digest(), dtype=np.uint64)[0]
-
-
 def state_checksum(strategy, obstat):
-    """What must be identical on every rank after an iteration."""
-    return params_checksum(strategy.center(), obstat.sum_o, obstat.sumsq_o)
+    """What must be identical on every rank after an iteration: every array of the strategy state
+    (centre, optimizer moments, covariance, step size, parents...) and of the observation
+    statistics (count included), with names, dtypes and shapes."""
+    digest = hashlib.blake2b(digest_size=8)
+    for group, state in (("strategy", strategy.state_dict()), ("obstat", obstat.state_dict())):
+        for key in sorted(state):
+            array = np.ascontiguousarray(state[key])
+            digest.update(f"{group}/{key} {array.dtype.str} {array.shape}".encode())
+            digest.update(array.tobytes())
+    return np.frombuffer(digest.digest(), dtype=np.uint64)[0]
 
 
 def exchange(comm, checksum, busy_s, stop_signal):

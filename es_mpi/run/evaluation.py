@@ -21,7 +21,10 @@ def evaluate_center(task, env, params_p, normalizer, iteration, episode_indices,
             for e in episode_indices]
 
 
-def finite_mean(values):
+def evaluation_return(values):
+    """The mean return, a diverged (non-finite) episode scored -inf as in training: such an
+    evaluation can never set best.h5 or meet stop.target_return."""
     values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else -math.inf
+    if values.size == 0:
+        return -math.inf
+    return float(np.where(np.isfinite(values), values, -math.inf).mean())

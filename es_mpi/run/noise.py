@@ -5,9 +5,14 @@ every rank of the node reads it in place. Without MPI (eval, unit tests) it is a
 with the same bytes.
 """
 
+import os
+
 import numpy as np
 
+from es_mpi.core.errors import UserError
 from es_mpi.core.seeding import Purpose, rng
+
+SHARED_MEMORY_DIR = "/dev/shm"  # where Open MPI backs shared-memory windows
 
 CHUNK = 1 << 22  # entries per independently seeded chunk: the fill can be split across ranks
 
@@ -39,6 +44,7 @@ class SharedNoiseTable:
         from mpi4py import MPI
 
         self.node = world.Split_type(MPI.COMM_TYPE_SHARED)
+        check_shared_memory(size * 4, world, self.node)
         nbytes = size * 4 if self.node.rank == 0 else 0
         self.window = MPI.Win.Allocate_shared(nbytes, 4, comm=self.node)
         buffer, _ = self.window.Shared_query(0)
@@ -51,3 +57,23 @@ class SharedNoiseTable:
     def free(self):
         self.window.Free()
         self.node.Free()
+
+
+def shared_memory_free(directory=SHARED_MEMORY_DIR):
+    """Bytes free in the shared-memory file system, or None where there is none to ask."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def check_shared_memory(nbytes, world, node):
+    """Refuse, on every rank alike, a table larger than some node's free shared memory: Open MPI
+    would otherwise die with a bus error or a traceback part-way through the fill."""
+    free = shared_memory_free() if node.rank == 0 else None
+    worst = min((f for f in world.allgather(free) if f is not None), default=None)
+    if worst is not None and nbytes > worst:
+        raise UserError(f"noise.size: the noise table needs {nbytes} bytes of shared memory, but "
+                        f"{SHARED_MEMORY_DIR} has {worst} bytes free; lower noise.size, or give the node more "
+                        f"shared memory (docker run --shm-size, a larger /dev/shm mount)")

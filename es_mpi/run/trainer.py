@@ -2,12 +2,13 @@
 
 import math
 import signal
+import sys
 import time
 
 import numpy as np
 
 from es_mpi.core.array_state import StateError
-from es_mpi.core.errors import EXIT_INTERRUPTED, EXIT_OK, CheckpointError, ConfigError
+from es_mpi.core.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, CheckpointError, ConfigError, RunFailure
 from es_mpi.core.seeding import Purpose, episode_seed, rng
 from es_mpi.core.stop_signals import catch_stop_signals
 from es_mpi.records import checkpoint as ckpt_io
@@ -17,7 +18,7 @@ from es_mpi.records.run_dir import decide_start
 from es_mpi.records.status import status_record, write_status
 from es_mpi.records.tensorboard import TensorBoardScalars
 from es_mpi.run import agreement, faults
-from es_mpi.run.evaluation import evaluate_center, finite_mean, normalizer_for
+from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer_for
 from es_mpi.run.mpi import allgather_rows, allgather_variable, max_over_ranks, static_slice
 from es_mpi.run.noise import SharedNoiseTable
 from es_mpi.run.obstat import ObsStat
@@ -45,6 +46,8 @@ class AgreedError(Exception):
 
 
 class Trainer:
+    write_failure = None  # rank 0's first failed record write of the iteration (see _rank0_write)
+
     def __init__(self, task, comm, resume=False, force=False, log=print, strict_versions=False):
         self.task, self.job, self.comm, self.log = task, task.job, comm, log
         self.strict_versions, self.version_changes = strict_versions, []
@@ -235,12 +238,17 @@ class Trainer:
         self.iteration, self.timesteps = t, self.timesteps + int(lengths_n.sum())
         if self.job.env.step_cap == "adaptive":
             self.step_cap = min(max(1, int(math.ceil(2.0 * lengths_n.mean()))), self.task.step_limit)
-        eval_return, eval_s = math.nan, 0.0
+        eval_return, eval_nonfinite, eval_s = math.nan, 0, 0.0
         if self.job.eval.every and t % self.job.eval.every == 0:
             eval_start = time.perf_counter()
-            eval_return = finite_mean(self._evaluate_center(t))
+            eval_returns = self._evaluate_center(t)
+            eval_nonfinite = int(np.count_nonzero(~np.isfinite(eval_returns)))
+            eval_return = evaluation_return(eval_returns)
             self.last_eval_return = eval_return
             eval_s = time.perf_counter() - eval_start
+            if eval_nonfinite and self.rank == 0:
+                self.log(f"warning: iteration {t}: {eval_nonfinite} of {eval_returns.size} evaluation episodes "
+                         "diverged (non-finite); scored -inf, this evaluation cannot set best.h5 or the target")
         repaired, stop_signal, busy_all = self._agree(busy_end - busy_start)
         end = time.perf_counter()
         iteration_s = end - t_start
@@ -250,15 +258,40 @@ class Trainer:
             return_mean=float(finite.mean()) if finite.size else math.nan,
             return_max=float(finite.max()) if finite.size else math.nan,
             return_min=float(finite.min()) if finite.size else math.nan,
-            eval_return=eval_return, timesteps_per_s=lengths_n.sum() / iteration_s,
+            eval_return=eval_return, eval_nonfinite=eval_nonfinite, timesteps_per_s=lengths_n.sum() / iteration_s,
             iteration_s=iteration_s, episodes_s=busy_end - busy_start, wait_s=gathered - busy_end,
             update_s=(busy_start - t_start) + (end - gathered - eval_s), eval_s=eval_s,
             imbalance=float(busy_all.max() / busy_all.mean()) if busy_all.mean() > 0 else 1.0,
             capped=int(results_n4[:, 2].sum()), nonfinite=int(results_n4[:, 3].sum()),
             repairs=self.metrics.last("repairs", 0) + repaired, step_cap=self.step_cap,
             wall_time=time.time(), **tell_metrics)
-        self.metrics.append(row)
+        self._rank0_write(self.metrics.append, row)
         return row, stop_signal
+
+    def _rank0_write(self, write, *args):
+        """Run one of rank 0's record writes; an OS error (disk full, quota) is kept as a one-line
+        failure that `_records_agreed` shares with every rank at the end of the iteration."""
+        try:
+            write(*args)
+        except RunFailure as failure:
+            self.write_failure = self.write_failure or str(failure)
+        except OSError as err:
+            name = f" {err.filename}" if err.filename else ""
+            self.write_failure = self.write_failure or f"cannot write{name} ({err.strerror or err})"
+
+    def _records_agreed(self):
+        """Rank 0's write failure of this iteration, or None, the same on every rank (one small bcast)."""
+        failure = self.comm.bcast(self.write_failure if self.rank == 0 else None, root=0)
+        if failure:
+            raise RunFailure(f"{failure}; stopped at iteration {self.iteration}, last good checkpoint "
+                             f"{self.last_checkpoint or 'none'}")
+
+    def _check_finite_center(self):
+        """Diverged parameters end the run before anything is written from them (every rank alike)."""
+        if not np.all(np.isfinite(self.strategy.center())):
+            raise RunFailure(f"iteration {self.iteration}: the centre parameters are not finite (NaN or inf; "
+                             f"try a smaller strategy.sigma or learning rate); nothing was written from them, "
+                             f"last good checkpoint {self.last_checkpoint or 'none'}")
 
     def _agree(self, busy_s):
         """Checksums, busy times and stop flags of all ranks; repair from rank 0 on a mismatch."""
@@ -298,9 +331,10 @@ class Trainer:
             obstat=self.obstat.state_dict(), metrics=self.metrics.columns(), versions=ckpt_io.package_versions(),
             extra={} if self.vbn_reference is None else {VBN_CHECKPOINT_KEY: self.vbn_reference})
         if periodic:
-            self.last_checkpoint = ckpt_io.checkpoint_path(self.run_dir, self.iteration)
+            path = ckpt_io.checkpoint_path(self.run_dir, self.iteration)
             faults.fail_at(self.rank, "checkpoint")
-            ckpt_io.save(self.last_checkpoint, ckpt)
+            ckpt_io.save(path, ckpt)
+            self.last_checkpoint = path
             ckpt_io.prune(self.run_dir, self.job.checkpoint.keep)
         if best:
             ckpt_io.save(self.run_dir / ckpt_io.BEST_NAME, ckpt)
@@ -323,10 +357,20 @@ class Trainer:
         return EXIT_INTERRUPTED
 
     def train(self):
-        """Run to the stopping rule or a signal; returns the process exit code."""
+        """Run to the stopping rule or a signal; returns the process exit code (1: the run failed,
+        one line on stderr from rank 0)."""
+        try:
+            return self._train()
+        except RunFailure as failure:
+            self._rank0_write(self._write_status, "failed")
+            if self.rank == 0:
+                sys.stderr.write(f"es-mpi: error: {failure}\n")
+                sys.stderr.flush()
+            return EXIT_CRASH
+
+    def _train(self):
         if self.rank == 0:
-            task = self.job.objective.function or self.job.env.id
-            self.log(f"es-mpi: {task}, {self.strategy.name}, {self.policy.n_params} parameters, "
+            self.log(f"es-mpi: {self.job.task_name()}, {self.strategy.name}, {self.policy.n_params} parameters, "
                      f"population {self.strategy.population}, {self.size} ranks, run directory {self.run_dir}")
         if self.stopped_before_start:
             return self._stop_before_start()
@@ -335,14 +379,16 @@ class Trainer:
             row, stop_signal = self.step()
             if self.rank == 0:
                 self.log(self.metrics.progress_line(row))
+            self._check_finite_center()
             improved = math.isfinite(row["eval_return"]) and row["eval_return"] > self.best_eval_return
             if improved:
                 self.best_eval_return = row["eval_return"]
             reason = self._stop_reason()
             periodic = bool(stop_signal or reason or self.iteration % self.job.checkpoint.every == 0)
-            self._checkpoint(row["eval_return"], periodic, improved)
-            self._write_status(f"interrupted ({signal.Signals(stop_signal).name})" if stop_signal
-                               else f"done ({reason})" if reason else "running")
+            self._rank0_write(self._checkpoint, row["eval_return"], periodic, improved)
+            self._rank0_write(self._write_status, f"interrupted ({signal.Signals(stop_signal).name})" if stop_signal
+                              else f"done ({reason})" if reason else "running")
+            self._records_agreed()
             if stop_signal:
                 if self.rank == 0:
                     self.log(f"stopped by signal {signal.Signals(stop_signal).name} after iteration "
