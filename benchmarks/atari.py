@@ -1,34 +1,43 @@
-"""Atari throughput: policy forward cost, training frames/s per rank against the raw env rate, VBN share.
+"""Atari throughput: raw env rates, training agent steps/s per rank, forward pass per observation, VBN share.
 
-Run from the repository root (one process, an MPI singleton; per-rank figures):
-    python benchmarks/atari.py [--game ALE/Pong-v5] [--pairs 4] [--iterations 2] [--steps 1000]
-Writes a markdown table to benchmarks/results/atari.md.
+Run from the repository root:
+    python benchmarks/atari.py [--game ALE/Pong-v5] [--ranks 2] [--pairs 4] [--iterations 3] [--steps 1000]
+Writes a markdown table to benchmarks/results/atari.md (--name to change). In one run:
+- the raw rate of gymnasium's preprocessing (AtariPreprocessing + FrameStackObservation, random
+  actions, one process) and of ale-py's C++ vector env (1 lane, and the lanes training uses);
+- training agent steps/s per rank of a real `mpiexec -n RANKS es-mpi train` (eval off), for both
+  networks with and without VBN, beside the gymnasium raw rate measured right before it;
+- whether one flat matmul over a batch (shared weights) keeps each observation's bits;
+- the forward pass per observation at batch sizes 1, 4 and 16 (one lane per member, see
+  policies/conv.ConvLanes), and the VBN reference pass per member, as a share of the iteration.
 """
 
 import argparse
-import os
+import csv
+import multiprocessing
 import pathlib
-import platform
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+import common  # noqa: F401  (puts this checkout first on sys.path)
 
-import es_mpi  # noqa: E402,F401  (one BLAS thread per rank, set before numpy loads BLAS)
+import es_mpi  # noqa: E402,F401  (one BLAS thread, set before numpy loads BLAS)
 import numpy as np  # noqa: E402
 
 from es_mpi.job.parse import job_from_text  # noqa: E402
-from es_mpi.run.mpi import world  # noqa: E402
+from es_mpi.parts.atari import AtariLanes, make_gymnasium_atari_env  # noqa: E402
 from es_mpi.parts.build import build_task  # noqa: E402
-from es_mpi.run.trainer import Trainer  # noqa: E402
+from es_mpi.parts.policies.conv import NETWORKS, ConvLayer, build_layers  # noqa: E402
 from es_mpi.run.vbn_reference import collect_reference  # noqa: E402
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "atari.md"
+BATCHES = (1, 4, 16)
+VBN_BATCH = 128
 
 
-def job_text(game, network, vbn, pairs, steps, iterations):
+def job_text(game, network, vbn, pairs, steps, iterations, lanes=16):
     return f"""
+[run]
+lanes = {lanes}
 [env]
 id = "{game}"
 [atari]
@@ -37,7 +46,7 @@ max_episode_steps = {steps}
 kind = "cnn"
 network = "{network}"
 vbn = {str(vbn).lower()}
-vbn_batch = 128
+vbn_batch = {VBN_BATCH}
 vbn_probability = 0.05
 [strategy]
 pairs = {pairs}
@@ -47,107 +56,171 @@ size = 20_000_000
 enabled = false
 [eval]
 every = 0
+[checkpoint]
+every = 1000
 [stop]
 iterations = {iterations}
 """
 
 
-def raw_env_rate(game, steps):
-    """Preprocessed env steps/s with random actions (wrappers + frame stack, no policy)."""
-    job = job_from_text(job_text(game, "paper", False, 1, steps, 1), pathlib.Path("bench.toml"))
-    env = build_task(job).env
+def bench_job(game, network="paper", vbn=False, pairs=1, steps=1000, iterations=1):
+    return job_from_text(job_text(game, network, vbn, pairs, steps, iterations), pathlib.Path("bench.toml"))
+
+
+def gymnasium_rate(game, steps):
+    """Agent steps/s of gymnasium's preprocessing pipeline with random actions."""
+    job = bench_job(game)
+    env = make_gymnasium_atari_env(job.env, job.atari)
     draw = np.random.default_rng(0)
     env.reset(seed=0)
-    n, start = 0, time.perf_counter()
-    while n < steps:
+    start = time.perf_counter()
+    for n in range(steps):
         _, _, terminated, truncated, _ = env.step(int(draw.integers(env.action_space.n)))
-        n += 1
         if terminated or truncated:
             env.reset(seed=n)
-    rate = n / (time.perf_counter() - start)
+    rate = steps / (time.perf_counter() - start)
     env.close()
     return rate
 
 
-def forward_costs(game, network, vbn, repeats):
-    """(microseconds per single-frame action, milliseconds per member bind) for one network."""
-    job = job_from_text(job_text(game, network, vbn, 1, 200, 1), pathlib.Path("bench.toml"))
+def concurrent_gymnasium_rate(game, steps, processes):
+    """Per-process agent steps/s of gymnasium's pipeline with `processes` of them at once (as ranks run)."""
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        return float(np.mean(pool.starmap(gymnasium_rate, [(game, steps)] * processes)))
+
+
+def flat_batch_changes_bits(max_batch=16):
+    """{(network, layer): batch sizes at which one flat (B*Q, I) @ (I, U) matmul with shared weights
+    gives other bits than each observation's own (Q, I) @ (I, U)}: why play stacks per observation."""
+    draw, found = np.random.default_rng(0), {}
+    for network in NETWORKS:
+        hidden, output = build_layers(network, (4, 84, 84), 6)
+        for index, layer in enumerate([*hidden, output]):
+            rows = layer.positions if isinstance(layer, ConvLayer) else 1
+            units = layer.out_hwc[-1]
+            weights_iu = draw.standard_normal((layer.fan_in, units)).astype(np.float32)
+            x_bqi = draw.standard_normal((max_batch, rows, layer.fan_in)).astype(np.float32)
+            alone = np.stack([x_bqi[b] @ weights_iu for b in range(max_batch)])
+            found[(network, index + 1)] = [b for b in range(2, max_batch + 1) if not np.array_equal(
+                (x_bqi[:b].reshape(-1, layer.fan_in) @ weights_iu).reshape(b, rows, units), alone[:b])]
+    return found
+
+
+def vector_rate(game, n_lanes, steps):
+    """Agent steps/s (all lanes together) of the C++ vector env with random actions."""
+    job = bench_job(game)
+    lanes = AtariLanes(job.env, job.atari, n_lanes)
+    lanes.start(list(range(n_lanes)), list(range(n_lanes)))
+    draw = np.random.default_rng(0)
+    done, start = 0, time.perf_counter()
+    while done < steps:
+        lanes.step(draw.integers(lanes.single_action_space.n, size=n_lanes))
+        done += n_lanes
+    rate = done / (time.perf_counter() - start)
+    lanes.close()
+    return rate
+
+
+def forward_costs(game, network, repeats):
+    """({batch: microseconds per observation}, milliseconds per VBN member bind, parameters, lanes)."""
+    job = bench_job(game, network, vbn=True)
     task = build_task(job)
     env, policy = task.env, task.policy
-    if vbn:
-        policy.set_reference(collect_reference(env, 128, 0.05, 0, 200))
+    policy.set_reference(collect_reference(env, VBN_BATCH, 0.05, 0, 1000))
     params_p = task.initial_params()
     start = time.perf_counter()
-    act = policy.bind(params_p)
+    policy.bind(params_p)
     bind_ms = (time.perf_counter() - start) * 1e3
-    obs, _ = env.reset(seed=0)
-    x = np.asarray(obs, dtype=np.float32).ravel()
-    act(x)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        act(x)
-    env.close()
-    return (time.perf_counter() - start) / repeats * 1e6, bind_ms, policy.n_params
-
-
-def training_rate(game, network, vbn, pairs, steps, iterations):
-    """Frames/s of this rank over `iterations` real iterations, and the share spent in member binds."""
-    job_path = pathlib.Path(tempfile.mkdtemp(prefix="es-atari-bench-")) / "bench.toml"
-    job_path.write_text(job_text(game, network, vbn, pairs, steps, iterations))
-    job = job_from_text(job_path.read_text(), job_path, run_dir=job_path.parent / "run")
-    trainer = Trainer(build_task(job), world(), force=True, log=lambda line: None)
-    bind_s = [0.0]
-    unbound = trainer.policy.bind
-
-    def timed_bind(params_p):
+    draw = np.random.default_rng(0)
+    obs = draw.integers(0, 256, (max(BATCHES), *env.observation_space.shape), dtype=np.uint8)
+    costs = {}
+    for batch in BATCHES:
+        lanes = policy.lanes(batch)
+        for lane in range(batch):
+            lanes.load(lane, params_p)
+        lanes(obs[:batch])
         start = time.perf_counter()
-        bound = unbound(params_p)
-        bind_s[0] += time.perf_counter() - start
-        return bound
+        for _ in range(max(1, repeats // batch)):
+            lanes(obs[:batch])
+        costs[batch] = (time.perf_counter() - start) / (max(1, repeats // batch) * batch) * 1e6
+    env.close()
+    return costs, bind_ms, policy.n_params, policy.useful_lanes(job.run.lanes)
 
-    trainer.policy.bind = timed_bind
-    frames, seconds = 0, 0.0
-    for _ in range(iterations):
-        row, _ = trainer.step()
-        frames += row["timesteps"] - frames
-        seconds += row["iteration_s"]
-    trainer.close()
-    return frames / seconds, bind_s[0] / iterations, seconds / iterations
+
+def training_rate(game, network, vbn, ranks, pairs, steps, iterations, timeout, lanes):
+    """(agent steps/s per rank, seconds per iteration) of a real mpiexec training run, first iteration dropped."""
+    with tempfile.TemporaryDirectory(prefix="es-atari-bench-") as tmp:
+        job = pathlib.Path(tmp) / "bench.toml"
+        job.write_text(job_text(game, network, vbn, pairs, steps, iterations, lanes))
+        common.run_mpi(ranks, ["-m", "es_mpi", "train", job, "--run-dir", pathlib.Path(tmp) / "run"], timeout)
+        with open(pathlib.Path(tmp) / "run" / "metrics.csv") as fh:
+            rows = list(csv.DictReader(fh))
+    steps_i = np.diff([0] + [int(row["timesteps"]) for row in rows])[1:]
+    seconds_i = np.array([float(row["iteration_s"]) for row in rows])[1:]
+    return steps_i.sum() / ranks / seconds_i.sum(), float(np.median(seconds_i))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", default="ALE/Pong-v5")
+    parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=4, help="mirrored pairs per iteration")
-    parser.add_argument("--iterations", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=1000, help="episode step cap (after frame skip)")
-    parser.add_argument("--repeats", type=int, default=300, help="forward passes timed per network")
+    parser.add_argument("--iterations", type=int, default=3, help="training iterations (the first is dropped)")
+    parser.add_argument("--steps", type=int, default=1000, help="episode step cap (agent steps)")
+    parser.add_argument("--raw-steps", type=int, default=3000, help="agent steps per raw env measurement")
+    parser.add_argument("--repeats", type=int, default=200, help="observations timed per forward measurement")
+    parser.add_argument("--networks", nargs="+", default=["paper", "nature"])
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--name", default="atari")
     args = parser.parse_args()
 
-    lines = [f"# Atari benchmark ({args.game})", "",
-             f"`python benchmarks/atari.py --game {args.game} --pairs {args.pairs} --iterations {args.iterations} "
-             f"--steps {args.steps} --repeats {args.repeats}`; {platform.processor() or platform.machine()}, "
-             "one rank, one BLAS thread.", "",
-             "The raw env rate (preprocessed env, random actions, one process) is measured right before "
-             "each row's training run, so both see the same machine load.", "",
-             "| network | VBN | parameters | forward us/frame | bind ms/member | raw env steps/s "
-             "| training frames/s per rank | / raw env rate | VBN reference s/iteration | share of iteration |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for network in ("paper", "nature"):
-        for vbn in (False, True):
-            forward_us, bind_ms, n_params = forward_costs(args.game, network, vbn, args.repeats)
-            env_rate = raw_env_rate(args.game, 2000)
-            fps, vbn_s, iteration_s = training_rate(args.game, network, vbn, args.pairs, args.steps, args.iterations)
-            vbn_cells = f"{vbn_s:.3f} | {vbn_s / iteration_s:.1%}" if vbn else "- | -"
-            lines.append(f"| {network} | {'yes' if vbn else 'no'} | {n_params} | {forward_us:.0f} | {bind_ms:.1f} "
-                         f"| {env_rate:.0f} | {fps:.0f} | {fps / env_rate:.2f} | {vbn_cells} |")
-            print(lines[-1], flush=True)
-    load_1m, _, _ = os.getloadavg()
-    lines += ["", f"Load average when done: {load_1m:.1f} on {os.cpu_count()} cores (a shared machine makes every "
-                  "figure here noisy; compare rows of one run only)."]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS}")
+    lines = [f"# Atari benchmark ({args.game})", "", f"`{common.command_line()}`", "", *common.machine_lines(), ""]
+    forward = {network: forward_costs(args.game, network, args.repeats) for network in args.networks}
+    lanes_used = max(lanes for *_, lanes in forward.values())
+    gym_raw = gymnasium_rate(args.game, args.raw_steps)
+    gym_concurrent = concurrent_gymnasium_rate(args.game, args.raw_steps, args.ranks)
+    vector_one = vector_rate(args.game, 1, args.raw_steps)
+    vector_lanes = vector_rate(args.game, lanes_used, args.raw_steps)
+    lines += ["## Raw env rates (random actions, one process)", "",
+              f"| gymnasium preprocessing | same, per process, {args.ranks} at once | vector env, 1 lane | vector env, "
+              f"{lanes_used} lanes | vector / gymnasium |", "|---|---|---|---|---|",
+              f"| {gym_raw:.0f} | {gym_concurrent:.0f} | {vector_one:.0f} | {vector_lanes:.0f} "
+              f"| {vector_lanes / gym_raw:.2f} |", ""]
+    flat = flat_batch_changes_bits()
+    lines += ["## One flat matmul for a batch (shared weights) against each observation's own", "",
+              "| layer (network, index) | batch sizes 2-16 whose bits differ |", "|---|---|"]
+    lines += [f"| {network} {index} | {', '.join(map(str, sizes)) or 'none'} |" for (network, index), sizes in flat.items()]
+    lines.append("")
+    lines += ["## Forward pass per observation (us), one member per lane", "",
+              "| network | parameters | lanes in training | " + " | ".join(f"batch {b}" for b in BATCHES)
+              + " | VBN bind ms/member |", "|---|---|---|" + "---|" * len(BATCHES) + "---|"]
+    for network, (costs, bind_ms, n_params, lanes) in forward.items():
+        lines.append(f"| {network} | {n_params} | {lanes} | " + " | ".join(f"{costs[b]:.0f}" for b in BATCHES)
+                     + f" | {bind_ms:.1f} |")
+    lines += ["", f"## Training, {args.ranks} ranks, {args.pairs} pairs, episodes capped at {args.steps} steps", "",
+              "The gymnasium raw rates are measured right before each training run, so both see the same load.", "",
+              "| network | VBN | run.lanes | agent steps/s per rank | gymnasium raw steps/s (1 process) | / gymnasium raw "
+              f"| gymnasium raw, {args.ranks} at once | / that | s/iteration | VBN reference share of the iteration |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    members_per_rank = 2 * args.pairs / args.ranks
+    runs = [(network, vbn, 16) for network in args.networks for vbn in (False, True)]
+    runs += [("paper", True, 1)] if "paper" in args.networks else []
+    for network, vbn, lanes in runs:
+        raw = gymnasium_rate(args.game, args.raw_steps)
+        concurrent = concurrent_gymnasium_rate(args.game, args.raw_steps, args.ranks)
+        rate, iteration_s = training_rate(args.game, network, vbn, args.ranks, args.pairs, args.steps,
+                                          args.iterations, args.timeout, lanes)
+        share = f"{forward[network][1] * 1e-3 * members_per_rank / iteration_s:.1%}" if vbn else "-"
+        lines.append(f"| {network} | {'yes' if vbn else 'no'} | {lanes} | {rate:.0f} | {raw:.0f} | {rate / raw:.2f} "
+                     f"| {concurrent:.0f} | {rate / concurrent:.2f} | {iteration_s:.2f} | {share} |")
+        print(lines[-1], flush=True)
+    lines += ["", "VBN share: one member's reference pass (the bind above) times the members per rank, over the "
+                  "median iteration."]
+    out = common.RESULTS / f"{args.name}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

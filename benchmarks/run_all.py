@@ -20,6 +20,8 @@ BENCHMARKS = [
                        "--collective-repeats", "50", "--name", "scaling_model_quick"]),
     ("noise_sum", ["--repeats", "5"]),
     ("memory", ["--ranks", "2", "3", "--size-gb", "1"]),
+    ("atari", ["--networks", "paper", "--iterations", "2", "--steps", "300", "--raw-steps", "1000", "--repeats", "48",
+               "--name", "atari_quick"]),
     ("learning", ["jobs/inverted_pendulum.toml", "--seeds", "1", "--runs-dir", "runs/learning_quick",
                   "--name", "learning_quick"]),
 ]

@@ -1,5 +1,6 @@
 """Atari jobs for real: validation, reference batch, 1 vs 2 ranks, resume, eval and inspect."""
 
+import csv
 import pathlib
 
 import h5py
@@ -105,22 +106,31 @@ def final_state(run_dir, iteration=2):
 
 
 @pytest.mark.mpi
-def test_two_ranks_match_one_rank_resume_eval_and_inspect(tmp_path):
-    job = tmp_path / "pong.toml"
-    job.write_text(TINY_PONG)
-    two = run_mpi(2, "train", job, "--run-dir", tmp_path / "two", timeout=240)
+@pytest.mark.parametrize("sticky", [0.25, 0.0])
+def test_two_ranks_match_one_rank_resume_eval_and_inspect(tmp_path, sticky):
+    """Lanes vary too: 2 ranks play 4 lanes of one vector env, 1 rank one episode at a time, the
+    resumed run 2 lanes then 3. Sticky actions reseed every episode; without them resets are unseeded.
+    Space Invaders scores within 60 steps, so the members' returns differ and the update depends on them."""
+    job = tmp_path / "invaders.toml"
+    job.write_text(TINY_PONG.replace("repeat_action_probability = 0.25", f"repeat_action_probability = {sticky}")
+                   .replace("ALE/Pong-v5", "ALE/SpaceInvaders-v5").replace("max_episode_steps = 25", "max_episode_steps = 60"))
+    two = run_mpi(2, "train", job, "--run-dir", tmp_path / "two", "--set", "run.lanes=4", timeout=240)
     assert two.returncode == 0, two.stderr
-    one = run_es("train", job, "--run-dir", tmp_path / "one", timeout=240)
+    one = run_es("train", job, "--run-dir", tmp_path / "one", "--set", "run.lanes=1", timeout=240)
     assert one.returncode == 0, one.stderr
     params_two, reference_two = final_state(tmp_path / "two")
     params_one, reference_one = final_state(tmp_path / "one")
     assert reference_two.shape == (6, 4, 84, 84) and reference_two.dtype == np.uint8
     assert np.array_equal(reference_one, reference_two)
     assert params_one == params_two
+    with open(tmp_path / "one" / "metrics.csv") as metrics:
+        rows = list(csv.DictReader(metrics))
+    assert any(float(row["return_max"]) > float(row["return_min"]) for row in rows)
 
-    half = run_mpi(2, "train", job, "--run-dir", tmp_path / "resumed", "--set", "stop.iterations=1", timeout=240)
+    half = run_mpi(2, "train", job, "--run-dir", tmp_path / "resumed", "--set", "stop.iterations=1",
+                   "--set", "run.lanes=2", timeout=240)
     assert half.returncode == 0, half.stderr
-    rest = run_mpi(2, "train", job, "--run-dir", tmp_path / "resumed", "--resume", timeout=240)
+    rest = run_mpi(2, "train", job, "--run-dir", tmp_path / "resumed", "--resume", "--set", "run.lanes=3", timeout=240)
     assert rest.returncode == 0 and "resumed from iteration 1" in rest.stdout, rest.stderr
     params_resumed, reference_resumed = final_state(tmp_path / "resumed")
     assert params_resumed == params_two and np.array_equal(reference_resumed, reference_two)

@@ -181,3 +181,25 @@ def test_mlp_with_vbn_uses_reference_statistics():
     expected = np.argmax(hidden @ w2 + b2, axis=1)
     act = policy.bind(params_p)
     assert [act(o) for o in obs] == list(expected)
+
+
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+@pytest.mark.parametrize("vbn", [False, True])
+def test_lanes_give_each_member_its_batch_of_one_bits_at_every_batch_size(network, vbn):
+    """Every batch size from 1 to run.lanes' default: lane i's logits are member i's alone, bit for bit."""
+    n_lanes = job_from_text('', pathlib.Path("t.toml")).run.lanes
+    policy = make_policy(policy_settings(network, vbn), FRAMES, ACTIONS)
+    if vbn:
+        policy.set_reference(frames_batch(4, 10))
+    members = [random_member(policy, 100 + i) for i in range(n_lanes)]
+    obs = frames_batch(n_lanes, 11)
+    alone = np.concatenate([policy.bind(params_p).logits(obs[i:i + 1]) for i, params_p in enumerate(members)])
+    lanes = policy.lanes(n_lanes)
+    for lane, params_p in enumerate(members):
+        lanes.load(lane, params_p)
+    for n in range(1, n_lanes + 1):
+        assert np.array_equal(lanes.logits(obs[:n]), alone[:n]), f"batch of {n}"
+        assert lanes(obs[:n].astype(np.float32).reshape(n, -1)) == [int(np.argmax(row)) for row in alone[:n]]
+    lanes.move(n_lanes - 1, 0)
+    assert np.array_equal(lanes.logits(obs[-1:]), alone[-1:])
+    assert len({row.tobytes() for row in alone}) == n_lanes  # the members differ

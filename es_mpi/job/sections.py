@@ -14,7 +14,7 @@ class RunSettings:
     dir: str = setting(None, "str", optional=True, doc="run directory (overrides runs/<name>)")
     seed: int = setting(0, "int", lo=0, hi=2**63 - 1, doc="job seed: every random draw derives from it")
     lanes: int = setting(16, "int", lo=1, hi=1024,
-                         doc="most episodes a rank plays at once with one batched forward pass per step (MLP policies whose lanes' weights fit in 512 KB); saves per-step overhead, never changes results")
+                         doc="most episodes a rank plays at once with one batched forward pass per step (MLP policies whose lanes' weights fit in 512 KB; Atari conv policies in 12 MiB, their lanes one C++ vector env); saves per-step overhead, never changes results")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ class PolicySettings:
 
 @dataclasses.dataclass(frozen=True)
 class AtariSettings:
-    """The ES paper's preprocessing (gymnasium's AtariPreprocessing + FrameStackObservation); ALE ids only.
+    """The ES paper's preprocessing (ale-py's vector env or gymnasium's wrappers, parts/atari.py); ALE ids only.
 
     The parser cannot tell an ALE id from another (that takes gymnasium's registry): a job holds
     this section as written, or None, and the build step fills in the defaults for ALE games."""
@@ -59,6 +59,8 @@ class AtariSettings:
                                                doc="sticky actions: chance the ALE repeats the previous action (0: the ES paper)")
     full_action_space: bool = setting(False, "bool", doc="all 18 actions instead of the game's minimal set")
     max_episode_steps: int = setting(5000, "int", lo=1, doc="episode limit in agent steps (after frame skip)")
+    backend: str = setting("vector", "str", choices=("vector", "gymnasium"),
+                           doc="vector: ale-py's C++ vector env (no-ops as whole agent steps); gymnasium: its wrappers (renders; takes env.kwargs)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,9 @@ from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer
 from es_mpi.run.mpi import allgather_rows, allgather_variable, max_over_ranks, static_slice
 from es_mpi.run.noise import SharedNoiseTable
 from es_mpi.run.obstat import ObsStat
+from es_mpi.parts.atari import AtariLanes, VectorAtariEnv
 from es_mpi.run.rollout import run_episode, run_lanes
+from es_mpi.run.vector_rollout import run_vector_lanes
 from es_mpi.run.vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
 from es_mpi.run.vbn_reference import collect_reference, reference_from_checkpoint
 
@@ -84,6 +86,8 @@ class Trainer:
         n_lanes = self.policy.useful_lanes(self.job.run.lanes) if self.strategy.plays_params else 1
         if n_lanes < 2:
             return None, None
+        if isinstance(self.env, VectorAtariEnv):
+            return AtariLanes(self.job.env, self.job.atari, n_lanes), self.policy.lanes(n_lanes)
         envs = [self.env] + [self.task.make_env() for _ in range(n_lanes - 1)]
         return envs, self.policy.lanes(n_lanes)
 
@@ -177,6 +181,9 @@ class Trainer:
             return (self.strategy.member_params(start + k), episode_seed(seed, iteration, start + k),
                     self._records_obs(iteration, start + k))
 
+        if isinstance(self.lane_envs, AtariLanes):
+            return run_vector_lanes(self.lane_envs, self.lanes_forward, stop - start, member, self.step_cap,
+                                    self.job.env.alive_bonus)
         return run_lanes(self.lane_envs, self.lanes_forward, stop - start, member, self.step_cap, normalizer,
                          self.job.env.alive_bonus)
 
@@ -395,6 +402,9 @@ class Trainer:
     def close(self):
         self.metrics.close()
         self.env.close()
+        if isinstance(self.lane_envs, AtariLanes):
+            self.lane_envs.close()
+            self.lane_envs = None
         for env in (self.lane_envs or [])[1:]:
             env.close()
         self.noise.free()
