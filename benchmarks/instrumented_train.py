@@ -40,14 +40,15 @@ def expected_bytes(population, n_ranks, rank, obs_size, obs_probability, obs_nor
     """(sent, received) per iteration on `rank`, from reading trainer.step (eval off, openai_es).
 
     The results Allgatherv (population x 4 float64), the checksum (uint64) and busy-time +
-    stop-flag (2 float64) Allgathers, and with observation normalisation the count Allgather
-    (int64) and the Allgatherv of the sampled episodes' [sum, sum of squares, count] rows
-    (2 x obs_size + 1 float64; a random sample, so its expected size is used).
+    stop-flag (2 float64) Allgathers, rank 0's records-written flag (an int64 Bcast), and with
+    observation normalisation the count Allgather (int64) and the Allgatherv of the sampled
+    episodes' [sum, sum of squares, count] rows (2 x obs_size + 1 float64; a random sample, so its
+    expected size is used).
     """
     start = population // 2 * rank // n_ranks * 2
     stop = population // 2 * (rank + 1) // n_ranks * 2
-    sent = 8 * RESULTS_COLUMNS * (stop - start) + 8 + 16
-    received = 8 * RESULTS_COLUMNS * population + 8 * n_ranks + 16 * n_ranks
+    sent = 8 * RESULTS_COLUMNS * (stop - start) + 8 + 16 + (8 if rank == 0 else 0)
+    received = 8 * RESULTS_COLUMNS * population + 8 * n_ranks + 16 * n_ranks + (0 if rank == 0 else 8)
     if obs_norm:
         row_bytes = 8 * (2 * obs_size + 1)
         sent += 8 + row_bytes * obs_probability * (stop - start)

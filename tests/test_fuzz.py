@@ -25,8 +25,11 @@ from es_mpi.job.sections import SECTIONS
 from es_mpi.records import checkpoint as ckpt_io
 
 CASES = collections.Counter()
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-SLOW = settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: CI runs the same cases every time, so a failure there can be run again here.
+FAST = settings(max_examples=300, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+SLOW = settings(max_examples=4, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 JOB = """[env]
 id = "CartPole-v1"
@@ -199,7 +202,10 @@ def edit_datasets(path, edits):
                 continue
             data = f[name][()]
             if kind == "attr":
-                f.attrs[attr] = value if not isinstance(value, list) else np.asarray(value)
+                try:
+                    f.attrs[attr] = value if not isinstance(value, list) else np.asarray(value)
+                except (ValueError, TypeError, OverflowError):  # HDF5 cannot store it (a NUL in a string,
+                    continue  # an integer past 64 bits): no file can hold it, so nothing to check
                 continue
             del f[name]
             if kind == "shape":
@@ -255,7 +261,7 @@ def test_byte_flips_are_caught(real_run, tmp_path_factory, flips):
     load_like_every_command(job, path)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(st.floats(0.0, 1.0, exclude_max=True))
 def test_truncations_are_caught(real_run, tmp_path_factory, fraction):
     CASES["truncations"] += 1

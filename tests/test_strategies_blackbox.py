@@ -10,6 +10,7 @@ from es_mpi.run.noise import local_table
 from es_mpi.parts.objectives import ackley, rastrigin, rosenbrock, sphere
 from es_mpi.job.strategy_sections import STRATEGY_SETTINGS
 from es_mpi.parts.strategies import make_strategy
+from es_mpi.run.obstat import ObsStat
 
 NOISE = local_table(1_000_000, 7)
 DIM = 10
@@ -101,7 +102,8 @@ def test_state_round_trips_exactly_through_an_hdf5_checkpoint(tmp_path, name, se
     path = tmp_path / "ckpt.h5"
     ckpt_io.save(path, ckpt_io.Checkpoint(
         config_toml="", iteration=3, timesteps=0, step_cap=1, best_eval_return=0.0, eval_return=0.0,
-        params=strategy.center(), strategy=strategy.state_dict(), obstat={}, metrics={}, versions={}))
+        params=strategy.center(), strategy=strategy.state_dict(), obstat=ObsStat(1).state_dict(),
+        metrics={"iteration": np.arange(1, 4)}, versions={}))  # what a checkpoint must hold besides
     restored = build(name, settings, 0.0)
     restored.load_state_dict(ckpt_io.load(path).strategy)
     for twin in (strategy, restored):

@@ -280,11 +280,13 @@ class Trainer:
             self.write_failure = self.write_failure or f"cannot write{name} ({err.strerror or err})"
 
     def _records_agreed(self):
-        """Rank 0's write failure of this iteration, or None, the same on every rank (one small bcast)."""
-        failure = self.comm.bcast(self.write_failure if self.rank == 0 else None, root=0)
-        if failure:
-            raise RunFailure(f"{failure}; stopped at iteration {self.iteration}, last good checkpoint "
-                             f"{self.last_checkpoint or 'none'}")
+        """Whether rank 0's record writes of this iteration failed, the same on every rank (one 8-byte
+        Bcast); rank 0 alone holds and prints the reason."""
+        failed = np.array([self.write_failure is not None], dtype=np.int64)
+        self.comm.Bcast(failed, root=0)
+        if failed[0]:
+            raise RunFailure(f"{self.write_failure or 'rank 0 could not write its records'}; stopped at iteration "
+                             f"{self.iteration}, last good checkpoint {self.last_checkpoint or 'none'}")
 
     def _check_finite_center(self):
         """Diverged parameters end the run before anything is written from them (every rank alike)."""
