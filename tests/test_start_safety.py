@@ -221,3 +221,14 @@ def test_changed_versions_are_reported_and_strict_versions_refuses(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "warning: numpy 1.0.0 -> " in resumed.stdout
     assert json.loads((run_dir / "status.json").read_text())["version_changes"][0].startswith("numpy 1.0.0 -> ")
+
+
+# ---------------------------------------------------------------- srun without PMI
+def test_srun_tasks_without_pmi_are_refused(tmp_path):
+    """What plain `srun -n 2` (MpiDefault=none) gives each process: a step of 2 tasks, no MPI rank."""
+    result = run_es("train", job_file(tmp_path), "--run-dir", tmp_path / "run",
+                    env_extra={"SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1"})
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert "srun started 2 tasks" in line and "srun --mpi=pmix" in line
+    assert not (tmp_path / "run").exists()
