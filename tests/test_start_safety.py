@@ -221,6 +221,26 @@ def test_changed_versions_are_reported_and_strict_versions_refuses(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "warning: numpy 1.0.0 -> " in resumed.stdout
     assert json.loads((run_dir / "status.json").read_text())["version_changes"][0].startswith("numpy 1.0.0 -> ")
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    column = lines[0].split(",").index("versions_changed")
+    assert [line.split(",")[column] for line in lines[1:]] == ["0", "0", "1"]  # the resumed iteration says 1
+
+
+def test_metrics_from_an_older_checkpoint_gain_the_newer_columns(tmp_path):
+    """A run resumed from a checkpoint whose metrics lack a column added since: every row of
+    metrics.csv still has every column (NaN where it was not recorded), in one header."""
+    job, run_dir = job_file(tmp_path, iterations=2), tmp_path / "run"
+    assert run_es("train", job, "--run-dir", run_dir).returncode == 0
+    newest = ckpt_io.periodic_checkpoints(run_dir)[0][1]
+    ckpt = ckpt_io.load(newest)
+    del ckpt.metrics["versions_changed"]
+    ckpt_io.save(newest, ckpt)
+    job.write_text(job.read_text().replace("iterations = 2", "iterations = 3"))
+    assert run_es("train", job, "--run-dir", run_dir, "--resume").returncode == 0
+    rows = [line.split(",") for line in (run_dir / "metrics.csv").read_text().splitlines()]
+    assert {len(row) for row in rows} == {len(rows[0])} and len(rows) == 4
+    column = rows[0].index("versions_changed")
+    assert [row[column] for row in rows[1:]] == ["nan", "nan", "0"]
 
 
 # ---------------------------------------------------------------- srun without PMI

@@ -18,12 +18,16 @@ class MetricsLog:
         self.mirror = None  # also given every new row, e.g. TensorBoardScalars
 
     def append(self, row):
+        keys = list(row)
+        realign = bool(self.rows) and list(self.rows[0]) != keys
+        if realign:  # rows restored from an older checkpoint lack newer columns: NaN there
+            self.rows = [{key: old.get(key, math.nan) for key in keys} for old in self.rows]
         self.rows.append(row)
         if self.mirror is not None:
             self.mirror.write(row)
         if self.csv_path is not None:
-            if len(self.rows) == 1 or not append_text(self.csv_path, _csv_text([row], list(row), header=False)):
-                self._rewrite_csv(list(row))
+            if realign or len(self.rows) == 1 or not append_text(self.csv_path, _csv_text([row], keys, header=False)):
+                self._rewrite_csv(keys)
 
     def _rewrite_csv(self, keys):
         """The whole CSV, replaced atomically (never written through a link)."""

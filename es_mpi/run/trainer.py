@@ -264,6 +264,7 @@ class Trainer:
             imbalance=float(busy_all.max() / busy_all.mean()) if busy_all.mean() > 0 else 1.0,
             capped=int(results_n4[:, 2].sum()), nonfinite=int(results_n4[:, 3].sum()),
             repairs=self.metrics.last("repairs", 0) + repaired, step_cap=self.step_cap,
+            versions_changed=len(self.version_changes),
             wall_time=time.time(), **tell_metrics)
         self._rank0_write(self.metrics.append, row)
         return row, stop_signal
