@@ -1,17 +1,22 @@
-"""Sample efficiency: training timesteps (and wall time) until the evaluation return first reaches a target.
+"""Sample efficiency: training timesteps, episodes and wall time until the evaluation return first reaches a target.
 
 Each job file runs for S seeds with a real `es-mpi train JOB -n RANKS` (mpiexec), one seed after
 the other, until the highest target, a timestep budget or a wall-clock budget (SIGUSR1 to the
 launcher: the run checkpoints and exits 3). The centre policy is evaluated every eval.every
 iterations (the job's, or --eval-every) on 10 deterministic episodes; "reached at" is the first evaluation
 whose mean return is at or above the target, and the timesteps it reports are the training
-timesteps spent up to and including that iteration (evaluation episodes are not counted).
+timesteps and episodes spent up to and including that iteration (evaluation episodes are not
+counted, as ARS did not count them).
 Wall time adds up the iterations' wall times (evaluations included; process start-up, the noise
 table, checkpoint writes and the gap of a resumed run are not). Timesteps do not depend on the
 machine's load; wall times do.
 
-Built-in targets per env: the ES paper's row (Salimans et al. 2017, Table 3) and gymnasium's
-registry threshold (`gymnasium.spec(id).reward_threshold`).
+Built-in targets per env: the ES paper's row (Salimans et al. 2017, Table 3, in timesteps), augmented
+random search's row (Mania, Guy and Recht 2018, Table 1: ARS V2-t's average episodes over 3 seeds) and
+gymnasium's registry threshold (`gymnasium.spec(id).reward_threshold`). Each target's report says how many
+seeds got there within the reference's budget: the paper's timesteps, or twice ARS's episodes. One PNG per
+env shows the median and min-max over the seeds of the evaluation return against training episodes, with
+the targets as lines (benchmarks/results/NAME-ENV.png).
 
 The README's table (add --reuse to read finished runs instead of training them again):
     python benchmarks/learning.py jobs/inverted_pendulum.toml jobs/swimmer.toml \
@@ -19,9 +24,13 @@ The README's table (add --reuse to read finished runs instead of training them a
 The registry thresholds within a wall-clock budget, one seed:
     python benchmarks/learning.py jobs/halfcheetah.toml --targets registry --max-timesteps 0 \
         --seeds 1 --ranks 1 --budget-seconds 3600 --runs-dir runs/learning_registry --name learning_registry
+ARS's table, seeds 0-4 (by default each run stops at the target or at twice ARS's episodes of full length):
+    python benchmarks/learning.py jobs/swimmer.toml jobs/hopper.toml jobs/halfcheetah.toml jobs/walker2d.toml \
+        jobs/ant.toml jobs/humanoid.toml --targets ars --seeds 5 --ranks 2 --runs-dir runs/learning_ars --name learning_ars
 """
 
 import argparse
+import collections
 import csv
 import hashlib
 import json
@@ -31,6 +40,8 @@ import shlex
 import signal
 import subprocess
 import time
+
+import numpy as np
 
 import common
 
@@ -42,6 +53,16 @@ PAPER_ROWS = {
     "Hopper-v5": (1718.0, 3_730_000),
     "Walker2d-v5": (1916.0, 12_900_000),
 }
+# env id: (target return, episodes ARS V2-t needed: the mean over 3 seeds), Mania, Guy and Recht 2018, Table 1
+ARS_ROWS = {
+    "Swimmer-v5": (325.0, 427),
+    "Hopper-v5": (3120.0, 1_973),
+    "HalfCheetah-v5": (3430.0, 1_707),
+    "Walker2d-v5": (4390.0, 24_000),
+    "Ant-v5": (3580.0, 20_800),
+    "Humanoid-v5": (6000.0, 142_600),
+}
+ARS_EPISODE_FACTOR = 2  # a seed succeeds when it reaches ARS's threshold within twice ARS's episodes
 OPTION_KEYS = (("policy", "hidden"), ("policy", "action"), ("strategy", "pairs"), ("strategy", "top_pairs"),
                ("strategy", "shaping"), ("strategy", "optimizer"), ("strategy", "momentum"), ("strategy", "sigma"),
                ("strategy", "learning_rate"), ("strategy", "l2"), ("obs_norm", "probability"),
@@ -50,16 +71,23 @@ STOP_GRACE_S = 600  # after SIGUSR1 the run finishes its iteration and checkpoin
 
 
 class Target:
-    def __init__(self, value, source, paper_steps=None):
-        self.value, self.source, self.paper_steps = float(value), source, paper_steps
+    def __init__(self, value, source, paper_steps=None, ars_episodes=None):
+        self.value, self.source = float(value), source
+        self.paper_steps, self.ars_episodes = paper_steps, ars_episodes
+
+
+Reach = collections.namedtuple("Reach", "timesteps seconds episodes")
 
 
 def builtin_targets(env_id, which):
-    """[Target] for the env: the ES paper's row and/or the registry threshold, lowest first."""
+    """[Target] for the env: the ES paper's row, ARS's row and/or the registry threshold, lowest first."""
     targets = []
     if which in ("paper", "all") and env_id in PAPER_ROWS:
         value, steps = PAPER_ROWS[env_id]
         targets.append(Target(value, "ES paper", steps))
+    if which in ("ars", "all") and env_id in ARS_ROWS:
+        value, episodes = ARS_ROWS[env_id]
+        targets.append(Target(value, "ARS", ars_episodes=episodes))
     if which in ("registry", "all"):
         import gymnasium
 
@@ -76,17 +104,88 @@ def read_metrics(path):
 
 
 def first_reach(rows, target):
-    """(timesteps, seconds of training) at the first evaluation >= target, or None.
+    """Reach(training timesteps, seconds, training episodes) at the first evaluation >= target, or None.
 
     The seconds add up the iterations' wall times (evaluation included): process start-up,
-    checkpoint writes and the gap of a stopped and resumed run are not counted.
+    checkpoint writes and the gap of a stopped and resumed run are not counted. The episodes add
+    up each iteration's training episodes; evaluation episodes are not among them.
     """
-    seconds = 0.0
+    seconds, episodes = 0.0, 0
     for row in rows:
         seconds += row["iteration_s"]
+        episodes += int(row["episodes"])
         if math.isfinite(row["eval_return"]) and row["eval_return"] >= target:
-            return int(row["timesteps"]), seconds
+            return Reach(int(row["timesteps"]), seconds, episodes)
     return None
+
+
+def within_reference(reach, target):
+    """Whether one seed's Reach (or None) came within the target's budget: the ES paper's timesteps or
+    twice ARS's episodes; None when the target has no reference."""
+    if target.paper_steps is not None:
+        return reach is not None and reach.timesteps <= target.paper_steps
+    if target.ars_episodes is not None:
+        return reach is not None and reach.episodes <= ARS_EPISODE_FACTOR * target.ars_episodes
+    return None
+
+
+def evaluation_curve(rows):
+    """(training episodes, evaluation return) at every finite evaluation of one run, as two arrays."""
+    episodes_e = np.cumsum([int(row["episodes"]) for row in rows])
+    finite = [k for k, row in enumerate(rows) if math.isfinite(row["eval_return"])]
+    return episodes_e[finite].astype(float), np.array([rows[k]["eval_return"] for k in finite], dtype=float)
+
+
+def curve_band(per_seed_rows):
+    """Median, min and max over seeds of the evaluation return on the union of the evaluation points.
+
+    At each point a seed counts with its latest evaluation at or before it; before its first
+    evaluation it does not count, and after its run ended (at the target or a budget) it keeps its
+    last one. Returns (episodes_g, median_g, low_g, high_g).
+    """
+    curves = [evaluation_curve(rows) for rows in per_seed_rows]
+    curves = [(x, y) for x, y in curves if x.size]
+    if not curves:
+        return tuple(np.empty(0) for _ in range(4))
+    episodes_g = np.unique(np.concatenate([x for x, _ in curves]))
+    held_sg = np.full((len(curves), episodes_g.size), np.nan)
+    for s, (x, y) in enumerate(curves):
+        latest_g = np.searchsorted(x, episodes_g, side="right") - 1
+        started_g = latest_g >= 0
+        held_sg[s, started_g] = y[latest_g[started_g]]
+    return episodes_g, np.nanmedian(held_sg, axis=0), np.nanmin(held_sg, axis=0), np.nanmax(held_sg, axis=0)
+
+
+def plot_env(env_id, runs, targets, path):
+    """One PNG for an env: per job, the median and min-max band over its seeds against training
+    episodes; the targets as horizontal lines, ARS's episodes (and twice them) as vertical ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    for label, per_seed_rows in runs:
+        episodes_g, median_g, low_g, high_g = curve_band(per_seed_rows)
+        line, = axes.step(episodes_g, median_g, where="post", label=f"{label}: median of {len(per_seed_rows)} seeds")
+        axes.fill_between(episodes_g, low_g, high_g, step="post", alpha=0.25, color=line.get_color(), label="min-max")
+    for target in targets:
+        axes.axhline(target.value, color="black", linestyle="--", linewidth=0.8)
+        axes.annotate(f"{target.value:g} ({target.source})", (0, target.value), textcoords="offset points",
+                      xytext=(4, 3), xycoords=("axes fraction", "data"), fontsize=8)
+        if target.ars_episodes is not None:
+            axes.axvline(target.ars_episodes, color="grey", linestyle=":", label=f"ARS: {target.ars_episodes:,} episodes")
+            axes.axvline(ARS_EPISODE_FACTOR * target.ars_episodes, color="grey", linestyle="-.",
+                         label=f"{ARS_EPISODE_FACTOR}x ARS")
+    axes.set_xlabel("training episodes (evaluation episodes not counted)")
+    axes.set_ylabel("evaluation return (10 deterministic episodes)")
+    axes.set_title(f"{env_id}: a seed keeps its last evaluation after its run ended", fontsize=10)
+    axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def final_return(rows):
@@ -95,11 +194,20 @@ def final_return(rows):
     return finite[-1] if finite else math.nan
 
 
-def timestep_budget(env_id, args):
-    """--max-timesteps; by default the ES paper's steps for the env (past them its row is lost), else the job's."""
+def timestep_budget(env_id, targets, args):
+    """--max-timesteps; by default the most that a row can still be won within: the ES paper's steps for
+    the env (unless only ARS's targets run) and, for an ARS target, twice its episodes at the env's
+    full episode length (no seed is cut short before twice ARS's episodes); else the job's own."""
     if args.max_timesteps is not None:
         return args.max_timesteps or None
-    return PAPER_ROWS[env_id][1] if env_id in PAPER_ROWS else None
+    bounds = [PAPER_ROWS[env_id][1]] if env_id in PAPER_ROWS and args.targets != "ars" else []
+    ars_targets = [t for t in targets if t.ars_episodes is not None]
+    if ars_targets:
+        import gymnasium
+
+        steps_per_episode = gymnasium.spec(env_id).max_episode_steps
+        bounds += [ARS_EPISODE_FACTOR * t.ars_episodes * steps_per_episode for t in ars_targets]
+    return max(bounds) if bounds else None
 
 
 def train_command(job, seed, args, stop_return, max_timesteps, run_dir):
@@ -207,7 +315,7 @@ def rows_for_job(job_path, args):
     if not targets:
         raise SystemExit(f"{job_path}: no built-in target for {env_id}; give --target")
     stop_return = args.stop_return if args.stop_return is not None else targets[-1].value
-    max_timesteps = timestep_budget(env_id, args)
+    max_timesteps = timestep_budget(env_id, targets, args)
     per_seed, records, commands = [], [], []
     for seed in args.seed_list:
         run_dir = relative(args.runs_dir / f"{pathlib.Path(job_path).stem}-seed{seed}")
@@ -216,20 +324,10 @@ def rows_for_job(job_path, args):
         rows, record = run_seed(job_path, command, run_dir, args.budget_seconds, args.reuse)
         per_seed.append(rows)
         records.append(record)
-    table = []
-    for target in targets:
-        reached = [first_reach(rows, target.value) for rows in per_seed]
-        steps_median, steps_each, steps_value = summarise([r and r[0] for r in reached], fmt_steps)
-        wall_median, wall_each, _ = summarise([r and r[1] for r in reached], fmt_seconds)
-        verdict = "-"
-        if target.paper_steps is not None:
-            verdict = "yes" if steps_value is not None and steps_value <= target.paper_steps else "no"
-        table.append({"env": env_id, "job": f"`{job_path}`", "target": f"{target.value:g} ({target.source})",
-                      "ES paper steps": fmt_steps(target.paper_steps), "median steps": steps_median,
-                      "steps per seed": steps_each, "median wall s": wall_median, "wall s per seed": wall_each,
-                      "beats paper": verdict})
+    table = [target_row(env_id, job_path, target, per_seed) for target in targets]
     finals = [final_return(rows) for rows in per_seed]
     spent = [int(rows[-1]["timesteps"]) if rows else 0 for rows in per_seed]
+    episodes_spent = [int(sum(row["episodes"] for row in rows)) for rows in per_seed]
     endings = [f"wall-clock budget {r['budget_seconds']:g} s" if r["exit_code"] == 3 else "stopping rule"
                for r in records]
     budgets = ""
@@ -238,8 +336,38 @@ def rows_for_job(job_path, args):
     detail = (f"- `{job_path}` ({env_id}): {options}; stops at return {stop_return:g}"
               f"{'' if not max_timesteps else f' or {max_timesteps:,} timesteps'}; per seed: final evaluation "
               f"return {' / '.join(f'{f:.0f}' for f in finals)}, timesteps spent "
-              f"{' / '.join(f'{s:,}' for s in spent)}, ended by {' / '.join(endings)}{budgets}")
-    return table, detail, commands
+              f"{' / '.join(f'{s:,}' for s in spent)}, training episodes spent "
+              f"{' / '.join(f'{e:,}' for e in episodes_spent)}, ended by {' / '.join(endings)}{budgets}")
+    return table, detail, commands, (env_id, per_seed, targets)
+
+
+def reference_text(target):
+    if target.paper_steps is not None:
+        return f"ES paper: {target.paper_steps:,} steps"
+    if target.ars_episodes is not None:
+        return f"ARS: {target.ars_episodes:,} episodes"
+    return "-"
+
+
+def target_row(env_id, job_path, target, per_seed):
+    """One report row: a target's first reaches over the seeds (steps, episodes, wall time), how many
+    seeds came within the reference's budget, and whether the median beats the reference."""
+    reached = [first_reach(rows, target.value) for rows in per_seed]
+    steps_median, steps_each, steps_value = summarise([r and r.timesteps for r in reached], fmt_steps)
+    episodes_median, episodes_each, episodes_value = summarise([r and r.episodes for r in reached], fmt_steps)
+    wall_median, wall_each, _ = summarise([r and r.seconds for r in reached], fmt_seconds)
+    within = [within_reference(r, target) for r in reached]
+    seeds_within = "-" if within[0] is None else f"{sum(within)} of {len(within)}"
+    verdict = "-"
+    if target.paper_steps is not None:
+        verdict = "yes" if steps_value is not None and steps_value <= target.paper_steps else "no"
+    elif target.ars_episodes is not None:
+        verdict = "yes" if episodes_value is not None and episodes_value <= target.ars_episodes else "no"
+    return {"env": env_id, "job": f"`{job_path}`", "target": f"{target.value:g} ({target.source})",
+            "reference": reference_text(target), "median steps": steps_median, "steps per seed": steps_each,
+            "median episodes": episodes_median, "episodes per seed": episodes_each,
+            "median wall s": wall_median, "wall s per seed": wall_each,
+            "seeds within budget": seeds_within, "beats reference": verdict}
 
 
 def parse_args(argv=None):
@@ -249,15 +377,17 @@ def parse_args(argv=None):
     parser.add_argument("--first-seed", type=int, default=0,
                         help="seeds run from this one on (default %(default)s): another run can take later seeds")
     parser.add_argument("--ranks", type=int, default=2, help="MPI ranks per run (default %(default)s)")
-    parser.add_argument("--targets", choices=("paper", "registry", "all"), default="all",
-                        help="built-in targets: the ES paper's row, the registry threshold, or both")
+    parser.add_argument("--targets", choices=("paper", "ars", "registry", "all"), default="all",
+                        help="built-in targets: the ES paper's row, ARS's row (Table 1, in episodes), "
+                             "the registry threshold, or all of them")
     parser.add_argument("--target", type=float, action="append", default=[],
                         help="a target return instead of the built-in ones (repeatable)")
     parser.add_argument("--stop-return", type=float, help="stop a run at this evaluation return "
                                                           "(default: the highest target)")
     parser.add_argument("--max-timesteps", type=int,
-                        help="training timestep budget per run (default: the ES paper's steps for the env; "
-                             "0: the job's own stop.timesteps)")
+                        help="training timestep budget per run (default: the ES paper's steps for the env, "
+                             "or for ARS's targets twice ARS's episodes at full length; 0: the job's own "
+                             "stop.timesteps)")
     parser.add_argument("--budget-seconds", type=float,
                         help="wall-clock budget per run (then SIGUSR1: the run checkpoints and stops)")
     parser.add_argument("--eval-every", type=int,
@@ -271,7 +401,14 @@ def parse_args(argv=None):
                         help="parse a finished run with the same command instead of training it again")
     parser.add_argument("--note", help="a sentence for the report (say, what else ran on the machine)")
     parser.add_argument("--name", default="learning", help="report name: benchmarks/results/NAME.md")
+    parser.add_argument("--no-plots", dest="plots", action="store_false",
+                        help="skip the curves (benchmarks/results/NAME-ENV.png, drawn with matplotlib)")
     args = parser.parse_args(argv)
+    if args.plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.exit(2, "learning.py: the curves need matplotlib: pip install 'es-mpi[plot]', or give --no-plots\n")
     args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
     return args
 
@@ -279,25 +416,38 @@ def parse_args(argv=None):
 def main():
     args = parse_args()
     table, details, commands = [], [], []
+    by_env = {}
     for job_path in args.jobs:
-        job_table, detail, job_commands = rows_for_job(job_path, args)
+        job_table, detail, job_commands, (env_id, per_seed, targets) = rows_for_job(job_path, args)
         table += job_table
         details.append(detail)
         commands += job_commands
-    columns = ["env", "job", "target", "ES paper steps", "median steps", "steps per seed", "median wall s",
-               "wall s per seed", "beats paper"]
+        runs, env_targets = by_env.setdefault(env_id, ([], {}))
+        runs.append((pathlib.Path(job_path).stem, per_seed))
+        env_targets.update({(t.value, t.source): t for t in targets})
+    plots = []
+    if args.plots:
+        for env_id, (runs, env_targets) in by_env.items():
+            path = plot_env(env_id, runs, list(env_targets.values()), common.RESULTS / f"{args.name}-{env_id}.png")
+            plots.append(f"- {env_id}: `{path.relative_to(common.REPO)}`")
+    columns = ["env", "job", "target", "reference", "median steps", "steps per seed", "median episodes",
+               "episodes per seed", "median wall s", "wall s per seed", "seeds within budget", "beats reference"]
     body = [f"Seeds {', '.join(map(str, args.seed_list))}; {args.ranks} MPI rank(s) per run; the seeds of a job run "
             "one after the other. The centre policy is evaluated every eval.every iterations (per job below) on "
             f"{args.eval_episodes} deterministic episodes, so a first reach is known to within eval.every iterations; "
-            "'steps' are the training timesteps spent up to the first evaluation at or above the target "
-            "(evaluation episodes are not counted), '-' where a seed never got there. "
-            "Wall time adds up the iterations' wall times (evaluations included; start-up, checkpoint writes "
-            "and the gap of a resumed run are not) and depends on the machine's load; timesteps do not. "
-            "The median counts a seed that never reached the target as worse than any that did.",
+            "'steps' and 'episodes' are the training timesteps and episodes spent up to the first evaluation at or "
+            "above the target (evaluation episodes are not counted, as ARS did not count them), '-' where a seed "
+            "never got there. Wall time adds up the iterations' wall times (evaluations included; start-up, "
+            "checkpoint writes and the gap of a resumed run are not) and depends on the machine's load; timesteps "
+            "and episodes do not. The median counts a seed that never reached the target as worse than any that did. "
+            "'seeds within budget' counts the seeds that got there within the ES paper's timesteps or within "
+            f"{ARS_EPISODE_FACTOR}x ARS's episodes; 'beats reference' compares the median with the paper's "
+            "timesteps or ARS's episodes (Mania, Guy and Recht 2018, Table 1: ARS V2-t, mean of 3 seeds).",
             *(["", args.note] if args.note else []), "",
             common.markdown_table(columns, table), "", "Jobs and options:", "", *details, "",
+            *(["Curves (median and min-max over the seeds against training episodes):", "", *plots, ""] if plots else []),
             "Per-seed training commands:", "", "```", *(shlex.join(["python", *c[1:]]) for c in commands), "```"]
-    common.write_report(args.name, "Learning: timesteps to reach a return", body)
+    common.write_report(args.name, "Learning: timesteps and episodes to reach a return", body)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-"""benchmarks/learning.py's reading of a run: first evaluation at a target, final return, medians."""
+"""benchmarks/learning.py's reading of a run: first evaluation at a target (timesteps, episodes), final return,
+medians, seeds within the reference's budget, and the curves."""
 
+import math
 import sys
 
 import pytest
@@ -20,8 +22,9 @@ def test_first_reach_reads_a_real_metrics_csv(tmp_path):
     assert [row["iteration"] for row in rows] == [1, 2, 3, 4, 5, 6]
     best = max(row["eval_return"] for row in evaluated)
     first = next(row for row in evaluated if row["eval_return"] >= best)
-    steps, seconds = learning.first_reach(rows, best)
+    steps, seconds, episodes = learning.first_reach(rows, best)
     assert steps == first["timesteps"]
+    assert episodes == sum(row["episodes"] for row in rows[:rows.index(first) + 1]) and episodes % 8 == 0
     assert seconds > 0 and seconds == pytest.approx(sum(row["iteration_s"] for row in rows[:rows.index(first) + 1]))
     assert learning.first_reach(rows, best + 1) is None
     assert learning.final_return(rows) == evaluated[-1]["eval_return"]
@@ -33,8 +36,96 @@ def test_a_seed_that_never_reached_the_target_counts_as_the_worst():
     assert learning.summarise([100, 200], str)[2] == 150
 
 
-def test_builtin_targets_are_the_paper_row_and_the_registry_threshold():
+def test_builtin_targets_are_the_paper_row_ars_row_and_the_registry_threshold():
     targets = learning.builtin_targets("Hopper-v5", "all")
     assert [(t.value, t.source, t.paper_steps) for t in targets] == [
-        (1718.0, "ES paper", 3_730_000), (3800.0, "gymnasium registry", None)]
+        (1718.0, "ES paper", 3_730_000), (3120.0, "ARS", None), (3800.0, "gymnasium registry", None)]
     assert [t.value for t in learning.builtin_targets("Swimmer-v5", "registry")] == [360.0]
+
+
+def metrics_rows(episodes_per_iteration, eval_returns, steps_per_episode=1000):
+    """Synthetic metrics.csv rows: one iteration per evaluation return (NaN: not evaluated)."""
+    rows = []
+    for k, eval_return in enumerate(eval_returns, start=1):
+        rows.append({"iteration": k, "episodes": episodes_per_iteration, "iteration_s": 2.0,
+                     "timesteps": k * episodes_per_iteration * steps_per_episode, "eval_return": eval_return})
+    return rows
+
+
+def test_builtin_targets_include_the_ars_row_in_episodes():
+    [ars] = learning.builtin_targets("HalfCheetah-v5", "ars")
+    assert (ars.value, ars.source, ars.paper_steps, ars.ars_episodes) == (3430.0, "ARS", None, 1_707)
+    assert [(t.value, t.source) for t in learning.builtin_targets("HalfCheetah-v5", "all")] == [
+        (2385.0, "ES paper"), (3430.0, "ARS"), (4800.0, "gymnasium registry")]
+    assert learning.ARS_ROWS["Humanoid-v5"] == (6000.0, 142_600)
+    assert learning.ARS_ROWS["Ant-v5"] == (3580.0, 20_800)
+    assert learning.builtin_targets("InvertedPendulum-v5", "ars") == []
+
+
+def test_ars_runs_are_bounded_by_twice_its_episodes_at_full_length():
+    args = learning.parse_args(["jobs/halfcheetah.toml", "--targets", "ars", "--no-plots"])
+    targets = learning.builtin_targets("HalfCheetah-v5", "ars")
+    assert learning.timestep_budget("HalfCheetah-v5", targets, args) == 2 * 1_707 * 1000
+    paper_args = learning.parse_args(["jobs/halfcheetah.toml", "--targets", "paper", "--no-plots"])
+    paper = learning.builtin_targets("HalfCheetah-v5", "paper")
+    assert learning.timestep_budget("HalfCheetah-v5", paper, paper_args) == 2_880_000
+    assert learning.timestep_budget("HalfCheetah-v5", learning.builtin_targets("HalfCheetah-v5", "all"),
+                                    learning.parse_args(["jobs/halfcheetah.toml", "--no-plots"])) == 2 * 1_707 * 1000
+
+
+def test_first_reach_counts_training_episodes_not_evaluations():
+    rows = metrics_rows(32, [math.nan, 100.0, math.nan, 250.0, 400.0])
+    assert learning.first_reach(rows, 200.0) == learning.Reach(timesteps=4 * 32 * 1000, seconds=8.0, episodes=128)
+    assert learning.first_reach(rows, 401.0) is None
+
+
+def test_the_ars_row_counts_seeds_within_twice_its_episodes():
+    """Hopper's ARS row: 1,973 episodes; 16 episodes an iteration, evaluated every iteration."""
+    reach_at = [50, 100, 200, 246, None]  # iterations: 800, 1,600, 3,200, 3,936 episodes, never
+    per_seed = []
+    for iteration in reach_at:
+        returns = [1000.0] * 300
+        if iteration is not None:
+            returns[iteration - 1] = 3200.0
+        per_seed.append(metrics_rows(16, returns))
+    [ars] = learning.builtin_targets("Hopper-v5", "ars")
+    row = learning.target_row("Hopper-v5", "jobs/hopper.toml", ars, per_seed)
+    assert row["episodes per seed"] == "800 / 1,600 / 3,200 / 3,936 / -"
+    assert row["median episodes"] == "3,200"
+    assert row["seeds within budget"] == "4 of 5"  # 3,936 <= 2 x 1,973 = 3,946
+    assert row["beats reference"] == "no"  # the median 3,200 > 1,973
+    assert row["reference"] == "ARS: 1,973 episodes"
+    faster = learning.target_row("Hopper-v5", "jobs/hopper.toml", ars, per_seed[:3])
+    assert (faster["median episodes"], faster["beats reference"], faster["seeds within budget"]) == \
+        ("1,600", "yes", "3 of 3")
+
+
+def test_the_paper_row_counts_seeds_within_its_timesteps():
+    per_seed = [metrics_rows(32, [math.nan] * (k - 1) + [2400.0]) for k in (50, 90, 100)]
+    [paper] = learning.builtin_targets("HalfCheetah-v5", "paper")
+    row = learning.target_row("HalfCheetah-v5", "jobs/halfcheetah.toml", paper, per_seed)
+    assert row["steps per seed"] == "1,600,000 / 2,880,000 / 3,200,000"
+    assert (row["seeds within budget"], row["beats reference"]) == ("2 of 3", "yes")
+
+
+def test_the_curve_band_holds_each_seeds_latest_evaluation():
+    seed_a = metrics_rows(10, [1.0, math.nan, 3.0])  # evaluated at 10 and 30 episodes
+    seed_b = metrics_rows(20, [2.0, 6.0])  # evaluated at 20 and 40 episodes; ends there
+    seed_c = metrics_rows(10, [math.nan, 5.0, math.nan, 7.0, 9.0])  # 20, 40, 50
+    episodes_g, median_g, low_g, high_g = learning.curve_band([seed_a, seed_b, seed_c])
+    assert episodes_g.tolist() == [10, 20, 30, 40, 50]
+    assert low_g.tolist() == [1, 1, 2, 3, 3]
+    assert high_g.tolist() == [1, 5, 5, 7, 9]
+    assert median_g.tolist() == [1, 2, 3, 6, 6]
+
+
+def test_plot_env_draws_the_band_and_the_thresholds(tmp_path):
+    image = pytest.importorskip("matplotlib.image")
+    per_seed = [metrics_rows(16, [1000.0 * k / 10 + s * 100 for k in range(1, 41)]) for s in range(5)]
+    [ars] = learning.builtin_targets("Hopper-v5", "ars")
+    path = learning.plot_env("Hopper-v5", [("hopper", per_seed)], [ars], tmp_path / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = image.imread(path)
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 500
+    colours = {tuple(p) for p in pixels[::4, ::4, :3].reshape(-1, 3).round(2).tolist()}
+    assert len(colours) > 10  # lines, a shaded band and text, not a blank canvas
