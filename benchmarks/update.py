@@ -119,8 +119,6 @@ def sweep_point(comm, noise, copy_target, copy_source, population, n_params, obs
 
 def humanoid_point(comm, noise, args):
     """Per member expansion, metrics row, checkpoint write, and real episodes of Humanoid."""
-    import numpy as np
-
     from es_mpi.records import checkpoint as ckpt_io
     from es_mpi.job.parse import job_from_text
     from es_mpi.records.metrics import MetricsLog
