@@ -29,8 +29,9 @@ def node_size_from_env(environ=os.environ):
 
 class NodeLayer:
     """`node`: this rank's node communicator; `leaders`: the node rank-0s together (None elsewhere);
-    `index` / `count`: this node's number and the number of nodes, in world-rank order;
-    `nodes_on_machine`: how many nodes (shared tables) this machine's memory holds."""
+    `index` / `count`: this node's number and the number of nodes, in world-rank order; `sizes`: the
+    ranks of each node, in that order; `nodes_on_machine`: how many nodes (so shared tables) this
+    machine's memory holds."""
 
     def __init__(self, world, node_size=None):
         from mpi4py import MPI
@@ -46,8 +47,9 @@ class NodeLayer:
         machine.Free()
         leaders = world.Split(color=0 if is_leader else MPI.UNDEFINED, key=world.rank)
         self.leaders = leaders if is_leader else None
-        place = (leaders.rank, leaders.size) if is_leader else None
-        self.index, self.count = self.node.bcast(place, root=0)
+        place = (leaders.rank, tuple(leaders.allgather(self.node.size))) if is_leader else None
+        self.index, self.sizes = self.node.bcast(place, root=0)
+        self.count = len(self.sizes)
 
     @classmethod
     def from_env(cls, world):
@@ -56,6 +58,10 @@ class NodeLayer:
     @property
     def is_leader(self):
         return self.leaders is not None
+
+    def describe(self):
+        """For the start line: '' on one node, else the ranks per node."""
+        return "" if self.count == 1 else f" (nodes of {'+'.join(map(str, self.sizes))})"
 
     def free(self):
         if self.leaders is not None:

@@ -1,8 +1,8 @@
 """The noise table: float32 standard normals, filled deterministically from the noise seed.
 
 Under MPI one copy lives per node of the node layer (run/nodes.py) in an MPI-3 shared-memory window
-(docs/architecture.md, contract 3); every rank of the node reads it in place. Without MPI (eval, unit tests) it is a plain array
-with the same bytes.
+(docs/architecture.md, contract 3); every rank of the node reads it in place. Without MPI (eval,
+unit tests) it is a plain array with the same bytes.
 """
 
 import os

@@ -375,7 +375,8 @@ class Trainer:
     def _train(self):
         if self.rank == 0:
             self.log(f"es-mpi: {self.job.task_name()}, {self.strategy.name}, {self.policy.n_params} parameters, "
-                     f"population {self.strategy.population}, {self.size} ranks, run directory {self.run_dir}")
+                     f"population {self.strategy.population}, {self.size} ranks{self.nodes.describe()}, "
+                     f"run directory {self.run_dir}")
         if self.stopped_before_start:
             return self._stop_before_start()
         reason = self._stop_reason()
