@@ -151,7 +151,7 @@ DAMAGE_REASONS = {
     "truncated": "digest mismatch", "empty": "not a sealed es-mpi checkpoint",
     "random bytes in the middle": "digest mismatch", "flipped parameter bytes": "digest mismatch",
     "flipped parameter bytes, resealed": "checksum mismatch",
-    "not HDF5": "not a sealed es-mpi checkpoint", "foreign HDF5": "not a sealed es-mpi checkpoint",
+    "not HDF5": "not a sealed es-mpi checkpoint", "foreign HDF5": "not an es-mpi checkpoint",
     "foreign HDF5, sealed": "not an es-mpi checkpoint",
     "wrong format version": "format version 99 is not supported", "missing": "no such checkpoint file",
 }

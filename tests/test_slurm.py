@@ -194,3 +194,16 @@ def test_array_gives_one_run_directory_per_seed(jobs):
         params.append(ckpt.params.tobytes())
     assert seeds == [0, 1, 2]
     assert len(set(params)) == 3
+
+
+def test_srun_without_pmi_is_refused_not_run_twice(cluster, tmp_path):
+    """A real `srun --mpi=none -n 2` inside a job: both copies refuse with one line, none trains."""
+    job = tmp_path / "job.toml"
+    job.write_text(JOB)
+    done = subprocess.run(["srun", "--mpi=none", "-n", "2", sys.executable, "-m", "es_mpi", "train", str(job),
+                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=180,
+                          env=slurm_env(), cwd=REPO)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("es-mpi: error:")]
+    assert len(lines) == 2 and all("srun started 2 tasks" in line for line in lines), done.stderr
+    assert not (tmp_path / "run").exists()

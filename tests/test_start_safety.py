@@ -221,3 +221,42 @@ def test_changed_versions_are_reported_and_strict_versions_refuses(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "warning: numpy 1.0.0 -> " in resumed.stdout
     assert json.loads((run_dir / "status.json").read_text())["version_changes"][0].startswith("numpy 1.0.0 -> ")
+
+
+# ---------------------------------------------------------------- srun without PMI
+def test_srun_tasks_without_pmi_are_refused(tmp_path):
+    """What plain `srun -n 2` (MpiDefault=none) gives each process: a step of 2 tasks, no MPI rank."""
+    result = run_es("train", job_file(tmp_path), "--run-dir", tmp_path / "run",
+                    env_extra={"SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1"})
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert "srun started 2 tasks" in line and "srun --mpi=pmix" in line
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- checkpoints of an older es-mpi
+def write_unsealed(path, ckpt):
+    """A checkpoint as es-mpi wrote them before format 3: plain HDF5, no user block, format 2."""
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format=ckpt_io.FORMAT, format_version=2, iteration=ckpt.iteration, timesteps=ckpt.timesteps,
+                       step_cap=ckpt.step_cap, best_eval_return=ckpt.best_eval_return, eval_return=ckpt.eval_return,
+                       config=ckpt.config_toml, versions=json.dumps(ckpt.versions),
+                       checksum=ckpt_io.content_checksum(ckpt))
+        f.create_dataset("params", data=ckpt.params)
+        for name in ("strategy", "obstat", "metrics", "extra"):
+            group = f.create_group(name)
+            for key, value in getattr(ckpt, name).items():
+                group.create_dataset(key, data=value)
+            group.attrs["order"] = json.dumps(list(getattr(ckpt, name)))
+
+
+def test_a_run_started_by_an_older_es_mpi_resumes(tmp_path):
+    job, run_dir = job_file(tmp_path, iterations=2), tmp_path / "run"
+    assert run_es("train", job, "--run-dir", run_dir).returncode == 0
+    for _, path in ckpt_io.periodic_checkpoints(run_dir):
+        write_unsealed(path, ckpt_io.load(path))
+    assert ckpt_io.load(path).iteration in (1, 2)
+    job.write_text(job.read_text().replace("iterations = 2", "iterations = 3"))
+    resumed = run_es("train", job, "--run-dir", run_dir, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from iteration 2" in resumed.stdout

@@ -41,8 +41,19 @@ def built_task(args):
     return build_task(job)
 
 
+def refuse_srun_singletons(rank):
+    """srun without PMI starts N independent 1-rank copies that would all train into one run
+    directory: Slurm says the step has N > 1 tasks, but no MPI launcher told us our rank."""
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "")
+    if rank is None and tasks.isdigit() and int(tasks) > 1:
+        raise UserError(f"srun started {tasks} tasks, but no MPI process manager (PMI) reached them: each would "
+                        f"train alone into the same run directory; use `srun --mpi=pmix ...` (or the PMI your "
+                        f"site's MPI supports) or `mpiexec -n {tasks} es-mpi train ...`")
+
+
 def train_command(args, argv):
     rank = launcher_rank()
+    refuse_srun_singletons(rank)
     if rank is None:
         task = built_task(args)
         if args.np is not None:

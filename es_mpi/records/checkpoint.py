@@ -27,6 +27,8 @@ from es_mpi.records.safe_files import replacing
 
 FORMAT = "es-mpi checkpoint"
 FORMAT_VERSION = 3  # 2: content checksum attribute; 3: sealed (a digest of the file in the HDF5 user block)
+UNSEALED_VERSION = 2  # still read: runs started by an older es-mpi resume (their checksum is still checked)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 USER_BLOCK = 512  # bytes HDF5 leaves free before its superblock
 SEAL_MAGIC = b"es-mpi sealed checkpoint\n"
 DIGEST_HEX = 32
@@ -147,15 +149,20 @@ def seal(path):
 
 
 def check_seal(path):
-    """CheckpointError unless the file is sealed and its bytes match the seal (read in blocks)."""
+    """The format version the file must hold: FORMAT_VERSION for a sealed file whose bytes match the
+    seal (read in blocks), UNSEALED_VERSION for a plain HDF5 file from an older es-mpi; else a
+    CheckpointError. A damaged sealed file never reaches the HDF5 library."""
     with open(path, "rb") as fh:
         head = fh.read(USER_BLOCK)
+        if head.startswith(HDF5_SIGNATURE):
+            return UNSEALED_VERSION
         if not head.startswith(SEAL_MAGIC):
             raise CheckpointError(path, f"not a sealed es-mpi checkpoint (format {FORMAT_VERSION}): damaged, "
                                         "foreign or written by an older es-mpi")
         stored = head[len(SEAL_MAGIC):len(SEAL_MAGIC) + DIGEST_HEX]
         if _digest_after_user_block(fh) != stored:
             raise CheckpointError(path, "file digest mismatch: the file is truncated or corrupt")
+    return FORMAT_VERSION
 
 
 def _os_reason(err):
@@ -172,7 +179,7 @@ def load(path):
     if not path.is_file():
         raise CheckpointError(path, "no such checkpoint file")
     try:
-        check_seal(path)
+        expected_version = check_seal(path)
     except OSError as err:
         raise CheckpointError(path, f"cannot read ({err.strerror})") from None
     if not h5py.is_hdf5(path):
@@ -182,8 +189,10 @@ def load(path):
             if f.attrs.get("format") != FORMAT:
                 raise CheckpointError(path, "not an es-mpi checkpoint (missing 'format' attribute)")
             version = int(f.attrs.get("format_version", -1))
-            if version != FORMAT_VERSION:
-                raise CheckpointError(path, f"checkpoint format version {version} is not supported (expected {FORMAT_VERSION})")
+            if version != expected_version:
+                raise CheckpointError(path, f"checkpoint format version {version} is not supported here (expected "
+                                            f"{expected_version} in a{'' if expected_version == FORMAT_VERSION else 'n un'}"
+                                            "sealed file)")
             check_layout(path, f)
             params = f["params"][()]
             attrs = f.attrs
