@@ -28,7 +28,7 @@ def test_node_size_is_read_from_the_environment():
     assert node_size_from_env({}) is None
     assert node_size_from_env({"ES_MPI_NODE_SIZE": ""}) is None
     assert node_size_from_env({"ES_MPI_NODE_SIZE": " 3 "}) == 3
-    for bad in ("0", "-2", "2.5", "two", "1e3"):
+    for bad in ("0", "-2", "2.5", "two", "1e3", "\u00b2"):
         with pytest.raises(UserError, match="ES_MPI_NODE_SIZE"):
             node_size_from_env({"ES_MPI_NODE_SIZE": bad})
 

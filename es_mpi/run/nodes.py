@@ -21,7 +21,7 @@ def node_size_from_env(environ=os.environ):
     text = environ.get(NODE_SIZE_VARIABLE, "").strip()
     if not text:
         return None
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise UserError(f"{NODE_SIZE_VARIABLE}={environ[NODE_SIZE_VARIABLE]!r}: not a positive integer "
                         f"(the ranks per virtual node; unset it for one node per machine)")
     return int(text)
