@@ -28,12 +28,14 @@ def worker(mode, n_floats):
     import numpy as np
 
     from es_mpi.run.mpi import world
+    from es_mpi.run.nodes import NodeLayer
     from es_mpi.run.noise import SharedNoiseTable, local_table
 
     comm = world()
     shared = None
     if mode == "shared":
-        shared = SharedNoiseTable(n_floats, 123, comm)
+        nodes = NodeLayer.from_env(comm)
+        shared = SharedNoiseTable(n_floats, 123, nodes)
         table = shared.array
     elif mode == "private":
         table = local_table(n_floats, 123)
@@ -48,6 +50,7 @@ def worker(mode, n_floats):
         print(json.dumps(everyone))
     if shared is not None:
         shared.free()
+        nodes.free()
 
 
 def main():

@@ -119,8 +119,6 @@ def sweep_point(comm, noise, copy_target, copy_source, population, n_params, obs
 
 def humanoid_point(comm, noise, args):
     """Per member expansion, metrics row, checkpoint write, and real episodes of Humanoid."""
-    import numpy as np
-
     from es_mpi.records import checkpoint as ckpt_io
     from es_mpi.job.parse import job_from_text
     from es_mpi.records.metrics import MetricsLog
@@ -224,11 +222,13 @@ def shmem_huge_pages():
 def worker(args):
     """Runs on every rank; rank 0 prints one JSON line."""
     from es_mpi.run.mpi import world
+    from es_mpi.run.nodes import NodeLayer
     from es_mpi.run.noise import SharedNoiseTable
     from noise_sum import copy_buffers
 
     comm = world()
-    noise = SharedNoiseTable(args.noise, 0, comm)
+    nodes = NodeLayer.from_env(comm)
+    noise = SharedNoiseTable(args.noise, 0, nodes)
     humanoid = humanoid_point(comm, noise.array, args)
     n_params = comm.bcast(humanoid["n_params"] if comm.rank == 0 else None, root=0)
     obs_size = comm.bcast(humanoid["obs_size"] if comm.rank == 0 else None, root=0)
@@ -245,6 +245,7 @@ def worker(args):
     pairs = min(args.populations) // 2
     tables = table_comparison(comm, noise.array, n_params, pairs, args.repeats)
     noise.free()
+    nodes.free()
     if comm.rank == 0:
         tables = dict(pairs=pairs, n_params=n_params, seconds=tables, shmem_huge_pages=shmem_huge_pages())
         print(json.dumps(dict(humanoid=humanoid, copy_bytes=copy_source_bytes, sweep=sweep, tables=tables)))

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 
 from es_mpi.run.mpi import world
+from es_mpi.run.nodes import NodeLayer
 from es_mpi.run.noise import SharedNoiseTable
 
 
@@ -28,15 +29,18 @@ def mapping_of(address):
 def main():
     size, seed = int(sys.argv[1]), int(sys.argv[2])
     comm = world()
-    table = SharedNoiseTable(size, seed, comm)
+    nodes = NodeLayer.from_env(comm)
+    table = SharedNoiseTable(size, seed, nodes)
     digest = hashlib.sha256(table.array.tobytes()).hexdigest()  # touches every page
     comm.Barrier()
     identity, path, pss_kb = mapping_of(table.array.ctypes.data)
-    reports = comm.gather(dict(rank=comm.rank, digest=digest, identity=identity, path=path, pss_kb=pss_kb))
+    reports = comm.gather(dict(rank=comm.rank, node=nodes.index, nodes=nodes.count, leader=nodes.is_leader,
+                               digest=digest, identity=identity, path=path, pss_kb=pss_kb))
     if comm.rank == 0:
         print(json.dumps(reports))
     comm.Barrier()
     table.free()
+    nodes.free()
 
 
 if __name__ == "__main__":

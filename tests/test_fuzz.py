@@ -8,7 +8,6 @@ file runs in well under two minutes on one core; the cases run are printed at th
 
 import collections
 import dataclasses
-import pathlib
 import shutil
 
 import h5py

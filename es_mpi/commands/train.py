@@ -14,6 +14,7 @@ from es_mpi.parts.build import build_task
 from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
 from es_mpi.core.stop_signals import ignore_stop_signals
 from es_mpi.records.tensorboard import check_available as check_tensorboard
+from es_mpi.run.nodes import node_size_from_env
 
 # A rank other than 0 whose check failed waits this long for rank 0's failure to end the job;
 # if the job is still alive, the failure is its own (say, the job file is missing on its node).
@@ -34,6 +35,7 @@ def launcher_rank():
 
 def built_task(args):
     """The job parsed and built (env, policy; every fit checked): everything that needs no run directory or MPI."""
+    node_size_from_env()  # the environment, checked before MPI starts like the job file
     job = load_job(args.job, args.overrides, args.run_dir)
     check_tensorboard(job)
     return build_task(job)

@@ -1,8 +1,8 @@
 """The noise table: float32 standard normals, filled deterministically from the noise seed.
 
-Under MPI one copy lives per node in an MPI-3 shared-memory window (docs/architecture.md, contract 3);
-every rank of the node reads it in place. Without MPI (eval, unit tests) it is a plain array
-with the same bytes.
+Under MPI one copy lives per node of the node layer (run/nodes.py) in an MPI-3 shared-memory window
+(docs/architecture.md, contract 3); every rank of the node reads it in place. Without MPI (eval,
+unit tests) it is a plain array with the same bytes.
 """
 
 import os
@@ -38,25 +38,24 @@ def local_table(size, seed):
 
 
 class SharedNoiseTable:
-    """One table per node in an MPI shared-memory window; `.array` is this rank's view."""
+    """One table per (virtual) node of `nodes` (run/nodes.py) in an MPI shared-memory window;
+    `.array` is this rank's view. The node layer owns the communicators; `free` frees the window only."""
 
-    def __init__(self, size, seed, world):
+    def __init__(self, size, seed, nodes):
         from mpi4py import MPI
 
-        self.node = world.Split_type(MPI.COMM_TYPE_SHARED)
-        check_shared_memory(size * 4, world, self.node)
-        nbytes = size * 4 if self.node.rank == 0 else 0
-        self.window = MPI.Win.Allocate_shared(nbytes, 4, comm=self.node)
+        node = nodes.node
+        check_shared_memory(size * 4, nodes.nodes_on_machine, nodes.world, node)
+        nbytes = size * 4 if node.rank == 0 else 0
+        self.window = MPI.Win.Allocate_shared(nbytes, 4, comm=node)
         buffer, _ = self.window.Shared_query(0)
         self.array = np.ndarray(buffer=buffer, dtype=np.float32, shape=(size,))
-        node_ranks = self.node.size
-        fill_chunks(self.array, seed, range(self.node.rank, n_chunks(size), node_ranks))
-        self.node.Barrier()
+        fill_chunks(self.array, seed, range(node.rank, n_chunks(size), node.size))
+        node.Barrier()
         self.array.flags.writeable = False
 
     def free(self):
         self.window.Free()
-        self.node.Free()
 
 
 def shared_memory_free(directory=SHARED_MEMORY_DIR):
@@ -68,12 +67,16 @@ def shared_memory_free(directory=SHARED_MEMORY_DIR):
     return stat.f_bavail * stat.f_frsize
 
 
-def check_shared_memory(nbytes, world, node):
-    """Refuse, on every rank alike, a table larger than some node's free shared memory: Open MPI
-    would otherwise die with a bus error or a traceback part-way through the fill."""
+def check_shared_memory(table_bytes, tables_on_machine, world, node):
+    """Refuse, on every rank alike, tables larger than some machine's free shared memory (virtual
+    nodes put several tables on one machine): Open MPI would otherwise die with a bus error or a
+    traceback part-way through the fill."""
     free = shared_memory_free() if node.rank == 0 else None
     worst = min((f for f in world.allgather(free) if f is not None), default=None)
+    nbytes = table_bytes * tables_on_machine
     if worst is not None and nbytes > worst:
-        raise UserError(f"noise.size: the noise table needs {nbytes} bytes of shared memory, but "
+        need = "the noise table needs" if tables_on_machine == 1 else \
+            f"{tables_on_machine} noise tables (one per ES_MPI_NODE_SIZE node) need"
+        raise UserError(f"noise.size: {need} {nbytes} bytes of shared memory, but "
                         f"{SHARED_MEMORY_DIR} has {worst} bytes free; lower noise.size, or give the node more "
                         f"shared memory (docker run --shm-size, a larger /dev/shm mount)")

@@ -20,6 +20,7 @@ from es_mpi.records.tensorboard import TensorBoardScalars
 from es_mpi.run import agreement, faults
 from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer_for
 from es_mpi.run.mpi import allgather_rows, allgather_variable, max_over_ranks, static_slice
+from es_mpi.run.nodes import NodeLayer
 from es_mpi.run.noise import SharedNoiseTable
 from es_mpi.run.obstat import ObsStat
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv
@@ -64,7 +65,8 @@ class Trainer:
             self.vbn_reference = self._vbn_reference(start)
         except CheckpointError as err:
             raise AgreedError(err) from None
-        self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, comm)
+        self.nodes = NodeLayer.from_env(comm)
+        self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, self.nodes)
         self.strategy = task.make_strategy(self.noise.array)
         self.lane_envs, self.lanes_forward = self._lanes()
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
@@ -374,7 +376,8 @@ class Trainer:
     def _train(self):
         if self.rank == 0:
             self.log(f"es-mpi: {self.job.task_name()}, {self.strategy.name}, {self.policy.n_params} parameters, "
-                     f"population {self.strategy.population}, {self.size} ranks, run directory {self.run_dir}")
+                     f"population {self.strategy.population}, {self.size} ranks{self.nodes.describe()}, "
+                     f"run directory {self.run_dir}")
         if self.stopped_before_start:
             return self._stop_before_start()
         reason = self._stop_reason()
@@ -411,4 +414,5 @@ class Trainer:
         for env in (self.lane_envs or [])[1:]:
             env.close()
         self.noise.free()
+        self.nodes.free()
         run_lock.release(self.lock)
