@@ -45,7 +45,8 @@ def build_parser():
     mode.add_argument("--force", action="store_true", help="start over in an existing run directory, deleting it")
     train.add_argument("--strict-versions", action="store_true",
                        help="with --resume: refuse a checkpoint written with other package versions (numpy, "
-                            "gymnasium, MuJoCo...); by default each change is printed and recorded in status.json")
+                            "gymnasium, MuJoCo...); by default each change is printed, listed in status.json and counted "
+                            "in the metrics (versions_changed)")
     train.add_argument("-n", "--np", type=int, metavar="N",
                        help="start N ranks with mpiexec (default: run in this process, or under your mpiexec)")
     train.add_argument("--mpiexec", default=os.environ.get("ES_MPI_MPIEXEC"),

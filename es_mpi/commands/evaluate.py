@@ -8,15 +8,12 @@ import shutil
 import numpy as np
 
 from es_mpi.commands import video
-from es_mpi.core.array_state import StateError
 from es_mpi.core.errors import CheckpointError, UserError
 from es_mpi.job.parse import job_from_text
-from es_mpi.parts.build import build_task
 from es_mpi.parts.envs import uses_mujoco
 from es_mpi.records import checkpoint as ckpt_io
-from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer_for
-from es_mpi.run.obstat import ObsStat
-from es_mpi.run.vbn_reference import reference_from_checkpoint
+from es_mpi.run.evaluation import evaluate_center, evaluation_return
+from es_mpi.run.trained_policy import ready_to_play
 
 
 def load_for_play(path, render_mode=None, trust_code=False):
@@ -27,20 +24,8 @@ def load_for_play(path, render_mode=None, trust_code=False):
     job = job_from_text(ckpt.config_toml, path)
     if render_mode is not None and uses_mujoco(job.env.id):
         video.choose_mujoco_gl()
-    task = build_task(job, render_mode=render_mode, trust_code=trust_code)
-    policy, space = task.policy, task.env.observation_space
-    if ckpt.params.size != policy.n_params:
-        task.close()
-        raise CheckpointError(path, f"params has {ckpt.params.size} entries, the policy needs {policy.n_params}")
-    if job.policy.vbn:
-        policy.set_reference(reference_from_checkpoint(path, ckpt, task.job, space))
-    obstat = ObsStat(int(np.prod(space.shape)))
-    try:
-        obstat.load_state_dict(ckpt.obstat)
-    except StateError as err:
-        task.close()
-        raise CheckpointError(path, f"obstat/{err.key}: {err.reason}") from None
-    return path, ckpt, task, normalizer_for(task.job, obstat)
+    task, normalizer = ready_to_play(path, ckpt, job, render_mode, trust_code)
+    return path, ckpt, task, normalizer
 
 
 def eval_command(args):

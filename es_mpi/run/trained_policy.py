@@ -58,7 +58,16 @@ def load_policy(path, trust_code=False):
     path, ckpt = ckpt_io.resolve(path)
     job = job_from_text(ckpt.config_toml, path)
     refuse_objectives(path, job)
-    task = build_task(job, trust_code=trust_code)
+    task, normalizer = ready_to_play(path, ckpt, job, trust_code=trust_code)
+    task.close()  # its env only told the policy's shape
+    return TrainedPolicy(path, ckpt, task.job, task.policy.bind(ckpt.params), normalizer,
+                         int(np.prod(task.env.observation_space.shape)))
+
+
+def ready_to_play(path, ckpt, job, render_mode=None, trust_code=False):
+    """(task, normalizer): the checkpoint's job built once, its policy set up as training left it
+    (parameter count checked, VBN reference, observation statistics). What eval and load_policy share."""
+    task = build_task(job, render_mode=render_mode, trust_code=trust_code)
     try:
         policy, space = task.policy, task.env.observation_space
         if ckpt.params.size != policy.n_params:
@@ -70,7 +79,7 @@ def load_policy(path, trust_code=False):
             obstat.load_state_dict(ckpt.obstat)
         except StateError as err:
             raise CheckpointError(path, f"obstat/{err.key}: {err.reason}") from None
-    finally:
+    except BaseException:
         task.close()
-    return TrainedPolicy(path, ckpt, task.job, policy.bind(ckpt.params), normalizer_for(task.job, obstat),
-                         int(np.prod(space.shape)))
+        raise
+    return task, normalizer_for(task.job, obstat)
