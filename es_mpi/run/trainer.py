@@ -8,7 +8,8 @@ import time
 import numpy as np
 
 from es_mpi.core.array_state import StateError
-from es_mpi.core.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, CheckpointError, ConfigError, RunFailure
+from es_mpi.core.errors import (EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, CheckpointError, ConfigError, RunFailure,
+                                UserError)
 from es_mpi.core.seeding import Purpose, episode_seed, rng
 from es_mpi.core.stop_signals import catch_stop_signals
 from es_mpi.records import checkpoint as ckpt_io
@@ -66,7 +67,10 @@ class Trainer:
         except CheckpointError as err:
             raise AgreedError(err) from None
         self.nodes = NodeLayer.from_env(comm)
-        self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, self.nodes)
+        try:
+            self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, self.nodes)
+        except UserError as err:  # the free shared memory is allgathered first: every rank refuses alike
+            raise AgreedError(err) from None
         self.strategy = task.make_strategy(self.noise.array)
         self.lane_envs, self.lanes_forward = self._lanes()
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
