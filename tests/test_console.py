@@ -61,6 +61,18 @@ def test_the_notice_of_a_planned_exit_is_dropped(code):
     assert filtered(["es-mpi: error: x\n", *notice(code), "after\n"]) == ["es-mpi: error: x\n", "after\n"]
 
 
+def test_a_rank_killed_by_a_forwarded_stop_is_dropped_only_after_a_stop():
+    killed = ["-" * 74 + "\n", "prterun noticed that process rank 0 with PID 21353 on node vm exited on\n",
+              "signal 10 (User defined signal 1).\n", "-" * 74 + "\n"]
+    segfault = [line.replace("signal 10 (User defined signal 1)", "signal 11 (Segmentation fault)") for line in killed]
+    kept = []
+    filter_notices(iter(killed + segfault), kept.append, stop_forwarded=lambda: True)
+    assert kept == segfault
+    kept = []
+    filter_notices(iter(killed), kept.append)
+    assert kept == killed
+
+
 def test_pmix_teardown_lines_are_held_for_the_exit_code():
     pmix = "[vm:123] PMIX ERROR: PMIX_ERR_UNREACH in file pmix_server.c at line 3146\n"
     assert filtered(["a\n", pmix, "b\n"]) == ["a\n", "b\n", f"held: {pmix}"]

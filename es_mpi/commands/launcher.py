@@ -11,6 +11,11 @@ one or more processes exited with non-zero status ...") around every non-zero ex
 makes a planned stop look like a crash. For the planned codes (2 bad input, 3 stopped after a
 checkpoint) the launcher drops that notice and says the outcome in one line of its own; a crash
 (exit 1) keeps everything, every rank's traceback included.
+
+A stop that reaches a rank before its Python has caught the stop signals (a loaded machine can
+take seconds to start one) ends that rank by the signal itself. No iteration can have run then
+(each needs every rank), so nothing is lost: the launcher reports it as the planned stop it was,
+exit 3.
 """
 
 import ctypes
@@ -33,6 +38,7 @@ EXIT_NOTICE = "exited with non-zero status"
 EXIT_CODE_LINE = re.compile(r"^\s*Exit code:\s*(\d+)\s*$")
 # PMIx may complain while ranks that exited non-zero are torn down: noise unless the job crashed.
 TEARDOWN_LINE = re.compile(r"^\[[^\]]+\] PMIX ERROR: PMIX_ERR_UNREACH ")
+KILLED_BY_SIGNAL = re.compile(r"exited on\s+signal\s+(\d+)")
 
 
 RESEND_S = 1.0  # a stop is said again to mpiexec this often until the job ends
@@ -116,9 +122,16 @@ def planned_exit_notice(block):
     return bool(codes) and all(code in PLANNED_EXITS for code in codes)
 
 
-def filter_notices(lines, write):
+def start_up_stop_notice(block):
+    """Whether a framed block is Open MPI's notice of a rank killed by the SIGUSR1 we forwarded."""
+    found = KILLED_BY_SIGNAL.search(" ".join(line.strip() for line in block))
+    return bool(found) and int(found.group(1)) == signal.SIGUSR1
+
+
+def filter_notices(lines, write, stop_forwarded=lambda: False):
     """Copy lines to `write` as they come, holding back each framed block until it closes;
-    returns the PMIx teardown lines, held back for the exit code to decide."""
+    returns the PMIx teardown lines, held back for the exit code to decide. `stop_forwarded()`
+    says whether the launcher has passed a stop on (then a rank killed by it is no crash)."""
     block, teardown = None, []
     for line in lines:
         if block is None:
@@ -131,7 +144,7 @@ def filter_notices(lines, write):
             continue
         block.append(line)
         if is_frame(line):
-            if not planned_exit_notice(block):
+            if not (planned_exit_notice(block) or (stop_forwarded() and start_up_stop_notice(block))):
                 for held in block:
                     write(held)
             block = None
@@ -173,7 +186,8 @@ def launch(args, argv):
         sys.stderr.flush()
 
     teardown = []
-    reader = threading.Thread(target=lambda: teardown.extend(filter_notices(process.stderr, write)), daemon=True)
+    reader = threading.Thread(target=lambda: teardown.extend(filter_notices(process.stderr, write, lambda: bool(received))),
+                              daemon=True)
     reader.start()
     while True:
         try:
@@ -183,6 +197,10 @@ def launch(args, argv):
             if received and not hard:  # ranks still starting up missed it; repeats are harmless
                 process.send_signal(signal.SIGUSR1)
     reader.join()
+    if received and not hard and code in (128 + signal.SIGUSR1, -signal.SIGUSR1):
+        write(f"es-mpi train: stopped by signal {signal.Signals(received[0]).name} while the ranks were starting, "
+              "before any iteration; nothing new to checkpoint; continue with --resume\n")
+        return EXIT_INTERRUPTED
     if code in PLANNED_EXITS:
         write(outcome_line(args.np, code))
     else:
