@@ -92,7 +92,7 @@ def env_share_of_rollout(env_id, hidden, seconds, rounds):
             if n_lanes == 1:
                 run_episode(timed[0], policy.bind(params_p), first, cap, normalizer)
             else:
-                run_lanes(timed, forward, n_lanes, lambda k, first=first: (params_p, first + k, False), cap, normalizer)
+                run_lanes(timed, forward, range(n_lanes), lambda k, first=first: (params_p, first + k, False), cap, normalizer)
             first += len(timed)
         shares.append(sum(lane_env.seconds for lane_env in timed) / (time.perf_counter() - start))
     return shares
@@ -109,6 +109,8 @@ def raw_rates_concurrent(env_id, seconds, n_procs):
 
 
 JOB_TEMPLATE = """\
+[run]
+placement = "{placement}"
 [env]
 id = "{env}"
 [policy]
@@ -126,14 +128,15 @@ iterations = {iterations}
 """
 
 
-def training_run(env_id, hidden, pairs, iterations, ranks, timeout, launcher=("-m", "es_mpi", "train")):
+def training_run(env_id, hidden, pairs, iterations, ranks, timeout, launcher=("-m", "es_mpi", "train"),
+                 placement="dynamic"):
     """(per-iteration metrics rows of a real mpiexec training run, first iteration dropped; its stdout).
 
     `launcher`: what python runs with the job file and --run-dir (the CLI by default).
     """
     with tempfile.TemporaryDirectory(prefix="es-bench-") as tmp:
         job = pathlib.Path(tmp) / "throughput.toml"
-        job.write_text(JOB_TEMPLATE.format(env=env_id, hidden=list(hidden), pairs=pairs, noise=5_000_000,
+        job.write_text(JOB_TEMPLATE.format(env=env_id, hidden=list(hidden), pairs=pairs, noise=5_000_000, placement=placement,
                                            iterations=iterations))
         stdout = common.run_mpi(ranks, [*launcher, job, "--run-dir", pathlib.Path(tmp) / "run"], timeout)
         with open(pathlib.Path(tmp) / "run" / "metrics.csv") as fh:

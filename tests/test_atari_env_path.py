@@ -112,8 +112,8 @@ def test_vector_lanes_play_each_member_as_run_episode_plays_it_alone(n_lanes):
     seeds = [int(seed) for seed in draw.integers(0, 2**31 - 1, len(members))]
     alone = [run_episode(task.env, task.policy.bind(params_p), seed, 150) for params_p, seed in zip(members, seeds)]
     lanes = AtariLanes(task.job.env, task.job.atari, n_lanes)
-    together = run_vector_lanes(lanes, task.policy.lanes(n_lanes), len(members),
+    together = run_vector_lanes(lanes, task.policy.lanes(n_lanes), range(len(members)),
                                 lambda k: (members[k], seeds[k], False), 150)
     summary = [(e.total_return, e.length, e.capped) for e in alone]
-    assert [(e.total_return, e.length, e.capped) for e in together] == summary
+    assert [(together[k].total_return, together[k].length, together[k].capped) for k in range(len(members))] == summary
     assert len({e.total_return for e in alone}) > 1  # the members play differently

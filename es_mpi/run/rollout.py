@@ -100,20 +100,22 @@ class _Lane:
         return Episode(self.total, self.length, capped, False, stats)
 
 
-def run_lanes(envs, forward, count, member, step_cap, normalizer=None, reward_offset=0.0):
-    """Play `count` episodes, up to one per env at once, with one batched forward pass per step.
+def run_lanes(envs, forward, members, member, step_cap, normalizer=None, reward_offset=0.0):
+    """Play the episodes of `members`, up to one per env at once, with one batched forward pass per
+    step; -> {member: Episode}.
 
     `forward` is a policy's lanes forward pass (`load(slot, params_p)`, `move(source, target)`,
     `x_lo -> actions` for the first len(x_lo) slots);
-    `member(k) -> (params_p, seed, record_obs)` describes episode k. A slot whose member is done
-    takes the next episode; once none is left, the last lane moves into it, so the batch is
+    `members` is an iterable of member indices, drawn one at a time as slots free up (dynamic
+    placement claims them then); `member(m) -> (params_p, seed, record_obs)` describes member m's
+    episode. A slot whose member is done takes the next one; once none is left, the last lane moves into it, so the batch is
     always the first n slots and shrinks as the work runs out. Each row is computed on its own
     (a gemv per lane, elementwise ufuncs): an episode's bits do not depend on its slot or its
     neighbours, it is exactly what `run_episode` plays.
     """
     x_lo = np.zeros((len(envs), int(np.prod(envs[0].observation_space.shape))), dtype=np.float32)
     x_rows = list(x_lo)
-    episodes, pending = [None] * count, iter(range(count))
+    episodes, pending = {}, iter(members)
 
     def start(slot, env):
         k = next(pending, None)

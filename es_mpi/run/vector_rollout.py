@@ -12,8 +12,9 @@ class _Slot:
         self.index, self.lane, self.total, self.length = index, lane, 0.0, 0
 
 
-def run_vector_lanes(lanes_env, forward, count, member, step_cap, reward_offset=0.0):
-    """Play `count` episodes, up to one per lane at once; the same contract as rollout.run_lanes.
+def run_vector_lanes(lanes_env, forward, members, member, step_cap, reward_offset=0.0):
+    """Play the episodes of `members`, up to one per lane at once; -> {member: Episode}. The same
+    contract as rollout.run_lanes.
 
     Slot s of `forward` holds the member that plays in env lane slots[s].lane; the slots in play
     are always the first n, so a finished member's slot is refilled with the next episode (same
@@ -21,11 +22,11 @@ def run_vector_lanes(lanes_env, forward, count, member, step_cap, reward_offset=
     its lane idles (stepped with no-ops, results ignored). A lane in its no-op start gets a
     forward pass whose action is dropped. An episode is a function of its parameters and seed:
     its lane only feeds it observations, and each slot's forward pass is computed on its own.
-    `member(k) -> (params_p, seed, record_obs)`; Atari jobs never record observations.
+    `member(m) -> (params_p, seed, record_obs)`; Atari jobs never record observations.
     `reward_offset` is subtracted from every reward, as in run_lanes.
     """
     cap = min(step_cap, lanes_env.max_episode_steps)
-    episodes, pending, slots, starts = [None] * count, iter(range(count)), [], []
+    episodes, pending, slots, starts = {}, iter(members), [], []
     actions_l = np.zeros(lanes_env.n_lanes, dtype=np.int64)
 
     def assign(slot, lane):
@@ -57,8 +58,9 @@ def run_vector_lanes(lanes_env, forward, count, member, step_cap, reward_offset=
             lanes_env.start(list(lanes), list(seeds))
             starts.clear()
 
-    for lane in range(min(lanes_env.n_lanes, count)):
-        assign(lane, lane)
+    for lane in range(lanes_env.n_lanes):
+        if not assign(lane, lane):
+            break
     begin_started()
     while slots:
         capped = [slot for slot, state in enumerate(slots) if state.length >= cap]
