@@ -31,8 +31,8 @@ iterations = 100000
 
 
 def rank_pids(run_dir):
-    """PIDs of the Python ranks training into run_dir (not mpiexec itself)."""
-    pids = []
+    """{world rank: PID} of the Python ranks training into run_dir (not mpiexec itself)."""
+    pids = {}
     for entry in pathlib.Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -41,7 +41,8 @@ def rank_pids(run_dir):
         except OSError:
             continue
         if b"es_mpi" in argv and str(run_dir).encode() in argv and b"python" in pathlib.Path(argv[0].decode()).name.encode():
-            pids.append(int(entry.name))
+            environ = dict(item.split(b"=", 1) for item in (entry / "environ").read_bytes().split(b"\0") if b"=" in item)
+            pids[int(environ[b"OMPI_COMM_WORLD_RANK"])] = int(entry.name)
     return pids
 
 
@@ -54,9 +55,9 @@ def wait_for(predicate, timeout=120):
     return False
 
 
-def start(command, log_dir):
+def start(command, log_dir, **env_extra):
     """Start in the background; output goes to files (a full pipe would block rank 0)."""
-    return subprocess.Popen(command, env=child_env(), stdout=open(log_dir / "out.log", "w"),
+    return subprocess.Popen(command, env=child_env(**env_extra), stdout=open(log_dir / "out.log", "w"),
                             stderr=open(log_dir / "err.log", "w"), text=True)
 
 
@@ -67,15 +68,23 @@ def reached(run_dir, iteration):
     return bool(found) and found[0][0] >= iteration
 
 
+# (ranks, ES_MPI_NODE_SIZE, the rank that dies): with nodes of 2, rank 2 leads the second node
+# and rank 3 is its other rank.
+VICTIMS = {"one-node": (2, None, 1), "node-leader": (4, 2, 2), "non-leader": (4, 2, 3)}
+
+
 @pytest.mark.mpi
-def test_sigkill_of_one_rank_ends_the_job_and_resume_continues(write_job, tmp_path):
+@pytest.mark.parametrize("victim", sorted(VICTIMS))
+def test_sigkill_of_one_rank_ends_the_job_and_resume_continues(write_job, tmp_path, victim):
+    n_ranks, node_size, rank = VICTIMS[victim]
     job, run_dir = write_job(JOB), tmp_path / "run"
-    process = start(mpiexec_command(2, "train", job, "--run-dir", run_dir), tmp_path)
+    process = start(mpiexec_command(n_ranks, "train", job, "--run-dir", run_dir), tmp_path,
+                    ES_MPI_NODE_SIZE=str(node_size or ""))
     try:
         assert wait_for(lambda: reached(run_dir, 3)), "training did not start"
         pids = rank_pids(run_dir)
-        assert len(pids) == 2, pids
-        os.kill(max(pids), signal.SIGKILL)
+        assert sorted(pids) == list(range(n_ranks)), pids
+        os.kill(pids[rank], signal.SIGKILL)
         process.wait(timeout=60)  # no hang: the survivors are taken down
     finally:
         process.kill()
@@ -97,6 +106,19 @@ def test_exception_on_one_rank_aborts_everything(write_job, tmp_path):
     result = run_mpi(2, "train", job, "--run-dir", tmp_path / "run", timeout=120)
     assert result.returncode != 0
     assert "[rank 1]" in result.stderr and "injected failure on this rank" in result.stderr
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("rank", [2, 3], ids=["node-leader", "non-leader"])
+def test_exception_on_a_leader_or_not_aborts_every_node(write_job, tmp_path, rank):
+    """Nodes of 2 ranks: the failing rank's node mates wait at a node barrier, the other node's
+    leader in the leaders' exchange; all are taken down."""
+    job = write_job(JOB.replace("iterations = 100000", "iterations = 3"))
+    result = run_mpi(4, "train", job, "--run-dir", tmp_path / "run", timeout=120,
+                     env_extra={"ES_MPI_NODE_SIZE": "2", "ES_MPI_FAIL_AT": f"{rank}:iteration"})
+    assert result.returncode != 0
+    assert f"[rank {rank}]" in result.stderr and "injected failure at iteration" in result.stderr
+    assert not (tmp_path / "run" / "ckpt-00000001.h5").exists()
 
 
 @pytest.mark.mpi

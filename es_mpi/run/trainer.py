@@ -21,17 +21,16 @@ from es_mpi.records.tensorboard import TensorBoardScalars
 from es_mpi.run import agreement, faults
 from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer_for
 from es_mpi.run.mpi import allgather_rows, allgather_variable, max_over_ranks, static_slice
+from es_mpi.run.node_results import NodeResults
 from es_mpi.run.nodes import NodeLayer
 from es_mpi.run.noise import SharedNoiseTable
 from es_mpi.run.obstat import ObsStat
+from es_mpi.run.placement import Placement, member_blocks
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv
 from es_mpi.run.rollout import run_episode, run_lanes
 from es_mpi.run.vector_rollout import run_vector_lanes
 from es_mpi.run.vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
 from es_mpi.run.vbn_reference import collect_reference, reference_from_checkpoint
-
-EPISODE_COLUMNS = 4  # return, length, capped, nonfinite
-
 
 def transition_width(env):
     """Columns of a recorded step: the flattened policy input, then the action."""
@@ -82,9 +81,11 @@ class Trainer:
             self._restore(start)
         if self.rank == 0 and job.log.tensorboard:
             self.metrics.mirror = TensorBoardScalars(self.run_dir, self.timesteps)
-        n_groups = self.strategy.population // self.strategy.group
-        self.group_slices = [static_slice(n_groups, r, self.size) for r in range(self.size)]
-        self.member_slices = [(a * self.strategy.group, b * self.strategy.group) for a, b in self.group_slices]
+        population, group = self.strategy.population, self.strategy.group
+        self.placement = Placement(job.run.placement, self.nodes, population, group)
+        obs_width = 2 * self.obstat.sum_o.size + 1 if job.obs_norm.enabled else None
+        self.results = NodeResults(self.nodes, population, member_blocks(population, group, self.nodes.sizes),
+                                   obs_width)
         self.stopped_before_start = max_over_ranks(comm, self.stop_flag.signal)
 
     def _lanes(self):
@@ -151,53 +152,52 @@ class Trainer:
 
     # ----------------------------------------------------------------- the iteration
     def _evaluate_members(self, iteration, normalizer):
-        """This rank's slice of the population -> rows [return, length, capped, nonfinite], obs stats,
-        and {member: transition rows} when the strategy learns from transitions."""
-        start, stop = self.member_slices[self.rank]
-        rows_k4 = np.zeros((stop - start, EPISODE_COLUMNS))
-        obs_rows, transitions = [], {}
-        episodes = self._play_lanes(iteration, start, stop, normalizer) if self.lane_envs is not None \
-            else self._play_members(iteration, start, stop, normalizer)
-        for k, (member, episode) in enumerate(zip(range(start, stop), episodes)):
-            rows_k4[k] = (episode.total_return, episode.length, episode.capped, episode.nonfinite)
-            if episode.obs_stats is not None:
-                obs_rows.append(episode.obs_stats)
+        """Play this rank's members (run/placement.py), writing each result into the node's arrays;
+        -> {member: transition rows} when the strategy learns from transitions."""
+        members = self.placement.members()
+        episodes = self._play_lanes(iteration, members, normalizer) if self.lane_envs is not None \
+            else self._play_members(iteration, members, normalizer)
+        transitions = {}
+        for member, episode in episodes:
+            self.results.write(member, episode)
             if episode.transitions is not None:
                 transitions[member] = episode.transitions
-        return rows_k4, obs_rows, transitions
+        return transitions
 
     def _records_obs(self, iteration, member):
         """Whether this member's observations join the normalisation statistics (a seeded coin)."""
         return self.job.obs_norm.enabled and \
             rng(self.job.run.seed, iteration, member, purpose=Purpose.OBS_SAMPLE).random() < self.job.obs_norm.probability
 
-    def _play_members(self, iteration, start, stop, normalizer):
-        """Members one episode at a time."""
+    def _play_members(self, iteration, members, normalizer):
+        """Members one episode at a time: (member, Episode) pairs."""
         seed, offset = self.job.run.seed, self.job.env.alive_bonus
-        for member in range(start, stop):
+        for member in members:
             act = self.strategy.member_actor(member, self.policy)
-            yield run_episode(self.env, act, episode_seed(seed, iteration, member), self.step_cap, normalizer,
-                              self._records_obs(iteration, member), self.strategy.wants_transitions, offset)
+            yield member, run_episode(self.env, act, episode_seed(seed, iteration, member), self.step_cap, normalizer,
+                                      self._records_obs(iteration, member), self.strategy.wants_transitions, offset)
 
-    def _play_lanes(self, iteration, start, stop, normalizer):
+    def _play_lanes(self, iteration, members, normalizer):
         """Members `run.lanes` at a time with one batched forward pass per step (see rollout.run_lanes)."""
         seed = self.job.run.seed
 
-        def member(k):
-            return (self.strategy.member_params(start + k), episode_seed(seed, iteration, start + k),
-                    self._records_obs(iteration, start + k))
+        def member(m):
+            return self.strategy.member_params(m), episode_seed(seed, iteration, m), self._records_obs(iteration, m)
 
         if isinstance(self.lane_envs, AtariLanes):
-            return run_vector_lanes(self.lane_envs, self.lanes_forward, stop - start, member, self.step_cap,
-                                    self.job.env.alive_bonus)
-        return run_lanes(self.lane_envs, self.lanes_forward, stop - start, member, self.step_cap, normalizer,
-                         self.job.env.alive_bonus)
+            episodes = run_vector_lanes(self.lane_envs, self.lanes_forward, members, member, self.step_cap,
+                                        self.job.env.alive_bonus)
+        else:
+            episodes = run_lanes(self.lane_envs, self.lanes_forward, members, member, self.step_cap, normalizer,
+                                 self.job.env.alive_bonus)
+        return episodes.items()
 
     def _gather_elite_transitions(self, elite_members, transitions):
         """[(member, rows_tf)] of the elite members from every rank, in global member order.
 
         The one gather that is not O(population): tabular and action-space CEM learn from the
-        elite's (input, action) steps, so those rows must reach every rank.
+        elite's (input, action) steps, so those rows must reach every rank. A member's rows come
+        from the one rank that played it, so a stable sort by member restores member order.
         """
         width = transition_width(self.env)
         elite = set(int(m) for m in elite_members)
@@ -205,6 +205,7 @@ class Trainer:
                 for member, rows in sorted(transitions.items()) if member in elite and rows.size]
         local = np.concatenate(mine) if mine else np.zeros((0, width + 1))
         rows = allgather_variable(self.comm, local, width + 1)
+        rows = rows[np.argsort(rows[:, 0], kind="stable")]
         splits = np.flatnonzero(np.diff(rows[:, 0])) + 1
         return [(int(chunk[0, 0]), chunk[:, 1:]) for chunk in np.split(rows, splits) if len(chunk)]
 
@@ -224,23 +225,20 @@ class Trainer:
         self.strategy.ask(t)
         normalizer = normalizer_for(self.job, self.obstat)
         busy_start = time.perf_counter()
-        rows_k4, obs_rows, transitions = self._evaluate_members(t, normalizer)
+        transitions = self._evaluate_members(t, normalizer)
         if t == 1:
             faults.fail_at(self.rank, "iteration")
         busy_end = time.perf_counter()
-        results_n4 = allgather_rows(self.comm, rows_k4, self.strategy.population, EPISODE_COLUMNS,
-                                    self.member_slices)
+        results_n5, obs_rows_kw = self.results.exchange()
         gathered = time.perf_counter()
-        returns_n, lengths_n = results_n4[:, 0], results_n4[:, 1]
+        returns_n, lengths_n = results_n5[:, 0], results_n5[:, 1]
         if self.strategy.wants_transitions:
             elite_members = self.strategy.elite_members(returns_n.copy())
             tell_metrics = self.strategy.tell(returns_n, self._gather_elite_transitions(elite_members, transitions))
         else:
             tell_metrics = self.strategy.tell(returns_n)
-        if self.job.obs_norm.enabled:
-            n_obs = 2 * self.obstat.sum_o.size + 1
-            local = np.array(obs_rows).reshape(-1, n_obs)
-            self.obstat.add(allgather_variable(self.comm, local, n_obs))
+        if obs_rows_kw is not None:
+            self.obstat.add(obs_rows_kw)
         self.iteration, self.timesteps = t, self.timesteps + int(lengths_n.sum())
         if self.job.env.step_cap == "adaptive":
             self.step_cap = min(max(1, int(math.ceil(2.0 * lengths_n.mean()))), self.task.step_limit)
@@ -255,7 +253,7 @@ class Trainer:
             if eval_nonfinite and self.rank == 0:
                 self.log(f"warning: iteration {t}: {eval_nonfinite} of {eval_returns.size} evaluation episodes "
                          "diverged (non-finite); scored -inf, this evaluation cannot set best.h5 or the target")
-        repaired, stop_signal, busy_all = self._agree(busy_end - busy_start)
+        repaired, stop_signal, agreed = self._agree(busy_end - busy_start)
         end = time.perf_counter()
         iteration_s = end - t_start
         finite = returns_n[np.isfinite(returns_n)]
@@ -267,8 +265,9 @@ class Trainer:
             eval_return=eval_return, eval_nonfinite=eval_nonfinite, timesteps_per_s=lengths_n.sum() / iteration_s,
             iteration_s=iteration_s, episodes_s=busy_end - busy_start, wait_s=gathered - busy_end,
             update_s=(busy_start - t_start) + (end - gathered - eval_s), eval_s=eval_s,
-            imbalance=float(busy_all.max() / busy_all.mean()) if busy_all.mean() > 0 else 1.0,
-            capped=int(results_n4[:, 2].sum()), nonfinite=int(results_n4[:, 3].sum()),
+            imbalance=agreed.busy_max_s / agreed.busy_mean_s if agreed.busy_mean_s > 0 else 1.0,
+            capped=int(results_n5[:, 2].sum()), nonfinite=int(results_n5[:, 3].sum()),
+            node_bytes=self.results.take_crossed_bytes() + agreed.crossed_bytes,
             repairs=self.metrics.last("repairs", 0) + repaired, step_cap=self.step_cap,
             versions_changed=len(self.version_changes),
             wall_time=time.time(), **tell_metrics)
@@ -303,12 +302,13 @@ class Trainer:
                              f"last good checkpoint {self.last_checkpoint or 'none'}")
 
     def _agree(self, busy_s):
-        """Checksums, busy times and stop flags of all ranks; repair from rank 0 on a mismatch."""
+        """Checksums, busy times and stop flags of all ranks (run/agreement.py); repair from rank 0 on
+        a mismatch; -> (repaired, stop signal, Agreement)."""
         faults.flip_parameter(self.rank, self.iteration, self.strategy.center())
-        sums_r, flags_r2 = agreement.exchange(self.comm, agreement.state_checksum(self.strategy, self.obstat), busy_s,
-                                              self.stop_flag.signal)
+        agreed = agreement.exchange(self.nodes, agreement.state_checksum(self.strategy, self.obstat), busy_s,
+                                    self.stop_flag.signal)
         repaired = 0
-        if not np.all(sums_r == sums_r[0]):
+        if not agreed.checksums_agree:
             repaired = 1
             state = self.comm.bcast((self.strategy.state_dict(), self.obstat.state_dict()), root=0)
             self.strategy.load_state_dict(state[0])
@@ -316,7 +316,7 @@ class Trainer:
             if self.rank == 0:
                 self.log(f"warning: parameter checksums differed across ranks at iteration {self.iteration}; "
                          "repaired from rank 0")
-        return repaired, int(flags_r2[:, 1].max()), flags_r2[:, 0]
+        return repaired, agreed.stop_signal, agreed
 
     # ----------------------------------------------------------------- stopping, saving
     def _stop_reason(self):
@@ -418,5 +418,7 @@ class Trainer:
         for env in (self.lane_envs or [])[1:]:
             env.close()
         self.noise.free()
+        self.placement.free()
+        self.results.free()
         self.nodes.free()
         run_lock.release(self.lock)

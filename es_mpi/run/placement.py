@@ -1,0 +1,75 @@
+"""Who plays which member (docs/architecture.md, "placement").
+
+The population's units (a mirrored pair, or the strategy's `group`) are cut into one contiguous
+block per node, in proportion to the node's ranks. Within its node's block a rank plays either a
+fixed slice (`run.placement = "static"`) or, by default, whatever unit is next when it (or one of
+its lanes) frees up: the node's ranks draw from one shared counter (`NodeArray.fetch_add`). Every
+result lands at its member index and every reduction runs in member order, so who played what
+never changes a bit (contract 1).
+"""
+
+import numpy as np
+
+from es_mpi.run.mpi import static_slice
+from es_mpi.run.node_memory import NodeArray
+
+PLACEMENTS = ("dynamic", "static")
+
+
+def node_blocks(n_units, node_sizes):
+    """[start, stop) units of each node, in node order: contiguous, in proportion to its ranks."""
+    bounds = np.cumsum([0, *node_sizes])
+    world = int(bounds[-1])
+    return [(n_units * int(a) // world, n_units * int(b) // world) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def member_blocks(population, group, node_sizes):
+    """[start, stop) members of each node's block."""
+    return [(a * group, b * group) for a, b in node_blocks(population // group, node_sizes)]
+
+
+class Placement:
+    """This rank's members each iteration: `members()` yields them lazily (a dynamic claim is made
+    only when the next member is wanted). `block` is this node's [start, stop) members."""
+
+    def __init__(self, mode, nodes, population, group):
+        if mode not in PLACEMENTS:
+            raise ValueError(f"unknown placement {mode!r}")
+        self.mode, self.group = mode, group
+        units = node_blocks(population // group, nodes.sizes)
+        self.unit_block = units[nodes.index]
+        self.block = (self.unit_block[0] * group, self.unit_block[1] * group)
+        self.node_rank, self.node_size = nodes.node.rank, nodes.node.size
+        self.counter = NodeArray(nodes, (1,), np.int64) if mode == "dynamic" else None
+        self.claims_before = 0  # the counter's value when this iteration's claims began
+
+    def members(self):
+        """Members of this rank for one iteration, in the order they are to be started.
+
+        Dynamic: each rank's last claim comes back past the block, so an iteration takes exactly
+        `units + node ranks` counts, and the next iteration's claims start there; every rank of the
+        node has made its last claim before any starts the next iteration (the results exchange
+        waits for the whole node), so no reset is needed.
+        """
+        first, stop = self.unit_block
+        n_units = stop - first
+        if self.counter is None:
+            start, end = static_slice(n_units, self.node_rank, self.node_size)
+            units = range(first + start, first + end)
+        else:
+            units = self._claimed_units(first, n_units)
+        for unit in units:
+            yield from range(unit * self.group, (unit + 1) * self.group)
+
+    def _claimed_units(self, first, n_units):
+        base = self.claims_before
+        self.claims_before += n_units + self.node_size
+        while True:
+            unit = self.counter.fetch_add() - base
+            if unit >= n_units:
+                return
+            yield first + unit
+
+    def free(self):
+        if self.counter is not None:
+            self.counter.free()

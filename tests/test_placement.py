@@ -1,0 +1,73 @@
+"""Placement (run/placement.py): node blocks, claims from the node counter, and that dynamic and
+static placement give the bytes of one rank."""
+
+import json
+
+import pytest
+
+from conftest import MPIEXEC, PYTHON, REPO, run, run_mpi
+from es_mpi.run.placement import member_blocks, node_blocks
+from test_determinism import HOPPER_ARS, state_digest
+
+
+def test_node_blocks_are_contiguous_in_node_order_and_proportional():
+    for n_units, sizes in ((10, [4]), (10, [2, 2]), (7, [3, 2, 2]), (3, [2, 2, 2, 2]), (1000, [128, 128, 64])):
+        blocks = node_blocks(n_units, sizes)
+        assert blocks[0][0] == 0 and blocks[-1][1] == n_units
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+        for (start, stop), size in zip(blocks, sizes):
+            assert abs((stop - start) - n_units * size / sum(sizes)) < 1
+    assert member_blocks(12, 2, [2, 1]) == [(0, 8), (8, 12)]
+
+
+def probe(mode, n_ranks, node_size, population=24, group=2, slow_s=0.02):
+    command = [MPIEXEC, "-n", str(n_ranks), "--oversubscribe", "--bind-to", "none", PYTHON,
+               str(REPO / "tests" / "placement_probe.py"), mode, str(population), str(group), str(slow_s)]
+    result = run(command, timeout=120, env_extra={"ES_MPI_NODE_SIZE": str(node_size) if node_size else ""})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("n_ranks, node_size", [(3, None), (5, 2)], ids=["one-node", "nodes-of-2"])
+def test_dynamic_claims_cover_each_block_once_and_follow_the_speed_of_the_ranks(n_ranks, node_size):
+    ranks = probe("dynamic", n_ranks, node_size)
+    for iteration in range(2):
+        for rank in ranks:
+            start, stop = rank["block"]
+            assert all(start <= m < stop for m in rank["played"][iteration])
+        blocks = sorted({tuple(rank["block"]) for rank in ranks})
+        for start, stop in blocks:
+            members = sorted(m for rank in ranks if tuple(rank["block"]) == (start, stop)
+                             for m in rank["played"][iteration])
+            assert members == list(range(start, stop))  # each member of the block exactly once
+        for rank in ranks:
+            played = rank["played"][iteration]
+            assert all(played[k + 1] == played[k] + 1 for k in range(0, len(played), 2))  # whole pairs
+    # the slow last rank shares its node with a fast one, which takes most of the node's pairs
+    slow, partner = ranks[-1], ranks[-2]
+    if tuple(slow["block"]) == tuple(partner["block"]):
+        assert all(len(slow["played"][i]) < len(partner["played"][i]) for i in range(2))
+
+
+@pytest.mark.mpi
+def test_static_placement_is_a_fixed_slice_whatever_the_speed():
+    ranks = probe("static", 3, None, population=24)
+    assert [rank["played"][0] for rank in ranks] == [list(range(0, 8)), list(range(8, 16)), list(range(16, 24))]
+    assert all(rank["played"][0] == rank["played"][1] for rank in ranks)
+
+
+@pytest.mark.mpi
+def test_dynamic_and_static_placement_give_the_bytes_of_one_rank(write_job, tmp_path):
+    """Hopper with ARS options: episodes end at different times, every episode records observations."""
+    job = write_job(HOPPER_ARS.replace("probability = 0.6", "probability = 1.0"))
+    digests = {}
+    for name, n_ranks, placement, node_size in (("one", 1, "static", None), ("static3", 3, "static", None),
+                                                ("dynamic3", 3, "dynamic", None), ("dynamic-nodes", 5, "dynamic", 2),
+                                                ("static-nodes", 5, "static", 2)):
+        env = {"ES_MPI_NODE_SIZE": str(node_size)} if node_size else None
+        result = run_mpi(n_ranks, "train", job, "--run-dir", tmp_path / name, "--set", f"run.placement={placement}",
+                         env_extra=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        digests[name] = state_digest(tmp_path / name / "ckpt-00000004.h5")
+    assert set(digests.values()) == {digests["one"]}, digests
