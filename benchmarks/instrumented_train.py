@@ -5,17 +5,19 @@ Run under mpiexec in place of `python -m es_mpi train JOB --run-dir DIR`:
     mpiexec -n 2 python benchmarks/instrumented_train.py JOB --run-dir DIR
 
 It builds the same Trainer and calls the same train() as the CLI (metrics.csv included), but
-gives it COMM_WORLD as a subclass whose collective methods count their buffers before calling
-MPI, and wraps trainer.step to read the counters and time.process_time around each iteration.
+gives it COMM_WORLD, and the node layer's node and leaders communicators, as a subclass whose
+collective methods count their buffers before calling MPI, and wraps trainer.step to read the
+counters and time.process_time around each iteration.
 
 - bytes: sent = the send buffer (the buffer itself at a Bcast's root), received = the receive
   buffer (the buffer at a Bcast's other ranks; the pickle size for lowercase object calls).
-  Payload at the API, not wire bytes: how MPI moves them is its own business. Per call site
-  (the Trainer method and es_mpi.run.mpi helper that made the call), averaged over iterations.
+  An MPI.IN_PLACE contribution counts as sent. Payload at the API, not wire bytes: how MPI moves
+  them is its own business. Per communicator and call site (the es_mpi.run functions that made
+  the call), averaged over iterations.
 - CPU seconds of each rank per iteration: unlike wall time they do not count time the
   operating system gave to other jobs, but they do count waiting for other ranks, since Open
   MPI polls while it waits.
-- episode lengths in global member order, from the results gather: the work each member was,
+- episode lengths in global member order, from the results exchange: the work each member was,
   whatever the rank count, to compute the imbalance of any placement.
 
 Rank 0 prints one JSON line. `expected_bytes` is the figure derived by hand from trainer.step.
@@ -33,26 +35,39 @@ import common  # noqa: F401  (puts this checkout first on sys.path)
 
 import numpy as np  # noqa: E402
 
-RESULTS_COLUMNS = 4  # trainer.EPISODE_COLUMNS: return, length, capped, nonfinite (float64)
+RESULTS_COLUMNS = 5  # run/node_results.RESULT_COLUMNS (float64)
 
 
-def expected_bytes(population, n_ranks, rank, obs_size, obs_probability, obs_norm=True):
-    """(sent, received) per iteration on `rank`, from reading trainer.step (eval off, openai_es).
+def expected_bytes(population, node_sizes, rank, obs_size, obs_probability, obs_norm=True):
+    """(sent, received) per iteration on world `rank` of nodes `node_sizes` (consecutive ranks), from
+    reading trainer.step (eval off, openai_es).
 
-    The results Allgatherv (population x 4 float64), the checksum (uint64) and busy-time +
-    stop-flag (2 float64) Allgathers, rank 0's records-written flag (an int64 Bcast), and with
-    observation normalisation the count Allgather (int64) and the Allgatherv of the sampled
-    episodes' [sum, sum of squares, count] rows (2 x obs_size + 1 float64; a random sample, so its
-    expected size is used).
+    On every rank: the agreement's three node Allreduces (2 uint64, 2 float64, 1 float64) and rank 0's
+    records-written flag (an int64 world Bcast). With more than one node, each leader also Bcasts
+    the node checksums (16 bytes a node) and 3 float64 to its node, and the leaders swap the results
+    blocks (population x 5 float64, in place), the node checksums (Allgather) and 3 float64
+    (Allreduces); with observation normalisation, the sampled episodes' [sum, sum of squares,
+    count] rows (2 x obs_size + 1 float64; a random sample, so its expected size is used). The
+    results themselves never cross MPI within a node: the ranks write them into node-shared memory.
     """
-    start = population // 2 * rank // n_ranks * 2
-    stop = population // 2 * (rank + 1) // n_ranks * 2
-    sent = 8 * RESULTS_COLUMNS * (stop - start) + 8 + 16 + (8 if rank == 0 else 0)
-    received = 8 * RESULTS_COLUMNS * population + 8 * n_ranks + 16 * n_ranks + (0 if rank == 0 else 8)
-    if obs_norm:
-        row_bytes = 8 * (2 * obs_size + 1)
-        sent += 8 + row_bytes * obs_probability * (stop - start)
-        received += 8 * n_ranks + row_bytes * obs_probability * population
+    from es_mpi.run.placement import member_blocks
+
+    n_nodes, bounds = len(node_sizes), np.cumsum([0, *node_sizes])
+    node = int(np.searchsorted(bounds, rank, side="right")) - 1
+    leader, root = rank == bounds[node], rank == 0
+    sent = received = 40
+    sent, received = sent + (8 if root else 0), received + (0 if root else 8)
+    if n_nodes > 1:
+        bcast = 16 * n_nodes + 24
+        sent, received = sent + (bcast if leader else 0), received + (0 if leader else bcast)
+    if n_nodes > 1 and leader:
+        start, stop = member_blocks(population, 2, node_sizes)[node]
+        sent += 8 * RESULTS_COLUMNS * (stop - start) + 16 + 24
+        received += 8 * RESULTS_COLUMNS * population + 16 * n_nodes + 24
+        if obs_norm:
+            row_bytes = 8 * (2 * obs_size + 1)
+            sent += row_bytes * obs_probability * (stop - start)
+            received += row_bytes * obs_probability * population
     return sent, received
 
 
@@ -66,12 +81,12 @@ def receive_array(buffer_spec):
 
 
 def call_site():
-    """'Trainer method > es_mpi.run.mpi helper' of the current MPI call."""
-    names, frame = [], sys._getframe(2)
+    """'Trainer method > es_mpi.run helper' of the current MPI call."""
+    names, frame = [], sys._getframe(3)
     while frame is not None:
         path = pathlib.Path(frame.f_code.co_filename)
-        if path.parent.name == "run" and path.parent.parent.name == "es_mpi" and path.name in ("trainer.py", "mpi.py"):
-            names.append(frame.f_code.co_name)
+        if path.parent.name == "run" and path.parent.parent.name == "es_mpi":
+            names.append(f"{path.stem}.{frame.f_code.co_name}")
         if path.name == "trainer.py":
             break
         frame = frame.f_back
@@ -82,31 +97,34 @@ def counting_comm_class():
     from mpi4py import MPI
 
     class CountingComm(MPI.Intracomm):
-        """COMM_WORLD with byte counters on the calls a trainer makes."""
+        """A communicator with byte counters on the calls a trainer makes; `label` names it in the
+        call sites (world, node, leaders)."""
 
         sent = collections.Counter()
         received = collections.Counter()
-        results_n4 = None  # the last results gather (population x 4)
+        label = "world"
 
         def _count(self, method, sent, received):
-            site = f"{call_site()} > {method}"
+            site = f"{self.label}: {call_site()} > {method}"
             self.sent[site] += sent
             self.received[site] += received
+
+        def _own_part(self, recvbuf):
+            """What an MPI.IN_PLACE Allgatherv contributes: this rank's segment of the receive buffer."""
+            array, counts = recvbuf[0], recvbuf[1]
+            return int(counts[self.rank]) * np.asarray(array).itemsize
 
         def Allgather(self, sendbuf, recvbuf):
             self._count("Allgather", nbytes(sendbuf), nbytes(recvbuf))
             return super().Allgather(sendbuf, recvbuf)
 
         def Allgatherv(self, sendbuf, recvbuf):
-            self._count("Allgatherv", nbytes(sendbuf), nbytes(recvbuf))
-            out = super().Allgatherv(sendbuf, recvbuf)
-            gathered = receive_array(recvbuf)
-            if gathered.ndim == 2 and gathered.shape[1] == RESULTS_COLUMNS:
-                type(self).results_n4 = gathered.copy()
-            return out
+            sent = self._own_part(recvbuf) if sendbuf is MPI.IN_PLACE else nbytes(sendbuf)
+            self._count("Allgatherv", sent, nbytes(recvbuf))
+            return super().Allgatherv(sendbuf, recvbuf)
 
         def Allreduce(self, sendbuf, recvbuf, op=MPI.SUM):
-            self._count("Allreduce", nbytes(sendbuf), nbytes(recvbuf))
+            self._count("Allreduce", nbytes(recvbuf if sendbuf is MPI.IN_PLACE else sendbuf), nbytes(recvbuf))
             return super().Allreduce(sendbuf, recvbuf, op)
 
         def Bcast(self, buf, root=0):
@@ -133,17 +151,39 @@ def counting_comm_class():
     return CountingComm
 
 
-def metered(trainer, comm, records):
-    """trainer.step, appending {cpu_s, lengths} to `records` per iteration."""
-    step = trainer.step
+def counting_node_layer(counting):
+    """trainer.NodeLayer whose node and leaders communicators count like the world."""
+    from es_mpi.run.nodes import NodeLayer
+
+    class CountingNodeLayer(NodeLayer):
+        def __init__(self, world, node_size=None):
+            super().__init__(world, node_size)
+            self.node = counting(self.node)
+            self.node.label = "node"
+            if self.leaders is not None:
+                self.leaders = counting(self.leaders)
+                self.leaders.label = "leaders"
+
+    return CountingNodeLayer
+
+
+def metered(trainer, records):
+    """trainer.step, appending {cpu_s, lengths} to `records` per iteration (the lengths from the
+    results exchange, copied before any rank can start the next iteration)."""
+    step, exchange, seen = trainer.step, trainer.results.exchange, {}
+
+    def exchange_and_keep():
+        results_n5, obs_rows = exchange()
+        seen["lengths"] = results_n5[:, 1].astype(int).tolist()
+        return results_n5, obs_rows
 
     def metered_step():
         cpu_start = time.process_time()
         out = step()
-        lengths = comm.results_n4[:, 1].astype(int).tolist() if comm.results_n4 is not None else []
-        records.append(dict(cpu_s=time.process_time() - cpu_start, lengths=lengths))
+        records.append(dict(cpu_s=time.process_time() - cpu_start, lengths=seen.pop("lengths", [])))
         return out
 
+    trainer.results.exchange = exchange_and_keep
     return metered_step
 
 
@@ -156,16 +196,18 @@ def main():
     from es_mpi.job.parse import load_job
     from es_mpi.parts.build import build_task
     from es_mpi.run.mpi import install_abort_on_error, world
-    from es_mpi.run.trainer import Trainer
+    from es_mpi.run import trainer as trainer_module
 
     task = build_task(load_job(args.job, (), args.run_dir))
     plain = world()
     install_abort_on_error(plain)
-    comm = counting_comm_class()(plain)
-    trainer = Trainer(task, comm, log=lambda line: None)
+    counting = counting_comm_class()
+    comm = counting(plain)
+    trainer_module.NodeLayer = counting_node_layer(counting)
+    trainer = trainer_module.Trainer(task, comm, log=lambda line: None)
     before_sent, before_received = collections.Counter(comm.sent), collections.Counter(comm.received)
     records = []
-    trainer.step = metered(trainer, comm, records)
+    trainer.step = metered(trainer, records)
     trainer.train()
     trainer.close()
     iterations = len(records)
@@ -177,7 +219,8 @@ def main():
     everyone = plain.gather(mine, root=0)
     if plain.rank == 0:
         print(json.dumps(dict(iterations=iterations, n_params=int(trainer.strategy.center().size),
-                              population=trainer.strategy.population, per_rank=everyone,
+                              population=trainer.strategy.population, node_sizes=list(trainer.nodes.sizes),
+                              per_rank=everyone,
                               lengths=[record["lengths"] for record in records])))
 
 

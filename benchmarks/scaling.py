@@ -11,14 +11,16 @@ the median over the rest):
   from CPU time: CPU seconds of one rank at R = 1 / CPU seconds of all R ranks. The second
   leaves out time the machine gave to other jobs (it is shared) but keeps waiting for other
   ranks (Open MPI polls while it waits).
-- load imbalance = max / mean over ranks of the wall time spent in episodes (metrics.csv).
+- load imbalance = max / mean over ranks of the wall time spent in episodes (metrics.csv), for
+  each `run.placement` (static slices and dynamic claims), measured in the same run.
 - bytes per rank per iteration, counted at the mpi4py calls.
 
 Then, from the per-member episode lengths (the same at every R), the work imbalance (max / mean
 timesteps per rank) of the trainer's static slices for larger rank counts than this machine
 has cores, beside a dynamic placement (each pair claimed in global order by the first rank to
-be free), and a table of bytes for two policy sizes and two populations, to show that the bytes
-follow the population and not the parameter count (contract 2).
+be free), and a table of bytes for two policy sizes and two populations, with every rank its own
+virtual node (ES_MPI_NODE_SIZE=1, so the results cross MPI as they would between machines), to
+show that the bytes follow the population and not the parameter count (contract 2).
 """
 
 import argparse
@@ -47,9 +49,9 @@ def hidden_list(text):
     return [int(x) for x in text.split(",")]
 
 
-def instrumented_run(env_id, hidden, pairs, iterations, n_ranks, timeout):
+def instrumented_run(env_id, hidden, pairs, iterations, n_ranks, timeout, placement="dynamic"):
     """(metrics rows, first iteration dropped; instrumented_train's JSON)."""
-    rows, stdout = throughput.training_run(env_id, hidden, pairs, iterations, n_ranks, timeout, LAUNCHER)
+    rows, stdout = throughput.training_run(env_id, hidden, pairs, iterations, n_ranks, timeout, LAUNCHER, placement)
     return rows, json.loads(stdout.strip().splitlines()[-1])
 
 
@@ -59,10 +61,13 @@ def rank_totals(result, rank):
 
 
 def scaling_rows(env_id, args):
-    """Table rows per rank count, and the per-member lengths of the run with one rank."""
+    """Table rows per rank count and placement (one rank: static only), and the per-member lengths
+    of the run with one rank."""
     rows, rate_1, cpu_1, lengths = [], None, None, None
-    for n_ranks in args.ranks:
-        its, result = instrumented_run(env_id, args.hidden, args.pairs, args.iterations, n_ranks, args.timeout)
+    runs = [(n, placement) for n in args.ranks for placement in (("static",) if n == 1 else args.placements)]
+    for n_ranks, placement in runs:
+        its, result = instrumented_run(env_id, args.hidden, args.pairs, args.iterations, n_ranks, args.timeout,
+                                       placement)
         rates = [r["steps"] / r["iteration_s"] for r in its]
         cpu = [sum(values) for values in zip(*[rank["cpu_s"][1:] for rank in result["per_rank"]])]
         rate = common.median(rates)
@@ -70,7 +75,7 @@ def scaling_rows(env_id, args):
             rate_1, cpu_1, lengths = rate, common.median(cpu), result["lengths"][1:]
         sent, received = rank_totals(result, 0)
         rows.append({
-            "env": env_id, "ranks": n_ranks,
+            "env": env_id, "ranks": n_ranks, "placement": placement,
             "timesteps per iteration": f"{common.median(r['steps'] for r in its):.0f}",
             "timesteps/s": f"{rate:.0f} ({common.spread(rates)})",
             "efficiency (wall)": f"{rate / (n_ranks * rate_1):.2f}",
@@ -120,11 +125,12 @@ def bytes_rows(args):
     env_id, n_ranks = args.envs[0], max(args.ranks)
     rows, sites = [], {}
     size = obs_size(env_id)
+    os.environ["ES_MPI_NODE_SIZE"] = "1"  # every rank a node: the results cross MPI
     for pairs in args.bytes_pairs:
         for hidden in args.bytes_hidden:
             _, result = instrumented_run(env_id, hidden, pairs, args.bytes_iterations, n_ranks, args.timeout)
             totals = [rank_totals(result, rank) for rank in range(n_ranks)]
-            expected = instrumented_train.expected_bytes(result["population"], n_ranks, 0, size,
+            expected = instrumented_train.expected_bytes(result["population"], result["node_sizes"], 0, size,
                                                          args.obs_probability)
             rows.append({"policy": "x".join(map(str, hidden)), "parameters": f"{result['n_params']:,}",
                          "population": result["population"],
@@ -133,6 +139,7 @@ def bytes_rows(args):
                          "expected sent / received, rank 0": f"{expected[0]:,.0f} / {expected[1]:,.0f}",
                          "received per member": f"{totals[0][1] / result['population']:.1f}"})
             sites = result["per_rank"][0]["sites"]
+    del os.environ["ES_MPI_NODE_SIZE"]
     site_rows = [{"call site (rank 0, last run above)": site, "sent": f"{s:,.0f}", "received": f"{r:,.0f}"}
                  for site, (s, r) in sites.items()]
     return rows, site_rows
@@ -152,6 +159,8 @@ def main():
     parser.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS), help="gymnasium env ids")
     parser.add_argument("--ranks", nargs="+", type=int, default=default_ranks(),
                         help="rank counts, 1 included (default 1, 2, 4, ... up to the core count)")
+    parser.add_argument("--placements", nargs="+", choices=("static", "dynamic"), default=["static", "dynamic"],
+                        help="run.placement values to measure above one rank, in the same run (default both)")
     parser.add_argument("--placement-ranks", nargs="+", type=int, default=[2, 4, 8, 16, 32],
                         help="rank counts of the placement table (default 2 4 8 16 32)")
     parser.add_argument("--hidden", type=hidden_list, default=[64, 64], help="hidden layer sizes (default 64,64)")
@@ -181,7 +190,7 @@ def main():
             "Targets: efficiency >= 0.9 at the largest rank count; imbalance <= 1.1 on Hopper.",
             "efficiency (CPU time): CPU seconds of the one-rank run / CPU seconds of all ranks, per iteration. "
             "imbalance: max / mean over ranks of the wall time in episodes. episodes share: time in episodes "
-            "over the iteration, rank 0. wait s: from rank 0's last episode to the end of the results gather. "
+            "over the iteration, rank 0. wait s: from rank 0's last episode to the end of the results exchange. "
             "update s: the rest (ask, tell, statistics gather, checksum). bytes: payload rank 0 handed to MPI "
             "per iteration, counted.", "",
             common.markdown_table(list(rows[0]), rows), "",
@@ -191,7 +200,8 @@ def main():
             "to be free (timesteps as the cost of an episode):", "",
             common.markdown_table(list(placements[0]), placements), "",
             f"Bytes per rank and iteration, counted by benchmarks/instrumented_train.py on {args.envs[0]}, "
-            f"{max(args.ranks)} ranks, {args.bytes_iterations} iterations (construction excluded), "
+            f"{max(args.ranks)} ranks, each its own virtual node (ES_MPI_NODE_SIZE=1), "
+            f"{args.bytes_iterations} iterations (construction excluded), "
             "beside the figure derived from trainer.step (the observation-statistics rows are a random "
             "1% sample of episodes, so the measured figure scatters around the expected one):", "",
             common.markdown_table(list(byte_rows[0]), byte_rows), "",
