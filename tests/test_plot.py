@@ -98,6 +98,12 @@ def test_an_unknown_metric_is_one_line(runs):
     assert "--metric nosuch" in done.stderr and "eval_return" in done.stderr
 
 
+def test_frames_of_a_run_that_is_not_atari_is_one_line(runs):
+    done = run_es("plot", *runs, "--x", "frames", timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "--x frames" in done.stderr and "not an Atari run" in done.stderr
+
+
 def test_plot_refuses_other_formats(runs, tmp_path):
     done = run_es("plot", *runs, "-o", tmp_path / "x.jpg", timeout=60)
     assert done.returncode == 2 and ".png or .svg" in done.stderr

@@ -79,8 +79,8 @@ def build_parser():
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
     plot.add_argument("--metric", default="eval_return",
                       help="metrics.csv column to plot (default: %(default)s, the centre policy's evaluation return)")
-    plot.add_argument("--x", choices=("timesteps", "episodes", "wall"), default="timesteps",
-                      help="x axis: timesteps, episodes, or training wall time in seconds (default: %(default)s)")
+    plot.add_argument("--x", choices=("timesteps", "frames", "episodes", "wall"), default="timesteps",
+                      help="x axis: timesteps, frames (Atari: timesteps x atari.frame_skip), episodes, or training wall time in seconds (default: %(default)s)")
     plot.add_argument("--group-by", metavar="SECTION.KEY[,...]",
                       help="group runs by these job keys instead (e.g. strategy.sigma or env.id,strategy.name)")
     plot.add_argument("-o", "--output", default="learning-curves.png",

@@ -18,7 +18,8 @@ from es_mpi.records import checkpoint as ckpt_io
 GRID_POINTS = 200
 DEFAULT_METRIC = "eval_return"
 NOT_A_SETTING = ("run.seed", "run.name", "run.dir")
-X_AXES = {"timesteps": "timesteps", "episodes": "episodes", "wall": "training wall time (s)"}
+X_AXES = {"timesteps": "timesteps", "frames": "emulator frames (timesteps x atari.frame_skip)",
+          "episodes": "episodes", "wall": "training wall time (s)"}
 FORMATS = (".png", ".svg")
 
 
@@ -38,11 +39,18 @@ def read_metrics(run_dir):
         raise UserError(f"{path}: not an es-mpi metrics file ({err})") from None
 
 
-def x_values(metrics, x_axis):
-    """Timesteps and wall time as recorded so far; episodes summed over the iterations.
-    Wall time adds up the iterations' times, so a resumed run's pause does not count."""
+def x_values(metrics, x_axis, run_dir):
+    """Timesteps and wall time as recorded so far; episodes summed over the iterations; frames
+    (Atari) are timesteps times the job's frame skip, as the ES paper counts them. Wall time adds
+    up the iterations' times, so a resumed run's pause does not count."""
     if x_axis == "timesteps":
         return metrics["timesteps"]
+    if x_axis == "frames":
+        settings = flat_settings(run_dir)
+        if settings is None or settings.get("atari.frame_skip") is None:
+            raise UserError(f"--x frames: {run_dir} is not an Atari run with a checkpoint (no atari.frame_skip); "
+                            "use --x timesteps")
+        return metrics["timesteps"] * settings["atari.frame_skip"]
     if x_axis == "episodes":
         return np.cumsum(metrics["episodes"])
     return np.cumsum(metrics["iteration_s"])
@@ -105,7 +113,7 @@ def metric_curve(run_dir, metrics, metric, x_axis):
     if metric not in metrics:
         raise UserError(f"--metric {metric}: {run_dir}/metrics.csv has no such column; it has "
                         + ", ".join(metrics))
-    xs, ys = x_values(metrics, x_axis), metrics[metric]
+    xs, ys = x_values(metrics, x_axis, run_dir), metrics[metric]
     recorded = np.isfinite(ys)
     if not recorded.any():
         raise UserError(f"--metric {metric}: never recorded in {run_dir}/metrics.csv"
