@@ -27,6 +27,7 @@ SUBNET=10.231.0                             # bridge .1 (slurmctld), nodes .11 a
 CTLD_PORT=6827                              # the one-node cluster's slurmctld keeps 6817
 CONF=$SLURM2_CI_DIR/slurm.conf
 MUNGE_SOCKET=$SLURM2_CI_DIR/munge/munge.socket
+NETNS_UNDO=$SLURM2_CI_DIR/run/netns-undo
 PACKAGES="slurmctld slurmd slurm-client munge"
 export SLURM_CONF=$CONF
 
@@ -35,7 +36,8 @@ die() { log "error: $*"; exit 1; }
 
 node_address() { echo "$SUBNET.$((10 + ${1#esmpi-n}))"; }
 
-states() { sinfo -h -N -o '%N %T' 2>/dev/null || true; }
+# sinfo waits ~10 s per try for a controller that does not answer: bound it
+states() { timeout 5 sinfo -h -N -o '%N %T' 2>/dev/null || true; }
 answers() {
   local up=0 node state
   while read -r node state; do
@@ -65,6 +67,10 @@ install_packages() {
 field() { sed -E "s/.*[ ]$1=([0-9]+).*/\1/" <<<" $2"; }
 
 make_network() {
+  # `ip netns add` makes /run/netns (a directory, mounted on itself) when there is none: note what to undo
+  if ! mountpoint -q /run/netns 2>/dev/null; then
+    if [ -d /run/netns ]; then echo umount; else echo umount rmdir; fi >"$NETNS_UNDO"
+  fi
   ip link add "$BRIDGE" type bridge
   ip addr add "$SUBNET.1/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
@@ -88,6 +94,11 @@ remove_network() {
     ip netns del "$node" 2>/dev/null || true
   done
   ip link del "$BRIDGE" 2>/dev/null || true
+  if [ -f "$NETNS_UNDO" ] && [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
+    umount /run/netns 2>/dev/null || true
+    grep -qw rmdir "$NETNS_UNDO" && rmdir /run/netns
+    rm -f "$NETNS_UNDO"
+  fi
 }
 
 configure() {
@@ -158,8 +169,15 @@ start() {
     nsenter --net="/run/netns/$node" unshare --uts --mount --propagation slave -- sh -c \
       "mount --bind '$SLURM2_CI_DIR/hosts' /etc/hosts && hostname $node && exec slurmd -f '$CONF' -N $node"
   done
-  for _ in $(seq 120); do answers && break; sleep 0.5; done
-  answers || die "the nodes did not come up: $(states | tr '\n' ' ')"
+  local deadline=$((SECONDS + 60))
+  until answers; do
+    # (it writes its PID file just after it forks into the background)
+    if [ -f "$SLURM2_CI_DIR/run/slurmctld.pid" ] || [ "$SECONDS" -gt $((deadline - 55)) ]; then
+      running slurmctld "$SLURM2_CI_DIR/run/slurmctld.pid" || die "slurmctld stopped (see its log below)"
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || die "the nodes did not come up in 60 s: $(states | tr '\n' ' ')"
+    sleep 0.5
+  done
   log "up: $(states | tr '\n' ' '); use $(print_env)"
 }
 
@@ -196,10 +214,11 @@ up() {
   install_packages
   # a start that fails part-way shows the logs and takes down what it had started
   trap 'tail -n 20 "$SLURM2_CI_DIR"/log/*.log >&2 || true; down' EXIT
+  trap 'exit 1' INT TERM
   configure
   make_network
   start
-  trap - EXIT
+  trap - EXIT INT TERM
 }
 
 down() {
