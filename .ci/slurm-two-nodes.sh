@@ -28,11 +28,12 @@ CTLD_PORT=6827                              # the one-node cluster's slurmctld k
 CONF=$SLURM2_CI_DIR/slurm.conf
 MUNGE_SOCKET=$SLURM2_CI_DIR/munge/munge.socket
 NETNS_UNDO=$SLURM2_CI_DIR/run/netns-undo
-PACKAGES="slurmctld slurmd slurm-client munge"
 export SLURM_CONF=$CONF
 
 log() { echo "slurm-two-nodes.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=.ci/slurm-lib.sh
+source "$(dirname "$0")/slurm-lib.sh"
 
 node_address() { echo "$SUBNET.$((10 + ${1#esmpi-n}))"; }
 
@@ -46,25 +47,6 @@ answers() {
   [ "$up" = 2 ]
 }
 
-install_packages() {
-  local missing=""
-  for p in $PACKAGES; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done
-  [ -z "$missing" ] && return 0
-  command -v apt-get >/dev/null || die "apt-get not found; install$missing by hand"
-  log "installing$missing"
-  # as in slurm.sh: forbid the packages' install scripts to start the daemons themselves
-  local own_policy=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; own_policy=1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  local rc=$?
-  [ $own_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
-  return $rc
-}
-
-field() { sed -E "s/.*[ ]$1=([0-9]+).*/\1/" <<<" $2"; }
 
 make_network() {
   # `ip netns add` makes /run/netns (a directory, mounted on itself) when there is none: note what to undo
@@ -156,10 +138,12 @@ ${nodes_line}PartitionName=two Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONFIG
 }
 
+munge_answers() { munge -S "$MUNGE_SOCKET" -n 2>/dev/null | unmunge -S "$MUNGE_SOCKET" >/dev/null 2>&1; }
+
 start() {
   runuser -u munge -- /usr/sbin/munged --socket="$MUNGE_SOCKET" --pid-file="$SLURM2_CI_DIR/munge/munged.pid" \
     --log-file="$SLURM2_CI_DIR/munge/munged.log" --seed-file="$SLURM2_CI_DIR/munge/munged.seed"
-  for _ in $(seq 50); do munge -S "$MUNGE_SOCKET" -n 2>/dev/null | unmunge -S "$MUNGE_SOCKET" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 50); do munge_answers && break; sleep 0.1; done
   cp "$SLURM2_CI_DIR/munge/munged.pid" "$SLURM2_CI_DIR/run/munged.pid"
   slurmctld -f "$CONF"
   local node
