@@ -22,7 +22,8 @@ train: install
 	$(BIN)/es-mpi train $(JOB) -n $(NP) --resume
 
 # As root on Debian this also installs the system packages the tests need (offscreen rendering);
-# the Slurm tests bring up a one-node Slurm themselves (.ci/slurm.sh, root and apt-get needed).
+# the Slurm tests bring up a one-node and a two-node Slurm themselves (.ci/slurm.sh,
+# .ci/slurm-two-nodes.sh; root and apt-get needed).
 test: install system-packages
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

@@ -54,6 +54,7 @@ def test_resume_on_another_layout_equals_a_straight_run(write_job, tmp_path):
     assert "4 ranks (nodes of 2+2)," in first.stdout
     resumed = train(3, job, tmp_path / "moved", 1, "--resume", "--set", "stop.iterations=6")
     assert "3 ranks (nodes of 1+1+1)," in resumed.stdout
+    assert json.loads((tmp_path / "moved" / "status.json").read_text())["node_sizes"] == [1, 1, 1]
     assert "resumed from iteration 3" in resumed.stdout
     assert state_digest(tmp_path / "straight" / "ckpt-00000006.h5") == \
         state_digest(tmp_path / "moved" / "ckpt-00000006.h5")

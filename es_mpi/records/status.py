@@ -35,8 +35,9 @@ def seconds_to_stop(stop, iteration, timesteps, rows):
 
 
 def status_record(*, state, job, iteration, timesteps, best_eval_return, last_eval_return, checkpoint, rows,
-                  n_ranks, version_changes=()):
-    """The status as a JSON-able dict; `state` is running, done (reason) or interrupted (signal)."""
+                  n_ranks, node_sizes=None, version_changes=()):
+    """The status as a JSON-able dict; `state` is running, done (reason) or interrupted (signal);
+    `node_sizes` the ranks of each node (run/nodes.py), each node holding one noise table."""
     now = time.time()
     age = None
     if checkpoint is not None and pathlib.Path(checkpoint).exists():
@@ -49,6 +50,7 @@ def status_record(*, state, job, iteration, timesteps, best_eval_return, last_ev
         "objective": job.objective.function,
         "strategy": job.strategy.name,
         "ranks": n_ranks,
+        "node_sizes": None if node_sizes is None else list(node_sizes),
         "iteration": iteration,
         "timesteps": timesteps,
         "best_eval_return": _finite_or_none(best_eval_return),

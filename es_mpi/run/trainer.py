@@ -354,7 +354,7 @@ class Trainer:
                 state=state, job=self.job, iteration=self.iteration, timesteps=self.timesteps,
                 best_eval_return=self.best_eval_return, last_eval_return=self.last_eval_return,
                 checkpoint=self.last_checkpoint, rows=self.metrics.rows, n_ranks=self.size,
-                version_changes=self.version_changes))
+                node_sizes=self.nodes.sizes, version_changes=self.version_changes))
 
     def _stop_before_start(self):
         """A stop signal came during start-up: nothing new to checkpoint, so stop with exit 3 at once."""
