@@ -34,6 +34,7 @@ log() { echo "slurm-two-nodes.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=.ci/slurm-lib.sh
 source "$(dirname "$0")/slurm-lib.sh"
+PACKAGES="$PACKAGES iproute2"  # ip netns, ip link, ss
 
 node_address() { echo "$SUBNET.$((10 + ${1#esmpi-n}))"; }
 
@@ -192,10 +193,10 @@ any_network() {
 
 up() {
   [ "$(id -u)" = 0 ] || die "needs root (network namespaces, daemons)"
+  install_packages
   command -v ip >/dev/null && command -v unshare >/dev/null || die "needs ip (iproute2) and unshare (util-linux)"
   if any_running && answers; then log "already up; use $(print_env)"; return 0; fi
   if any_running || any_network; then down; fi
-  install_packages
   # a start that fails part-way shows the logs and takes down what it had started
   trap 'tail -n 20 "$SLURM2_CI_DIR"/log/*.log >&2 || true; down' EXIT
   trap 'exit 1' INT TERM

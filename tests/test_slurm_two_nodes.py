@@ -63,9 +63,9 @@ def slurm_conf():
         pytest.skip("two-node Slurm tests need root (network namespaces, daemons: .ci/slurm-two-nodes.sh up)")
     if shutil.which("sbatch") is None and shutil.which("apt-get") is None:
         pytest.skip("two-node Slurm tests need Slurm installed or apt-get to install it")
-    for tool in ("ip", "ss", "unshare", "nsenter"):
+    for tool in ("unshare", "nsenter"):  # util-linux; ip and ss come with iproute2, which `up` installs
         if shutil.which(tool) is None:
-            pytest.skip(f"two-node Slurm tests need {tool} (iproute2, util-linux)")
+            pytest.skip(f"two-node Slurm tests need {tool} (util-linux)")
     was_up = shutil.which("sbatch") is not None and harness("status", 30).returncode == 0
     if not was_up:
         started = harness("up", 600)
