@@ -32,6 +32,7 @@ from es_mpi.run.vector_rollout import run_vector_lanes
 from es_mpi.run.vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
 from es_mpi.run.vbn_reference import collect_reference, reference_from_checkpoint
 
+
 def transition_width(env):
     """Columns of a recorded step: the flattened policy input, then the action."""
     return int(np.prod(env.observation_space.shape)) + int(np.prod(env.action_space.shape))
