@@ -11,6 +11,8 @@ Parsing the knob imports no MPI, so the command can check it before MPI starts.
 
 import os
 
+import numpy as np
+
 from es_mpi.core.errors import UserError
 
 NODE_SIZE_VARIABLE = "ES_MPI_NODE_SIZE"
@@ -30,7 +32,7 @@ def node_size_from_env(environ=os.environ):
 class NodeLayer:
     """`node`: this rank's node communicator; `leaders`: the node rank-0s together (None elsewhere);
     `index` / `count`: this node's number and the number of nodes, in world-rank order; `sizes`: the
-    ranks of each node, in that order; `nodes_on_machine`: how many nodes (so shared tables) this
+    ranks of each node, in that order; `node_r`: the node of every world rank; `nodes_on_machine`: how many nodes (so shared tables) this
     machine's memory holds."""
 
     def __init__(self, world, node_size=None):
@@ -50,6 +52,7 @@ class NodeLayer:
         place = (leaders.rank, tuple(leaders.allgather(self.node.size))) if is_leader else None
         self.index, self.sizes = self.node.bcast(place, root=0)
         self.count = len(self.sizes)
+        self.node_r = np.array(world.allgather(self.index), dtype=np.int64)
 
     @classmethod
     def from_env(cls, world):

@@ -21,6 +21,7 @@ from es_mpi.records.tensorboard import TensorBoardScalars
 from es_mpi.run import agreement, faults
 from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer_for
 from es_mpi.run.mpi import allgather_rows, allgather_variable, max_over_ranks, static_slice
+from es_mpi.run.node_memory import NodeArrays
 from es_mpi.run.nodes import NodeLayer
 from es_mpi.run.noise import SharedNoiseTable
 from es_mpi.run.obstat import ObsStat
@@ -71,7 +72,8 @@ class Trainer:
             self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, self.nodes)
         except UserError as err:  # the free shared memory is allgathered first: every rank refuses alike
             raise AgreedError(err) from None
-        self.strategy = task.make_strategy(self.noise.array)
+        self.node_arrays = NodeArrays(self.nodes)  # a cooperative strategy's state: one copy per node
+        self.strategy = task.make_strategy(self.noise.array, self.node_arrays.share)
         self.lane_envs, self.lanes_forward = self._lanes()
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
         self.iteration, self.timesteps = 0, 0
@@ -303,20 +305,28 @@ class Trainer:
                              f"last good checkpoint {self.last_checkpoint or 'none'}")
 
     def _agree(self, busy_s):
-        """Checksums, busy times and stop flags of all ranks; repair from rank 0 on a mismatch."""
+        """Checksums, busy times and stop flags of all ranks; on a mismatch, repair from an intact copy
+        (run/agreement.py: the state of the most intact nodes, never a node whose copy was altered)."""
         faults.flip_parameter(self.rank, self.iteration, self.strategy.center())
-        sums_r, flags_r2 = agreement.exchange(self.comm, agreement.state_checksum(self.strategy, self.obstat), busy_s,
-                                              self.stop_flag.signal)
+        share = self.node_arrays.share
+        share.sync()  # an injected fault is in place on the whole node before anyone looks
+        sums_r, flags_r3 = agreement.exchange(self.comm, agreement.state_checksum(self.strategy, self.obstat), busy_s,
+                                              self.stop_flag.signal, share.intact())
+        try:
+            source = agreement.repair_source(sums_r, flags_r3[:, 2], self.nodes.node_r)
+        except RunFailure as failure:
+            raise RunFailure(f"iteration {self.iteration}: {failure}; last good checkpoint "
+                             f"{self.last_checkpoint or 'none'}") from None
         repaired = 0
-        if not np.all(sums_r == sums_r[0]):
+        if source is not None:
             repaired = 1
-            state = self.comm.bcast((self.strategy.state_dict(), self.obstat.state_dict()), root=0)
+            state = self.comm.bcast((self.strategy.state_dict(), self.obstat.state_dict()), root=source)
             self.strategy.load_state_dict(state[0])
             self.obstat.load_state_dict(state[1])
             if self.rank == 0:
                 self.log(f"warning: parameter checksums differed across ranks at iteration {self.iteration}; "
-                         "repaired from rank 0")
-        return repaired, int(flags_r2[:, 1].max()), flags_r2[:, 0]
+                         f"repaired from rank {source} (node {self.nodes.node_r[source]})")
+        return repaired, int(flags_r3[:, 1].max()), flags_r3[:, 0]
 
     # ----------------------------------------------------------------- stopping, saving
     def _stop_reason(self):
@@ -417,6 +427,7 @@ class Trainer:
             self.lane_envs = None
         for env in (self.lane_envs or [])[1:]:
             env.close()
+        self.node_arrays.free()
         self.noise.free()
         self.nodes.free()
         run_lock.release(self.lock)
