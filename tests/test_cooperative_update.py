@@ -2,11 +2,13 @@
 of the update straight into the node's one copy of the state, and any layout gives the bytes of one
 rank; the repair finds the node whose copy changed, rank 0's included."""
 
+import json
+
 import h5py
 import numpy as np
 import pytest
 
-from conftest import run_es, run_mpi
+from conftest import MPIEXEC, PYTHON, REPO, run, run_es, run_mpi
 from es_mpi.core.node_share import ALIGN, NodeShare, column_slice
 from es_mpi.parts.strategies.base import weighted_noise_moments
 from es_mpi.parts.strategies.openai_es import weighted_noise_sum
@@ -165,3 +167,22 @@ def test_a_lone_node_whose_copy_changed_stops_the_run_at_the_last_good_checkpoin
     train(2, job, tmp_path / "faulty", None, "--resume")
     assert state_digest(tmp_path / "clean" / "ckpt-00000004.h5") == \
         state_digest(tmp_path / "faulty" / "ckpt-00000004.h5")
+
+
+@pytest.mark.mpi
+def test_a_node_holds_one_centre_and_one_optimizer_state(tmp_path):
+    """5 ranks as nodes of 2+2+1: each node's ranks map the same memory for the centre and Adam's
+    moments (one copy per node, four windows with the gradient), split the columns among themselves,
+    and a write by rank 1 is seen by rank 0 alone."""
+    command = [MPIEXEC, "-n", "5", "--oversubscribe", "--bind-to", "none", PYTHON,
+               str(REPO / "tests" / "share_probe.py")]
+    result = run(command, timeout=120, env_extra={"ES_MPI_NODE_SIZE": "2", "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    reports = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [r["node"] for r in reports] == [0, 0, 1, 1, 2]
+    assert [r["columns"] for r in reports] == [[0, 32], [32, 70], [0, 32], [32, 70], [0, 70]]
+    assert [r["first"] for r in reports] == [-1.0, -1.0, 5.0, 5.0, 5.0]
+    assert all(r["windows"] == 4 for r in reports)
+    for node in range(3):
+        assert len({tuple(r["identities"]) for r in reports if r["node"] == node}) == 1, node
+    assert len({r["identities"][0] for r in reports}) == 3, "the nodes share one centre"
