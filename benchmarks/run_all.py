@@ -15,6 +15,7 @@ BENCHMARKS = [
     ("throughput", ["--iterations", "4", "--raw-seconds", "2", "--rounds", "3", "--hidden", "256,256",
                     "--name", "throughput_256"]),
     ("update", ["--populations", "1000", "10000", "--params", "10000", "1693362", "--repeats", "3"]),
+    ("node_update", ["--repeats", "3", "--name", "node_update_quick"]),
     ("scaling", ["--iterations", "5"]),
     ("scaling_model", ["--pairs", "4", "--atari-pairs", "1", "--sum-pairs", "50", "--repeats", "1",
                        "--collective-repeats", "50", "--name", "scaling_model_quick"]),

@@ -80,7 +80,7 @@ class ResetClock:
         return out
 
 
-def sweep_point(comm, noise, copy_target, copy_source, population, n_params, obs_size, obs_probability, repeats):
+def sweep_point(comm, nodes, noise, copy_target, copy_source, population, n_params, obs_size, obs_probability, repeats):
     """Timings of the update's parts at one size; rank 0 gets {part: [seconds per repeat]}."""
     import numpy as np
 
@@ -111,7 +111,7 @@ def sweep_point(comm, noise, copy_target, copy_source, population, n_params, obs
         clock("obs-stat add", obstat.add, gathered)
 
         def agree():
-            return agreement.exchange(comm, agreement.state_checksum(strategy, obstat), 1.0, 0)
+            return agreement.exchange(nodes, agreement.state_checksum(strategy, obstat), 1.0, 0)
 
         clock("checksum + flags", agree)
     return slowest_rank(comm, clock.seconds)
@@ -237,7 +237,7 @@ def worker(args):
     sweep = []
     for population in args.populations:
         for size in sorted(set(args.params) | {n_params}):
-            seconds = sweep_point(comm, noise.array, copy_target, copy_source, population, size, obs_size, 0.01,
+            seconds = sweep_point(comm, nodes, noise.array, copy_target, copy_source, population, size, obs_size, 0.01,
                                   args.repeats)
             if comm.rank == 0:
                 sweep.append(dict(population=population, n_params=size, seconds=seconds))

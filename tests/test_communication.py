@@ -93,4 +93,4 @@ def test_bytes_between_nodes_do_not_grow_with_the_ranks_per_node(write_job, tmp_
     row_bytes = 8 * (2 * 11 + 1)
     assert thin_leaders[0][1] > 12 * row_bytes  # the observation rows crossed
     # node_bytes: the results (12 x 5 float64), the 12 observation rows and the agreement's rows
-    assert thin["node_bytes"] == wide["node_bytes"] == [12 * 40 + 12 * row_bytes + 2 * 16 + 48] * 2
+    assert thin["node_bytes"] == wide["node_bytes"] == [12 * 40 + 12 * row_bytes + 2 * 32 + 48] * 2

@@ -113,10 +113,11 @@ def test_resume_is_byte_identical_to_an_unbroken_run(write_job, tmp_path, job_te
 
 @pytest.mark.mpi
 def test_a_diverged_rank_is_repaired_from_rank_0_and_counted(write_job, tmp_path):
+    """Two nodes of one rank: rank 1's copy differs (more layouts in test_cooperative_update.py)."""
     job = write_job(CARTPOLE)
     train(1, job, tmp_path / "clean")
     result = run_mpi(2, "train", job, "--run-dir", tmp_path / "faulty", timeout=300,
-                     env_extra={"ES_MPI_FAULT_INJECT": "1:2"})
+                     env_extra={"ES_MPI_FAULT_INJECT": "1:2", "ES_MPI_NODE_SIZE": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "repaired from rank 0" in result.stdout
     with h5py.File(tmp_path / "faulty" / "ckpt-00000004.h5", "r") as f:

@@ -58,8 +58,9 @@ class ArrayState:
         """{flat key: array}; '/' in a key marks a nested part (an HDF5 group in checkpoints)."""
         return {key: np.asarray(getattr(owner, item.attribute), dtype=item.dtype) for key, owner, item in self._arrays()}
 
-    def load_state_dict(self, state):
-        """Check every stored array against the layout, then replace the attributes with copies."""
+    def load_state_dict(self, state, share=None):
+        """Check every stored array against the layout, then replace the attributes with copies;
+        arrays that `share` holds (core/node_share.py) are node-shared: written in place, once per node."""
         arrays = self._arrays()
         expected = {key for key, _, _ in arrays}
         missing = [key for key in expected if key not in state]
@@ -81,5 +82,12 @@ class ArrayState:
                 if length != want:
                     raise StateError(key, f"shape {value.shape}: axis {axis} has {length} entries, expected {want}")
             loaded.append((owner, item, value))
+        shared = []
         for owner, item, value in loaded:
-            setattr(owner, item.attribute, item.dtype(value) if not item.shape else np.array(value, dtype=item.dtype))
+            current = getattr(owner, item.attribute)
+            if share is not None and share.holds(current):
+                shared.append((current, value))
+            else:
+                setattr(owner, item.attribute, item.dtype(value) if not item.shape else np.array(value, dtype=item.dtype))
+        if share is not None:
+            share.load(shared)

@@ -38,9 +38,9 @@ class Task:
     def initial_params(self):
         return self.policy.init_params(rng(self.job.run.seed, purpose=Purpose.INIT_PARAMS))
 
-    def make_strategy(self, noise):
+    def make_strategy(self, noise, share=None):
         job = self.job
-        return make_strategy(job.strategy, self.initial_params(), noise, job.run.seed, self.policy)
+        return make_strategy(job.strategy, self.initial_params(), noise, job.run.seed, self.policy, share)
 
     def make_env(self):
         """Another env like `env` (one per lane)."""

@@ -47,3 +47,24 @@ class NodeArray:
 
     def free(self):
         self.window.Free()
+
+
+class NodeArrays:
+    """The node-shared arrays of a cooperative strategy (core/node_share.py): `share` allocates them
+    here as NodeArrays, with the node barrier as its sync; `free` releases them all (collective on the node)."""
+
+    def __init__(self, nodes):
+        from es_mpi.core.node_share import NodeShare
+
+        self.nodes, self.windows = nodes, []
+        self.share = NodeShare(nodes.node.rank, nodes.node.size, self._allocate, nodes.node.Barrier)
+
+    def _allocate(self, shape, dtype):
+        window = NodeArray(self.nodes, shape, dtype)
+        self.windows.append(window)
+        return window.array
+
+    def free(self):
+        for window in reversed(self.windows):
+            window.free()
+        self.windows = []

@@ -21,6 +21,7 @@ from es_mpi.records.tensorboard import TensorBoardScalars
 from es_mpi.run import agreement, faults
 from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer_for
 from es_mpi.run.mpi import allgather_rows, allgather_variable, max_over_ranks, static_slice
+from es_mpi.run.node_memory import NodeArrays
 from es_mpi.run.node_results import NodeResults
 from es_mpi.run.nodes import NodeLayer
 from es_mpi.run.noise import SharedNoiseTable
@@ -71,7 +72,8 @@ class Trainer:
             self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, self.nodes)
         except UserError as err:  # the free shared memory is allgathered first: every rank refuses alike
             raise AgreedError(err) from None
-        self.strategy = task.make_strategy(self.noise.array)
+        self.node_arrays = NodeArrays(self.nodes)  # a cooperative strategy's state: one copy per node
+        self.strategy = task.make_strategy(self.noise.array, self.node_arrays.share)
         self.lane_envs, self.lanes_forward = self._lanes()
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
         self.iteration, self.timesteps = 0, 0
@@ -303,20 +305,28 @@ class Trainer:
                              f"last good checkpoint {self.last_checkpoint or 'none'}")
 
     def _agree(self, busy_s):
-        """Checksums, busy times and stop flags of all ranks (run/agreement.py); repair from rank 0 on
-        a mismatch; -> (repaired, stop signal, Agreement)."""
+        """Checksums, busy times and stop flags of all ranks (run/agreement.py); on a mismatch, repair
+        from an intact copy (the state of the most intact nodes, never a node whose copy was altered);
+        -> (repaired, stop signal, Agreement)."""
         faults.flip_parameter(self.rank, self.iteration, self.strategy.center())
+        share = self.node_arrays.share
+        share.sync()  # an injected fault is in place on the whole node before anyone looks
         agreed = agreement.exchange(self.nodes, agreement.state_checksum(self.strategy, self.obstat), busy_s,
-                                    self.stop_flag.signal)
+                                    self.stop_flag.signal, share.intact())
+        try:
+            source = agreed.repair_source()
+        except RunFailure as failure:
+            raise RunFailure(f"iteration {self.iteration}: {failure}; last good checkpoint "
+                             f"{self.last_checkpoint or 'none'}") from None
         repaired = 0
-        if not agreed.checksums_agree:
-            repaired = 1
-            state = self.comm.bcast((self.strategy.state_dict(), self.obstat.state_dict()), root=0)
+        if source is not None:
+            repaired, (source, node) = 1, source
+            state = self.comm.bcast((self.strategy.state_dict(), self.obstat.state_dict()), root=source)
             self.strategy.load_state_dict(state[0])
             self.obstat.load_state_dict(state[1])
             if self.rank == 0:
                 self.log(f"warning: parameter checksums differed across ranks at iteration {self.iteration}; "
-                         "repaired from rank 0")
+                         f"repaired from rank {source} (node {node})")
         return repaired, agreed.stop_signal, agreed
 
     # ----------------------------------------------------------------- stopping, saving
@@ -418,6 +428,7 @@ class Trainer:
             self.lane_envs = None
         for env in (self.lane_envs or [])[1:]:
             env.close()
+        self.node_arrays.free()
         self.noise.free()
         self.placement.free()
         self.results.free()

@@ -16,5 +16,9 @@ def strategy_class(settings):
     return STRATEGY_CLASSES[settings.name]
 
 
-def make_strategy(settings, initial_params_p, noise, seed, policy=None):
-    return strategy_class(settings)(settings, initial_params_p, noise, seed, policy)
+def make_strategy(settings, initial_params_p, noise, seed, policy=None, share=None):
+    """The strategy; a cooperative one gets `share` (core/node_share.py) when given."""
+    cls = strategy_class(settings)
+    if cls.cooperative and share is not None:
+        return cls(settings, initial_params_p, noise, seed, policy, share=share)
+    return cls(settings, initial_params_p, noise, seed, policy)

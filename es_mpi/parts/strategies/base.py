@@ -16,6 +16,11 @@ seed, policy)` and offers:
 - `state_layout()`: the arrays and nested parts of the state (see core/array_state.py), from
   which `state_dict()` / `load_state_dict()` follow.
 
+A `cooperative` strategy is built with a further `share` (core/node_share.py): its per-parameter
+state is then one copy per node, and each rank of the node computes its own column slice of the
+update into it (docs/architecture.md, "node-shared state"); `load_state_dict` writes that state
+once per node. Without a share everything is private to the process, as in `eval`.
+
 Capabilities are class attributes with defaults here, so the trainer reads them directly.
 Strategies that learn from what the elite did (tabular and action-space CEM) set
 `wants_transitions`: the trainer then records every member's (policy input, action) rows,
@@ -26,6 +31,7 @@ passes them to `tell` as a list of (member, rows_tf).
 import numpy as np
 
 from es_mpi.core.array_state import ArrayState
+from es_mpi.core.node_share import SOLO
 from es_mpi.core.seeding import Purpose, rng
 
 
@@ -36,6 +42,8 @@ class Strategy(ArrayState):
     wants_transitions = False  # tell needs the elite members' (input, action) rows
     plays_params = True  # members play the policy bound to member_params (False: a custom member_actor)
     needs_environment = False  # an objective job (no environment) cannot use it
+    cooperative = False  # built with a `share`: the node's ranks split the update by columns
+    share = SOLO
 
     @classmethod
     def check_policy(cls, policy):
@@ -69,6 +77,9 @@ class Strategy(ArrayState):
     def center(self):
         raise NotImplementedError
 
+    def load_state_dict(self, state):
+        super().load_state_dict(state, self.share)
+
 
 def check_noise_size(noise, n_params):
     if noise.size < n_params:
@@ -86,17 +97,30 @@ def noise_row(noise, offset, n_params):
     return noise[offset:offset + n_params].astype(np.float64)
 
 
-def weighted_noise_moments(noise, offsets_n, weights_n, n_params, block=64):
-    """(sum_i w_i z_i, sum_i w_i z_i^2) in float64, z_i the table rows, in a fixed block order."""
-    first_p = np.zeros(n_params)
-    second_p = np.zeros(n_params)
+def weighted_noise_moments(noise, offsets_n, weights_n, n_params, columns=None, chunk=1 << 15):
+    """(sum_i w_i z_i, sum_i w_i z_i^2) in float64 over the columns [start, stop) of `columns`
+    (default all), z_i the table rows.
+
+    Elementwise, member after member, chunk by chunk of columns (no BLAS, whose blocking could
+    depend on where a slice starts): neither the chunk size nor the column slice changes an
+    element's result.
+    """
+    start, stop = columns or (0, n_params)
+    first_c, second_c = np.zeros(stop - start), np.zeros(stop - start)
+    row_b, scaled_b = np.empty(max(0, min(chunk, stop - start))), np.empty(max(0, min(chunk, stop - start)))
     weights_n = np.asarray(weights_n, dtype=np.float64)
-    for start in range(0, len(offsets_n), block):
-        rows_bp = np.stack([noise_row(noise, o, n_params) for o in offsets_n[start:start + block]])
-        weights_b = weights_n[start:start + block]
-        first_p += weights_b @ rows_bp
-        second_p += weights_b @ np.square(rows_bp)
-    return first_p, second_p
+    offsets = [int(offset) for offset in offsets_n]
+    for low in range(start, stop, chunk):
+        high = min(low + chunk, stop)
+        first, second, row, scaled = first_c[low - start:high - start], second_c[low - start:high - start], \
+            row_b[:high - low], scaled_b[:high - low]
+        for offset, weight in zip(offsets, weights_n):
+            row[...] = noise[offset + low:offset + high]
+            np.multiply(row, weight, out=scaled)
+            first += scaled
+            scaled *= row
+            second += scaled
+    return first_c, second_c
 
 
 def ranking(fitness_n):

@@ -5,20 +5,35 @@ to the std (Szita & Lorincz 2006) so that it does not collapse too early."""
 import numpy as np
 
 from es_mpi.core.array_state import Array
+from es_mpi.core.node_share import SOLO
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking
 
 
+def elite_moments(rows_ec):
+    """Mean and (biased) variance over the elite, row after row in elite order: each column's
+    result depends on that column alone, whatever slice of columns `rows_ec` holds."""
+    total_c = np.zeros(rows_ec.shape[1])
+    for row_c in rows_ec:
+        total_c += row_c
+    mean_c = total_c / len(rows_ec)
+    squares_c = np.zeros(rows_ec.shape[1])
+    for row_c in rows_ec:
+        deviation_c = row_c - mean_c
+        squares_c += deviation_c * deviation_c
+    return mean_c, squares_c / len(rows_ec)
 
 
 class CEM(Strategy):
     name = "cem"
+    cooperative = True
 
-    def __init__(self, settings, initial_params_p, noise, seed, policy=None):
-        self.settings, self.noise, self.seed = settings, noise, seed
-        self.mean_p = np.array(initial_params_p, dtype=np.float64)
-        self.n_params = self.mean_p.size
+    def __init__(self, settings, initial_params_p, noise, seed, policy=None, share=SOLO):
+        self.settings, self.noise, self.seed, self.share = settings, noise, seed, share
+        self.n_params = np.size(initial_params_p)
         check_noise_size(noise, self.n_params)
-        self.std_p = np.full(self.n_params, settings.sigma)
+        self.mean_p = share.array(np.ravel(initial_params_p), np.float64)
+        self.std_p = share.array(np.full(self.n_params, settings.sigma), np.float64)
+        self.columns = share.columns(self.n_params)
         self.extra_std = np.float64(settings.extra_std)
         self.population = settings.population
         self.n_elite = min(self.population, max(2, int(round(settings.elite_fraction * self.population))))
@@ -34,11 +49,16 @@ class CEM(Strategy):
         return self._sample(member).astype(np.float32)
 
     def _update(self, fitness_n, transitions):
-        elite_ep = np.stack([self._sample(int(m)) for m in ranking(fitness_n)[:self.n_elite]])
+        start, stop = self.columns
+        mean_c, std_c = self.mean_p[start:stop], self.std_p[start:stop]
+        self.share.sync()  # no rank of the node still reads the last mean and std
+        elite_ec = np.stack([mean_c + std_c * noise_row(self.noise, self.offsets_n[int(m)] + start, stop - start)
+                             for m in ranking(fitness_n)[:self.n_elite]])
+        elite_mean_c, elite_var_c = elite_moments(elite_ec)
         keep = self.settings.smoothing
-        self.mean_p = keep * self.mean_p + (1 - keep) * elite_ep.mean(axis=0)
-        refit_std_p = np.sqrt(elite_ep.var(axis=0)) + self.extra_std
-        self.std_p = keep * self.std_p + (1 - keep) * refit_std_p
+        mean_c[...] = keep * mean_c + (1 - keep) * elite_mean_c
+        std_c[...] = keep * std_c + (1 - keep) * (np.sqrt(elite_var_c) + self.extra_std)
+        self.share.finish()
         self.extra_std = np.float64(self.extra_std * self.settings.extra_std_decay)
         return {"std_mean": float(self.std_p.mean()), "param_norm": float(np.linalg.norm(self.mean_p))}
 

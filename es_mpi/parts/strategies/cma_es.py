@@ -8,6 +8,11 @@ rank-one + rank-mu covariance updates. Two variants:
 
 `variant = "auto"` uses full up to `full_max_params` parameters (default 1000), separable above.
 A sample is y = B diag(d) z with z a noise-table row, x = mean + sigma y.
+
+The separable variant is node-cooperative (core/node_share.py): its vectors are one copy per node
+and each rank updates its own columns, in two phases around the norm of the step-size path. The
+full variant keeps private arrays: at <= 1000 parameters its update is small beside the episodes,
+and the eigendecomposition needs the whole matrix.
 """
 
 import math
@@ -15,31 +20,41 @@ import math
 import numpy as np
 
 from es_mpi.core.array_state import Array
+from es_mpi.core.node_share import SOLO
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking
 
 
+def weighted_rows(weights_m, rows_mc):
+    """sum_m w_m row_m, row after row in order: each column's result depends on that column alone."""
+    total_c = np.zeros(rows_mc.shape[1])
+    for weight, row_c in zip(weights_m, rows_mc):
+        total_c += weight * row_c
+    return total_c
 
 
 class CMAES(Strategy):
     name = "cma_es"
+    cooperative = True
 
-    def __init__(self, settings, initial_params_p, noise, seed, policy=None):
+    def __init__(self, settings, initial_params_p, noise, seed, policy=None, share=SOLO):
         self.settings, self.noise, self.seed = settings, noise, seed
-        self.mean_p = np.array(initial_params_p, dtype=np.float64)
-        n = self.n_params = self.mean_p.size
+        n = self.n_params = np.size(initial_params_p)
         check_noise_size(noise, n)
         self.full = settings.variant == "full" or (settings.variant == "auto" and n <= settings.full_max_params)
+        self.share = share = SOLO if self.full else share
         self.population = max(2, settings.population or 4 + int(3 * math.log(n)))
         self._set_constants(n)
         self.sigma = np.float64(settings.sigma)
-        self.path_sigma_p = np.zeros(n)
-        self.path_c_p = np.zeros(n)
-        self.scales_p = np.ones(n)  # sqrt of the eigenvalues (full) or of the diagonal (separable)
+        self.mean_p = share.array(np.ravel(initial_params_p), np.float64)
+        self.path_sigma_p = share.array(np.zeros(n), np.float64)
+        self.path_c_p = share.array(np.zeros(n), np.float64)
+        self.scales_p = share.array(np.ones(n), np.float64)  # sqrt of the eigenvalues (full) or of the diagonal
         if self.full:
             self.cov_pp = np.eye(n)
             self.basis_pp = np.eye(n)
         else:
-            self.cov_p = np.ones(n)
+            self.cov_p = share.array(np.ones(n), np.float64)
+        self.columns = share.columns(n)
         self.generation = np.int64(0)
         self.evaluations = np.int64(0)
         self.eigen_evaluations = np.int64(0)
@@ -75,35 +90,63 @@ class CMAES(Strategy):
         return (self.mean_p + self.sigma * self._step(member)[1]).astype(np.float32)
 
     def _update(self, fitness_n, transitions):
-        n = self.n_params
         selected = ranking(fitness_n)[:self.mu]
+        self.generation += 1
+        self.evaluations += self.population
+        norm_ps = self._update_full(selected) if self.full else self._update_separable(selected)
+        self.sigma = np.float64(self.sigma * math.exp(self.c_sigma / self.damping * (norm_ps / self.chi_n - 1)))
+        return {"sigma": float(self.sigma), "axis_ratio": float(self.scales_p.max() / self.scales_p.min())}
+
+    def _h_sigma(self, norm_ps):
+        """1 while the step-size path is not too long (stalls the rank-one update otherwise); and the decay of C."""
+        h_sigma = float(norm_ps / math.sqrt(1 - (1 - self.c_sigma) ** (2 * int(self.generation))) / self.chi_n
+                        < 1.4 + 2 / (self.n_params + 1))
+        decay = 1 - self.c_1 - self.c_mu + (1 - h_sigma) * self.c_1 * self.c_c * (2 - self.c_c)
+        return h_sigma, decay
+
+    def _update_full(self, selected):
+        """Mean, paths and the n x n covariance on every rank; -> the norm of the step-size path."""
         steps = [self._step(int(m)) for m in selected]
         z_mp = np.stack([z for z, _ in steps])
         y_mp = np.stack([y for _, y in steps])
         y_mean_p = self.weights_m @ y_mp
         z_mean_p = self.weights_m @ z_mp
         self.mean_p = self.mean_p + self.sigma * y_mean_p
-        whitened_p = self.basis_pp @ z_mean_p if self.full else z_mean_p  # C^(-1/2) y_mean
         self.path_sigma_p = (1 - self.c_sigma) * self.path_sigma_p + \
-            math.sqrt(self.c_sigma * (2 - self.c_sigma) * self.mueff) * whitened_p
-        self.generation += 1
-        self.evaluations += self.population
+            math.sqrt(self.c_sigma * (2 - self.c_sigma) * self.mueff) * (self.basis_pp @ z_mean_p)
         norm_ps = float(np.linalg.norm(self.path_sigma_p))
-        h_sigma = float(norm_ps / math.sqrt(1 - (1 - self.c_sigma) ** (2 * int(self.generation))) / self.chi_n
-                        < 1.4 + 2 / (n + 1))
+        h_sigma, decay = self._h_sigma(norm_ps)
         self.path_c_p = (1 - self.c_c) * self.path_c_p + \
             h_sigma * math.sqrt(self.c_c * (2 - self.c_c) * self.mueff) * y_mean_p
-        decay = 1 - self.c_1 - self.c_mu + (1 - h_sigma) * self.c_1 * self.c_c * (2 - self.c_c)
-        if self.full:
-            rank_mu_pp = (y_mp * self.weights_m[:, None]).T @ y_mp
-            self.cov_pp = decay * self.cov_pp + self.c_1 * np.outer(self.path_c_p, self.path_c_p) + self.c_mu * rank_mu_pp
-            self._maybe_decompose()
-        else:
-            rank_mu_p = self.weights_m @ np.square(y_mp)
-            self.cov_p = decay * self.cov_p + self.c_1 * np.square(self.path_c_p) + self.c_mu * rank_mu_p
-            self.scales_p = np.sqrt(self.cov_p)
-        self.sigma = np.float64(self.sigma * math.exp(self.c_sigma / self.damping * (norm_ps / self.chi_n - 1)))
-        return {"sigma": float(self.sigma), "axis_ratio": float(self.scales_p.max() / self.scales_p.min())}
+        rank_mu_pp = (y_mp * self.weights_m[:, None]).T @ y_mp
+        self.cov_pp = decay * self.cov_pp + self.c_1 * np.outer(self.path_c_p, self.path_c_p) + self.c_mu * rank_mu_pp
+        self._maybe_decompose()
+        return norm_ps
+
+    def _update_separable(self, selected):
+        """This rank's columns of the mean, the paths and the diagonal, in two phases around the
+        norm of the whole step-size path; -> that norm."""
+        start, stop = self.columns
+        mean_c, path_sigma_c, path_c_c = self.mean_p[start:stop], self.path_sigma_p[start:stop], \
+            self.path_c_p[start:stop]
+        scales_c, cov_c = self.scales_p[start:stop], self.cov_p[start:stop]
+        self.share.sync()  # no rank of the node still reads the last state
+        z_mc = np.stack([noise_row(self.noise, self.offsets_n[int(m)] + start, stop - start) for m in selected])
+        y_mc = scales_c * z_mc
+        y_mean_c = weighted_rows(self.weights_m, y_mc)
+        z_mean_c = weighted_rows(self.weights_m, z_mc)  # = C^(-1/2) y_mean
+        rank_mu_c = weighted_rows(self.weights_m, np.square(y_mc))
+        mean_c += self.sigma * y_mean_c
+        path_sigma_c[...] = (1 - self.c_sigma) * path_sigma_c + \
+            math.sqrt(self.c_sigma * (2 - self.c_sigma) * self.mueff) * z_mean_c
+        self.share.finish()
+        norm_ps = float(np.linalg.norm(self.path_sigma_p))
+        h_sigma, decay = self._h_sigma(norm_ps)
+        path_c_c[...] = (1 - self.c_c) * path_c_c + h_sigma * math.sqrt(self.c_c * (2 - self.c_c) * self.mueff) * y_mean_c
+        cov_c[...] = decay * cov_c + self.c_1 * np.square(path_c_c) + self.c_mu * rank_mu_c
+        scales_c[...] = np.sqrt(cov_c)
+        self.share.finish()
+        return norm_ps
 
     def _maybe_decompose(self):
         """Eigendecompose C when enough evaluations passed (O(n^3) amortised to O(n^2) per sample)."""

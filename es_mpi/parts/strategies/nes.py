@@ -7,9 +7,8 @@ import math
 import numpy as np
 
 from es_mpi.core.array_state import Array
+from es_mpi.core.node_share import SOLO
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking, weighted_noise_moments
-
-
 
 
 def nes_utilities(population):
@@ -20,13 +19,15 @@ def nes_utilities(population):
 
 class NES(Strategy):
     name = "nes"
+    cooperative = True
 
-    def __init__(self, settings, initial_params_p, noise, seed, policy=None):
-        self.settings, self.noise, self.seed = settings, noise, seed
-        self.mean_p = np.array(initial_params_p, dtype=np.float64)
-        self.n_params = self.mean_p.size
+    def __init__(self, settings, initial_params_p, noise, seed, policy=None, share=SOLO):
+        self.settings, self.noise, self.seed, self.share = settings, noise, seed, share
+        self.n_params = np.size(initial_params_p)
         check_noise_size(noise, self.n_params)
-        self.sigma_p = np.full(self.n_params, settings.sigma)
+        self.mean_p = share.array(np.ravel(initial_params_p), np.float64)
+        self.sigma_p = share.array(np.full(self.n_params, settings.sigma), np.float64)
+        self.columns = share.columns(self.n_params)
         self.group = 2 if settings.mirrored else 1
         population = settings.population or 4 + int(3 * math.log(self.n_params))
         self.population = max(2, population + population % self.group)
@@ -51,17 +52,23 @@ class NES(Strategy):
     def _update(self, fitness_n, transitions):
         utilities_n = np.empty(self.population)
         utilities_n[ranking(fitness_n)] = nes_utilities(self.population)
+        start, stop = self.columns
+        self.share.sync()  # no rank of the node still reads the last mean and sigma
         if self.settings.mirrored:
             pairs_n2 = utilities_n.reshape(-1, 2)
             mean_weights, square_weights = pairs_n2[:, 0] - pairs_n2[:, 1], pairs_n2.sum(axis=1)
-            grad_mean_p, _ = weighted_noise_moments(self.noise, self.offsets_n, mean_weights, self.n_params)
-            _, weighted_squares_p = weighted_noise_moments(self.noise, self.offsets_n, square_weights, self.n_params)
+            grad_mean_c, _ = weighted_noise_moments(self.noise, self.offsets_n, mean_weights, self.n_params,
+                                                    self.columns)
+            _, weighted_squares_c = weighted_noise_moments(self.noise, self.offsets_n, square_weights, self.n_params,
+                                                           self.columns)
         else:
-            grad_mean_p, weighted_squares_p = weighted_noise_moments(self.noise, self.offsets_n, utilities_n,
-                                                                     self.n_params)
-        grad_log_sigma_p = weighted_squares_p - utilities_n.sum()
-        self.mean_p = self.mean_p + self.settings.learning_rate_mean * self.sigma_p * grad_mean_p
-        self.sigma_p = self.sigma_p * np.exp(0.5 * self.learning_rate_sigma * grad_log_sigma_p)
+            grad_mean_c, weighted_squares_c = weighted_noise_moments(self.noise, self.offsets_n, utilities_n,
+                                                                     self.n_params, self.columns)
+        grad_log_sigma_c = weighted_squares_c - utilities_n.sum()
+        mean_c, sigma_c = self.mean_p[start:stop], self.sigma_p[start:stop]
+        mean_c += self.settings.learning_rate_mean * sigma_c * grad_mean_c
+        sigma_c *= np.exp(0.5 * self.learning_rate_sigma * grad_log_sigma_c)
+        self.share.finish()
         return {"sigma_mean": float(self.sigma_p.mean()), "param_norm": float(np.linalg.norm(self.mean_p))}
 
     def center(self):

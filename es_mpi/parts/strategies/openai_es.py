@@ -9,6 +9,7 @@ pairs whose better member scored highest, and `shaping = "return_std"` weighs a 
 import numpy as np
 
 from es_mpi.core.array_state import Array, Part
+from es_mpi.core.node_share import SOLO
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets
 from es_mpi.parts.strategies.optim import make_optimizer
 from es_mpi.parts.strategies.shaping import shape_fitness
@@ -16,39 +17,46 @@ from es_mpi.parts.strategies.shaping import shape_fitness
 NOISE_SUM_CHUNK = 1 << 16  # floats per column chunk: partial sum + scratch (512 KB) stay in L2
 
 
-def weighted_noise_sum(noise, offsets_n, weights_n, n_params, chunk=NOISE_SUM_CHUNK):
-    """sum_i weights_n[i] * noise[offsets_n[i] : offsets_n[i] + n_params], in a fixed order.
+def weighted_noise_sum(noise, offsets_n, weights_n, n_params, chunk=NOISE_SUM_CHUNK, columns=None, out=None):
+    """sum_i weights_n[i] * noise[offsets_n[i] : offsets_n[i] + n_params], in a fixed order; only the
+    columns [start, stop) of `columns` (default all), written into `out` when given.
 
     Chunk by chunk of columns, each row is scaled and added in member order, elementwise in
     float32: every element gets the same operations in the same order on every rank (no BLAS,
     whose blocking may depend on its thread count), the table is streamed from memory once,
-    and the partial sum stays in cache. The chunk size does not change the result.
+    and the partial sum stays in cache. Neither the chunk size nor the column slice changes
+    an element's result, so the ranks of a node can each sum their own columns.
     """
-    total_p = np.zeros(n_params, dtype=np.float32)
-    scratch = np.empty(min(chunk, n_params), dtype=np.float32)
+    start, stop = columns or (0, n_params)
+    total_c = np.empty(stop - start, dtype=np.float32) if out is None else out
+    total_c[...] = 0
+    scratch = np.empty(max(0, min(chunk, stop - start)), dtype=np.float32)
     weights_n = np.asarray(weights_n, dtype=np.float32)
     offsets = [int(offset) for offset in offsets_n]
-    for start in range(0, n_params, chunk):
-        stop = min(start + chunk, n_params)
-        total_slice, scaled_slice = total_p[start:stop], scratch[:stop - start]
+    for first in range(start, stop, chunk):
+        last = min(first + chunk, stop)
+        total_slice, scaled_slice = total_c[first - start:last - start], scratch[:last - first]
         for offset, weight in zip(offsets, weights_n):
-            np.multiply(noise[offset + start:offset + stop], weight, out=scaled_slice)
+            np.multiply(noise[offset + first:offset + last], weight, out=scaled_slice)
             total_slice += scaled_slice
-    return total_p
+    return total_c
 
 
 class OpenAIES(Strategy):
     name = "openai_es"
     group = 2
+    cooperative = True
 
-    def __init__(self, settings, initial_params_p, noise, seed, policy=None):
-        self.settings, self.noise, self.seed = settings, noise, seed
-        self.params_p = np.array(initial_params_p, dtype=np.float32)
-        self.n_params = self.params_p.size
+    def __init__(self, settings, initial_params_p, noise, seed, policy=None, share=SOLO):
+        self.settings, self.noise, self.seed, self.share = settings, noise, seed, share
+        self.n_params = np.size(initial_params_p)
         check_noise_size(noise, self.n_params)
         self.population = 2 * settings.pairs
+        self.params_p = share.array(np.ravel(initial_params_p), np.float32)
+        self.gradient_p = share.zeros(self.n_params, np.float32)
         self.optimizer = make_optimizer(settings.optimizer, self.n_params, settings.learning_rate,
-                                        settings.momentum, settings.beta1, settings.beta2)
+                                        settings.momentum, settings.beta1, settings.beta2, zeros=share.zeros)
+        self.columns = share.columns(self.n_params)
         self.offsets_n = None
 
     def ask(self, iteration):
@@ -73,11 +81,16 @@ class OpenAIES(Strategy):
         kept_k = self.kept_pairs(fitness_n2)
         shaped_k2 = shape_fitness(fitness_n2[kept_k], self.settings.shaping)
         weights_k = shaped_k2[:, 0] - shaped_k2[:, 1]
-        gradient_p = weighted_noise_sum(self.noise, self.offsets_n[kept_k], weights_k, self.n_params)
-        gradient_p /= np.float32(2 * kept_k.size * self.settings.sigma)
-        descent_p = -gradient_p + np.float32(self.settings.l2) * self.params_p
-        self.params_p = self.params_p + self.optimizer.step(descent_p)
-        return {"gradient_norm": float(np.linalg.norm(gradient_p)),
+        start, stop = self.columns
+        params_c, gradient_c = self.params_p[start:stop], self.gradient_p[start:stop]
+        self.share.sync()  # no rank of the node still reads the last centre
+        weighted_noise_sum(self.noise, self.offsets_n[kept_k], weights_k, self.n_params, columns=self.columns,
+                           out=gradient_c)
+        gradient_c /= np.float32(2 * kept_k.size * self.settings.sigma)
+        descent_c = -gradient_c + np.float32(self.settings.l2) * params_c
+        params_c += self.optimizer.step(descent_c, slice(start, stop))
+        self.share.finish()
+        return {"gradient_norm": float(np.linalg.norm(self.gradient_p)),
                 "param_norm": float(np.linalg.norm(self.params_p))}
 
     def center(self):
