@@ -5,6 +5,7 @@ The reference is an uninterrupted 1-rank run; the interrupted runs use 2 ranks, 
 comparison also checks that the rank count does not matter.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -53,25 +54,33 @@ def slurm_env():
     return child_env(ES_MPI_VENV=str(venv), ES_MPI_MPIEXEC_ARGS="--bind-to none")
 
 
-def harness(action, timeout):
-    return subprocess.run([str(HARNESS), action], capture_output=True, text=True, timeout=timeout)
+def harness(action, timeout, script=HARNESS):
+    return subprocess.run([str(script), action], capture_output=True, text=True, timeout=timeout)
+
+
+@contextlib.contextmanager
+def brought_up(script, what):
+    """The cluster of a .ci/ script: the one already up, or one started here and stopped on exit."""
+    if os.geteuid() != 0:
+        pytest.skip(f"{what} tests need root to install and start it (.ci/{script.name} up)")
+    if shutil.which("sbatch") is None and shutil.which("apt-get") is None:
+        pytest.skip(f"{what} tests need Slurm installed or apt-get to install it")
+    was_up = shutil.which("sbatch") is not None and harness("status", 30, script).returncode == 0
+    if not was_up:
+        started = harness("up", 600, script)
+        if started.returncode != 0:
+            pytest.fail(f".ci/{script.name} up failed:\n{started.stderr[-3000:]}")
+    try:
+        yield
+    finally:
+        if not was_up:
+            harness("down", 120, script)
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A one-node Slurm: the one already up, or one this module starts and stops."""
-    if os.geteuid() != 0:
-        pytest.skip("Slurm tests need root to install and start a one-node Slurm (.ci/slurm.sh up)")
-    if shutil.which("sbatch") is None and shutil.which("apt-get") is None:
-        pytest.skip("Slurm tests need Slurm installed or apt-get to install it")
-    was_up = shutil.which("sbatch") is not None and harness("status", 30).returncode == 0
-    if not was_up:
-        started = harness("up", 600)
-        if started.returncode != 0:
-            pytest.fail(f".ci/slurm.sh up failed:\n{started.stderr[-3000:]}")
-    yield
-    if not was_up:
-        harness("down", 120)
+    with brought_up(HARNESS, "one-node Slurm"):
+        yield
 
 
 def sbatch(*args, cwd=REPO):

@@ -8,7 +8,6 @@ then it is resumed and runs to the end. The tests only judge what was seen and w
 """
 
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -21,7 +20,7 @@ import pytest
 from es_mpi.records import checkpoint as ckpt_io
 
 from conftest import REPO, child_env, es_mpi_command
-from test_slurm import FINAL_STATES, slurm_env
+from test_slurm import FINAL_STATES, brought_up, harness, slurm_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -52,28 +51,14 @@ iterations = {ITERATIONS}
 """
 
 
-def harness(action, timeout):
-    return subprocess.run([str(HARNESS), action], capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def slurm_conf():
     """The two-node cluster's slurm.conf: the cluster already up, or one this module starts and stops."""
-    if os.geteuid() != 0:
-        pytest.skip("two-node Slurm tests need root (network namespaces, daemons: .ci/slurm-two-nodes.sh up)")
-    if shutil.which("sbatch") is None and shutil.which("apt-get") is None:
-        pytest.skip("two-node Slurm tests need Slurm installed or apt-get to install it")
     for tool in ("unshare", "nsenter"):  # util-linux; ip and ss come with iproute2, which `up` installs
         if shutil.which(tool) is None:
             pytest.skip(f"two-node Slurm tests need {tool} (util-linux)")
-    was_up = shutil.which("sbatch") is not None and harness("status", 30).returncode == 0
-    if not was_up:
-        started = harness("up", 600)
-        if started.returncode != 0:
-            pytest.fail(f".ci/slurm-two-nodes.sh up failed:\n{started.stderr[-3000:]}")
-    yield harness("env", 30).stdout.strip().split("=", 1)[1]
-    if not was_up:
-        harness("down", 120)
+    with brought_up(HARNESS, "two-node Slurm"):
+        yield harness("env", 30, HARNESS).stdout.strip().split("=", 1)[1]
 
 
 def slurm(slurm_conf, *args):
