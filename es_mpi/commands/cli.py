@@ -72,7 +72,7 @@ def build_parser():
                           help="evaluate every checkpoint the run directory keeps, on the same episodes, "
                                "and print a table")
 
-    plot = sub.add_parser("plot", help="compare runs: one metric over timesteps, episodes or wall time (needs the 'plot' extra)",
+    plot = sub.add_parser("plot", help="compare runs: one metric over timesteps, frames, episodes or wall time (needs the 'plot' extra)",
                           description="Plot one metrics.csv column of several run directories. Runs of the same "
                                       "job apart from run.seed form one group: its median over seeds with a "
                                       "min-max band.")
