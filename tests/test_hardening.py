@@ -427,3 +427,25 @@ def test_a_damaged_checkpoint_is_refused_before_hdf5_parses_it(trained, tmp_path
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="digest mismatch"):
         ckpt_io.load(path)
+
+
+def test_launched_ranks_are_not_pinned_so_two_workstation_runs_use_different_cores(monkeypatch):
+    """Open MPI pins a 1-rank job to core 0; two runs side by side would share that core. The
+    launcher's mpiexec leaves the rank free to run on every core this process may use; under
+    Slurm (SLURM_JOB_ID set) Open MPI's binding is kept, the job's cpuset keeps jobs apart."""
+    import os
+    import subprocess
+
+    from conftest import child_env
+    from es_mpi.commands.launcher import find_mpiexec, mpi_environment
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    allowed = sorted(os.sched_getaffinity(0))
+    show = "import os; print(sorted(os.sched_getaffinity(0)))"
+    launched = subprocess.run([find_mpiexec(None), "-n", "1", PYTHON, "-c", show], capture_output=True, text=True,
+                              timeout=120, env={**mpi_environment(), "PYTHONPATH": child_env()["PYTHONPATH"]})
+    assert launched.returncode == 0, launched.stderr
+    assert launched.stdout.strip() == str(allowed)
+    monkeypatch.setenv("SLURM_JOB_ID", "1")
+    monkeypatch.delenv("PRTE_MCA_hwloc_default_binding_policy", raising=False)
+    assert "PRTE_MCA_hwloc_default_binding_policy" not in mpi_environment()

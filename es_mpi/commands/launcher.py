@@ -93,6 +93,11 @@ def mpi_environment():
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     set_open_mpi_defaults(env)
+    if "SLURM_JOB_ID" not in env:
+        # Open MPI pins a job of 1 or 2 ranks to cores 0, 1: a second es-mpi run on the same
+        # workstation would be pinned to the same cores and both would run at half speed. Under
+        # Slurm the job's own cpuset keeps jobs apart, and Open MPI's binding stays.
+        env.setdefault("PRTE_MCA_hwloc_default_binding_policy", "none")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
