@@ -79,16 +79,23 @@ class Target:
 Reach = collections.namedtuple("Reach", "timesteps seconds episodes")
 
 
+def target_sources(which):
+    """The set of built-in sources that --targets names ("all": every one); one name or several."""
+    names = {which} if isinstance(which, str) else set(which)
+    return {"paper", "ars", "registry"} if "all" in names else names
+
+
 def builtin_targets(env_id, which):
     """[Target] for the env: the ES paper's row, ARS's row and/or the registry threshold, lowest first."""
+    sources = target_sources(which)
     targets = []
-    if which in ("paper", "all") and env_id in PAPER_ROWS:
+    if "paper" in sources and env_id in PAPER_ROWS:
         value, steps = PAPER_ROWS[env_id]
         targets.append(Target(value, "ES paper", steps))
-    if which in ("ars", "all") and env_id in ARS_ROWS:
+    if "ars" in sources and env_id in ARS_ROWS:
         value, episodes = ARS_ROWS[env_id]
         targets.append(Target(value, "ARS", ars_episodes=episodes))
-    if which in ("registry", "all"):
+    if "registry" in sources:
         import gymnasium
 
         threshold = gymnasium.spec(env_id).reward_threshold
@@ -196,11 +203,12 @@ def final_return(rows):
 
 def timestep_budget(env_id, targets, args):
     """--max-timesteps; by default the most that a row can still be won within: the ES paper's steps for
-    the env (unless only ARS's targets run) and, for an ARS target, twice its episodes at the env's
+    the env (when its row is among the targets) and, for an ARS target, twice its episodes at the env's
     full episode length (no seed is cut short before twice ARS's episodes); else the job's own."""
     if args.max_timesteps is not None:
         return args.max_timesteps or None
-    bounds = [PAPER_ROWS[env_id][1]] if env_id in PAPER_ROWS and args.targets != "ars" else []
+    paper = env_id in PAPER_ROWS and "paper" in target_sources(args.targets)
+    bounds = [PAPER_ROWS[env_id][1]] if paper else []
     ars_targets = [t for t in targets if t.ars_episodes is not None]
     if ars_targets:
         import gymnasium
@@ -377,9 +385,9 @@ def parse_args(argv=None):
     parser.add_argument("--first-seed", type=int, default=0,
                         help="seeds run from this one on (default %(default)s): another run can take later seeds")
     parser.add_argument("--ranks", type=int, default=2, help="MPI ranks per run (default %(default)s)")
-    parser.add_argument("--targets", choices=("paper", "ars", "registry", "all"), default="all",
-                        help="built-in targets: the ES paper's row, ARS's row (Table 1, in episodes), "
-                             "the registry threshold, or all of them")
+    parser.add_argument("--targets", nargs="+", choices=("paper", "ars", "registry", "all"), default=["all"],
+                        help="built-in targets, one or several: the ES paper's row, ARS's row (Table 1, in "
+                             "episodes), the registry threshold, or all of them")
     parser.add_argument("--target", type=float, action="append", default=[],
                         help="a target return instead of the built-in ones (repeatable)")
     parser.add_argument("--stop-return", type=float, help="stop a run at this evaluation return "

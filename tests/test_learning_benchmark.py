@@ -73,6 +73,17 @@ def test_ars_runs_are_bounded_by_twice_its_episodes_at_full_length():
                                     learning.parse_args(["jobs/halfcheetah.toml", "--no-plots"])) == 2 * 1_707 * 1000
 
 
+def test_targets_can_name_several_sources():
+    """--targets paper ars: the ES paper's row and ARS's row, not the registry; the paper's steps bound the run."""
+    args = learning.parse_args(["jobs/hopper.toml", "--targets", "paper", "ars", "--no-plots"])
+    targets = learning.builtin_targets("Hopper-v5", args.targets)
+    assert [(t.value, t.source) for t in targets] == [(1718.0, "ES paper"), (3120.0, "ARS")]
+    assert learning.timestep_budget("Hopper-v5", targets, args) == 2 * 1_973 * 1000
+    swimmer = learning.parse_args(["jobs/swimmer.toml", "--targets", "paper", "ars", "--no-plots"])
+    assert learning.timestep_budget("Swimmer-v5", learning.builtin_targets("Swimmer-v5", swimmer.targets),
+                                    swimmer) == 1_390_000
+
+
 def test_first_reach_counts_training_episodes_not_evaluations():
     rows = metrics_rows(32, [math.nan, 100.0, math.nan, 250.0, 400.0])
     assert learning.first_reach(rows, 200.0) == learning.Reach(timesteps=4 * 32 * 1000, seconds=8.0, episodes=128)
