@@ -10,8 +10,8 @@ training timesteps and the wall time at the first evaluation at or above it: for
 `learn` alone and with its evaluations; for es-mpi the summed iteration times (evaluations
 included, as benchmarks/learning.py counts them).
 
-Needs the optional `peers` extra (stable-baselines3 and torch; a CPU-only torch is enough:
-pip install torch --index-url https://download.pytorch.org/whl/cpu). Never part of `make test`.
+Needs the optional `peers` extra (stable-baselines3 and torch): `.venv/bin/pip install -e '.[peers]'`
+installs PyPI's torch (a CUDA build that runs on the CPU here; several GB). Never part of `make test`.
     python benchmarks/peer_ppo.py --threads 2 --ranks 2
 """
 
@@ -33,8 +33,8 @@ RL_ZOO_HALFCHEETAH = {"n_steps": 512, "batch_size": 64, "gamma": 0.98, "learning
 # its policy_kwargs; the activation is named here and becomes torch.nn.ReLU only where torch is loaded
 RL_ZOO_POLICY = {"log_std_init": -2, "ortho_init": False, "activation": "ReLU",
                  "net_arch": {"pi": [256, 256], "vf": [256, 256]}}
-PEERS_MISSING = ("peer_ppo.py needs the 'peers' extra: pip install torch --index-url "
-                 "https://download.pytorch.org/whl/cpu, then pip install 'es-mpi[peers]'")
+PEERS_MISSING = ("peer_ppo.py needs the 'peers' extra (stable-baselines3 and PyPI's torch, which runs on the "
+                 "CPU): .venv/bin/pip install -e '.[peers]'")
 
 
 def parse_args(argv=None):
