@@ -138,11 +138,12 @@ def damaged_files(directory, good):
     with h5py.File(files["foreign HDF5, sealed"], "w", userblock_size=ckpt_io.USER_BLOCK) as f:
         f.attrs["author"] = "someone else"
     ckpt_io.seal(files["foreign HDF5, sealed"])
-    files["wrong format version"] = directory / "version.h5"
-    files["wrong format version"].write_bytes(data)
-    with h5py.File(files["wrong format version"], "r+") as f:
-        f.attrs["format_version"] = 99
-    ckpt_io.seal(files["wrong format version"])
+    for kind, version in (("newer format version", 99), ("older format version", 1)):
+        files[kind] = directory / f"version-{version}.h5"
+        files[kind].write_bytes(data)
+        with h5py.File(files[kind], "r+") as f:
+            f.attrs["format_version"] = version
+        ckpt_io.seal(files[kind])
     files["missing"] = directory / "missing.h5"
     return files
 
@@ -153,7 +154,8 @@ DAMAGE_REASONS = {
     "flipped parameter bytes, resealed": "checksum mismatch",
     "not HDF5": "not a sealed es-mpi checkpoint", "foreign HDF5": "not an es-mpi checkpoint",
     "foreign HDF5, sealed": "not an es-mpi checkpoint",
-    "wrong format version": "format version 99 is not supported", "missing": "no such checkpoint file",
+    "newer format version": "written by a newer es-mpi (checkpoint format 99",
+    "older format version": "format version 1 is not supported", "missing": "no such checkpoint file",
 }
 
 

@@ -1,4 +1,6 @@
-"""Property-based fuzzing (hypothesis): mutated job files and --set values, corrupted checkpoints.
+"""Property-based fuzzing (hypothesis): mutated job files and --set values, corrupted checkpoints,
+and what surrounds them: files that are not regular files, nesting depth, integers beyond int64,
+non-UTF-8 bytes in text and in file names, environment variables.
 
 Every case must end as es-mpi ends: a result (exit 0) or a one-line UserError (exit 2). Any
 other exception, a traceback or a hang fails. Most cases call the parser and the loader in this
@@ -7,8 +9,14 @@ file runs in well under two minutes on one core; the cases run are printed at th
 """
 
 import collections
+import contextlib
 import dataclasses
+import io
+import os
+import pathlib
 import shutil
+import signal
+import socket
 
 import h5py
 import numpy as np
@@ -17,9 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import run_es
+from es_mpi.commands.launcher import find_mpiexec
 from es_mpi.core.array_state import StateError
+from es_mpi.core.environment import check_environment
 from es_mpi.core.errors import UserError
-from es_mpi.job.parse import job_from_text
+from es_mpi.job.parse import job_from_text, load_job
 from es_mpi.job.sections import SECTIONS
 from es_mpi.records import checkpoint as ckpt_io
 
@@ -303,3 +313,142 @@ def test_es_mpi_on_a_tampered_checkpoint_exits_0_or_2_with_one_line(real_run, tm
     else:
         result = run_es(command, path, *(["--episodes", "1"] if command == "eval" else []), timeout=120)
     assert_cli_ending(result)
+
+
+# ----------------------------------------------------------------- what surrounds the job's text
+
+INTEGER_KEYS = sorted(f"{section}.{field.name}" for section, cls in SECTIONS.items()
+                      for field in dataclasses.fields(cls) if field.metadata["kind"] in ("int", "int_or_str", "int_list"))
+
+
+def assert_storable(job):
+    """Every number a parsed job holds is one HDF5 stores as a checkpoint does (int64, float64)."""
+    with h5py.File(io.BytesIO(), "w") as f:
+        for section, values in job.to_dict().items():
+            for key, value in values.items():
+                items = value if isinstance(value, list) else [value]
+                if items and all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in items):
+                    f.attrs[f"{section}.{key}"] = np.asarray(items, dtype=np.int64 if all(
+                        isinstance(item, int) for item in items) else np.float64)
+
+
+@FAST
+@given(st.lists(st.tuples(st.sampled_from(INTEGER_KEYS),
+                          st.one_of(st.integers(-2**70, 2**70), st.lists(st.integers(-2**70, 2**70), max_size=3))),
+                min_size=1, max_size=3))
+def test_integers_beyond_int64_are_refused_when_parsed_not_when_checkpointed(pairs):
+    CASES["integers beyond int64"] += 1
+    job = parse_or_refuse(JOB, [f"{key}={toml_value(value)}" for key, value in pairs])
+    if job is not None:
+        assert_storable(job)
+
+
+def nested(depth, kind):
+    return "[" * depth + "]" * depth if kind == "array" else "{a = " * depth + "1" + "}" * depth
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.integers(1, 3000), st.sampled_from(["array", "table"]), st.sampled_from(["file", "--set"]))
+def test_any_nesting_depth_parses_or_is_one_line(depth, kind, where):
+    CASES["nesting depths"] += 1
+    if where == "file":
+        job = parse_or_refuse(JOB + f"[log]\nx = {nested(depth, kind)}\n")
+    else:
+        job = parse_or_refuse(JOB, [f"policy.hidden={nested(depth, kind)}"])
+    assert job is None  # no key takes a nested value; what matters is how it ended (no RecursionError)
+
+
+@contextlib.contextmanager
+def no_hang(seconds=20):
+    def fail(signum, frame):
+        raise AssertionError(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def special_file(folder, kind):
+    """A path where a job file should be that is anything but a regular file."""
+    path = folder / "job.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        server.close()
+    elif kind == "link to a fifo":
+        os.mkfifo(folder / "pipe")
+        path.symlink_to(folder / "pipe")
+    elif kind == "dangling link":
+        path.symlink_to(folder / "nothing")
+    else:
+        return pathlib.Path(kind)
+    return path
+
+
+@settings(max_examples=14, deadline=None, derandomize=True)
+@given(st.sampled_from(["fifo", "directory", "socket", "link to a fifo", "dangling link", "/dev/zero", "/dev/null",
+                        "/dev/urandom"]))
+def test_a_job_path_that_is_no_regular_file_is_one_line_and_never_blocks(tmp_path_factory, kind):
+    CASES["non-regular job files"] += 1
+    path = special_file(tmp_path_factory.mktemp("special"), kind)
+    with no_hang(), pytest.raises(UserError) as refused:
+        load_job(path)
+    assert "\n" not in str(refused.value) and str(path) in str(refused.value)
+
+
+@FAST
+@given(st.binary(min_size=1, max_size=8), st.integers(0, len(JOB)))
+def test_non_utf8_bytes_in_a_job_file_parse_or_are_one_line(tmp_path_factory, junk, at):
+    CASES["non-UTF-8 job bytes"] += 1
+    path = tmp_path_factory.mktemp("bytes") / "job.toml"
+    data = JOB.encode()
+    path.write_bytes(data[:at] + junk + data[at:])
+    try:
+        job = load_job(path)
+    except UserError:
+        return
+    assert_storable(job)
+    job.to_toml().encode("utf-8")  # what a checkpoint stores is text
+
+
+@FAST
+@given(st.binary(min_size=1, max_size=12).filter(lambda name: b"/" not in name and b"\0" not in name
+                                                 and name not in (b".", b"..")))
+def test_any_file_name_reads_or_is_one_line_and_a_checkpoint_can_store_the_job(tmp_path_factory, name):
+    CASES["non-UTF-8 file names"] += 1
+    folder = os.fsencode(tmp_path_factory.mktemp("names"))
+    path = os.path.join(folder, name + b".toml")
+    with open(path, "wb") as fh:
+        fh.write(JOB.encode())
+    try:
+        job = load_job(os.fsdecode(path))
+    except UserError as err:  # the CLI prints it on one line whatever the name holds
+        assert str(err).startswith(os.fsdecode(path))
+        return
+    job.to_toml().encode("utf-8")
+
+
+ENVIRONMENT = st.dictionaries(st.sampled_from(["ES_MPI_NODE_SIZE", "SLURM_RESTART_COUNT", "ES_MPI_MPIEXEC"]),
+                              st.one_of(st.text(max_size=12), st.integers(-5, 2**40).map(str),
+                                        st.sampled_from(["/", "/dev/null", "/bin/true", "true", "", " 2 "])),
+                              min_size=1)
+
+
+@FAST
+@given(ENVIRONMENT)
+def test_environment_variables_are_read_or_refused_in_one_line(environ):
+    CASES["environment variables"] += 1
+    try:
+        check_environment(environ)
+        if environ.get("ES_MPI_MPIEXEC"):
+            find_mpiexec(environ["ES_MPI_MPIEXEC"], "ES_MPI_MPIEXEC")
+    except UserError as err:
+        assert "\n" not in str(err)

@@ -9,7 +9,7 @@ import pytest
 from conftest import MPIEXEC, PYTHON, REPO, run, run_es, run_mpi
 from es_mpi.core.errors import UserError
 from es_mpi.run.noise import CHUNK, local_table
-from es_mpi.run.nodes import node_size_from_env
+from es_mpi.core.environment import node_size_from_env
 from test_bad_input import mpiexec_notice_removed
 from test_determinism import CARTPOLE, state_digest
 

@@ -8,12 +8,23 @@ import argparse
 import os
 import sys
 
+from es_mpi.core.console import silence_stdout
 from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
 from es_mpi.core.stop_signals import catch_stop_signals
 
 EPILOG = """exit codes: 0 done; 1 crash (the whole MPI job is aborted); 2 bad input (job file,
 checkpoint or argument: one-line error, nothing overwritten); 3 stopped by SIGTERM/SIGUSR1/SIGINT
 after writing a checkpoint (continue with --resume)."""
+
+
+MAX_LAUNCH_RANKS = 65536  # -n starts every rank on this machine; a cluster's ranks come from srun/mpiexec
+
+
+def rank_count(text):
+    """-n N: an integer from 1 to MAX_LAUNCH_RANKS."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_LAUNCH_RANKS:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_LAUNCH_RANKS}, got {text!r}")
+    return int(text)
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,8 +58,9 @@ def build_parser():
                        help="with --resume: refuse a checkpoint written with other package versions (numpy, "
                             "gymnasium, MuJoCo...); by default each change is printed, listed in status.json and counted "
                             "in the metrics (versions_changed)")
-    train.add_argument("-n", "--np", type=int, metavar="N",
-                       help="start N ranks with mpiexec (default: run in this process, or under your mpiexec)")
+    train.add_argument("-n", "--np", type=rank_count, metavar="N",
+                       help=f"start N ranks (1-{MAX_LAUNCH_RANKS}) with mpiexec on this machine (default: run in this "
+                            "process, or under your mpiexec)")
     train.add_argument("--mpiexec", default=os.environ.get("ES_MPI_MPIEXEC"),
                        help="mpiexec to use with -n (default: the venv's, then PATH; env ES_MPI_MPIEXEC)")
 
@@ -123,8 +135,8 @@ def main(argv=None):
             from es_mpi.job.reference import job_reference
 
             print(job_reference())
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # e.g. `es-mpi keys | head`
+    except BrokenPipeError:  # `es-mpi keys | head`: the reader had enough (train never gets here: core/console.py)
+        silence_stdout()
         return 0
     except UserError as err:
         sys.stderr.write("es-mpi: error: " + " ".join(str(err).splitlines()) + "\n")

@@ -45,9 +45,10 @@ RESEND_S = 1.0  # a stop is said again to mpiexec this often until the job ends
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def find_mpiexec(explicit):
+def find_mpiexec(explicit, source="--mpiexec"):
+    """The mpiexec to run: `explicit` (from `source`, named in errors) if given, else the venv's, then PATH's."""
     if explicit:
-        return explicit
+        return checked_program(explicit, source)
     beside_python = pathlib.Path(sys.executable).parent / "mpiexec"
     if beside_python.exists():
         return str(beside_python)
@@ -56,6 +57,16 @@ def find_mpiexec(explicit):
         raise UserError("mpiexec not found: run 'make install' (it installs Open MPI into .venv) "
                         "or set ES_MPI_MPIEXEC")
     return found
+
+
+def checked_program(name, source):
+    """`name` as a path to an executable regular file (a bare name is looked up on PATH); one-line UserError else."""
+    path = shutil.which(name) if os.sep not in name else name
+    if path is None or not os.path.exists(path):
+        raise UserError(f"{source}: {name}: no such program")
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        raise UserError(f"{source}: {name}: not an executable file")
+    return path
 
 
 # The ranks run es_mpi without the working directory on sys.path, so that a csv.py (say) lying
@@ -164,9 +175,8 @@ def outcome_line(n_ranks, code):
 
 def launch(args, argv):
     """Run `es-mpi <argv>` (the command line this process got, without -n) on args.np ranks."""
-    if args.np < 1:
-        raise UserError(f"-n: need at least 1 rank, got {args.np}")
-    command = mpiexec_command(find_mpiexec(args.mpiexec), args.np, strip_np(argv))
+    source = "--mpiexec" if args.mpiexec != os.environ.get("ES_MPI_MPIEXEC") else "ES_MPI_MPIEXEC"
+    command = mpiexec_command(find_mpiexec(args.mpiexec, source), args.np, strip_np(argv))
     flag = catch_stop_signals()
     if flag.signal:
         print(f"es-mpi: stopped by signal {flag.name} before the ranks started; nothing to checkpoint; "

@@ -7,13 +7,18 @@ every run has data, so seeds compare the way papers report them.
 """
 
 import csv
+import io
 import pathlib
 
 import numpy as np
 
 from es_mpi.core.errors import UserError
+from es_mpi.core.guarded_read import UnreadableFile, read_text
 from es_mpi.job.parse import job_from_text
 from es_mpi.records import checkpoint as ckpt_io
+from es_mpi.records.metrics import METRICS_NAME
+
+MAX_METRICS_BYTES = 1 << 30  # a million iterations of 30 columns fit many times over
 
 GRID_POINTS = 200
 DEFAULT_METRIC = "eval_return"
@@ -25,12 +30,13 @@ FORMATS = (".png", ".svg")
 
 def read_metrics(run_dir):
     """{column: float array} from RUN_DIR/metrics.csv."""
-    path = pathlib.Path(run_dir) / "metrics.csv"
+    path = pathlib.Path(run_dir) / METRICS_NAME
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as err:
-        raise UserError(f"{path}: cannot read metrics ({err.strerror}); is {run_dir} a run directory?") from None
+        rows = list(csv.DictReader(io.StringIO(read_text(path, MAX_METRICS_BYTES, "metrics"), newline="")))
+    except UnreadableFile as err:
+        raise UserError(f"{err}; is {run_dir} a run directory?") from None
+    except csv.Error as err:
+        raise UserError(f"{path}: not an es-mpi metrics file ({err})") from None
     if not rows:
         raise UserError(f"{path}: no iterations recorded yet")
     try:

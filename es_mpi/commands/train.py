@@ -11,10 +11,11 @@ import time
 
 from es_mpi.job.parse import load_job
 from es_mpi.parts.build import build_task
+from es_mpi.core.console import say
+from es_mpi.core.environment import check_environment
 from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
 from es_mpi.core.stop_signals import ignore_stop_signals
 from es_mpi.records.tensorboard import check_available as check_tensorboard
-from es_mpi.run.nodes import node_size_from_env
 
 # A rank other than 0 whose check failed waits this long for rank 0's failure to end the job;
 # if the job is still alive, the failure is its own (say, the job file is missing on its node).
@@ -35,7 +36,7 @@ def launcher_rank():
 
 def built_task(args):
     """The job parsed and built (env, policy; every fit checked): everything that needs no run directory or MPI."""
-    node_size_from_env()  # the environment, checked before MPI starts like the job file
+    check_environment()  # before MPI starts, like the job file
     job = load_job(args.job, args.overrides, args.run_dir)
     check_tensorboard(job)
     return build_task(job)
@@ -89,7 +90,7 @@ def train(task, args, comm):
 
     install_abort_on_error(comm)
     try:
-        trainer = Trainer(task, comm, resume=args.resume, force=args.force, log=lambda line: print(line, flush=True),
+        trainer = Trainer(task, comm, resume=args.resume, force=args.force, log=say,
                           strict_versions=args.strict_versions)
     except AgreedError as agreed:
         return report_once(comm, agreed.error)

@@ -14,10 +14,14 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 from es_mpi.core.errors import ConfigError
+from es_mpi.core.guarded_read import MAX_NESTING, UnreadableFile, nesting_depth, read_text
 from es_mpi.job.sections import SECTIONS
-from es_mpi.job.settings import build_section, section_to_dict
+from es_mpi.job.settings import build_section, is_utf8, section_to_dict
 from es_mpi.job.strategy_sections import DEFAULT_STRATEGY, STRATEGY_SETTINGS, OpenAIESSettings
 from es_mpi.job.toml_text import dump_toml
+
+
+MAX_JOB_BYTES = 1 << 20  # a job file is a few hundred bytes; /dev/zero is not one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +69,8 @@ def parse_override(text, path):
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+    except RecursionError:
+        raise ConfigError(path, name.strip(), f"nested more than {MAX_NESTING} levels deep (from --set)") from None
     return parts[0], parts[1], value
 
 
@@ -72,13 +78,9 @@ def load_job(path, overrides=(), run_dir=None):
     """Read, override and validate a job file. Raises ConfigError; does no other work."""
     path = pathlib.Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(path, None, f"cannot read job file ({err.strerror})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(path, None, f"not valid TOML (not UTF-8 text: byte {err.start})") from None
+        text = read_text(path, MAX_JOB_BYTES, "job file")
+    except UnreadableFile as err:
+        raise ConfigError(path, None, err.reason) from None
     return job_from_text(text, path, overrides, run_dir)
 
 
@@ -88,10 +90,13 @@ def from_override(key, overridden):
 
 
 def job_from_text(text, path, overrides=(), run_dir=None):
+    """The job in `text` (a job file's, or the one a checkpoint stores); `path` names it in errors."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(path, None, f"not valid TOML ({err})") from None
+    except RecursionError:
+        raise ConfigError(path, None, f"nested more than {MAX_NESTING} levels deep") from None
     overridden = set()
     for override in overrides:
         section, key, value = parse_override(override, path)
@@ -100,6 +105,8 @@ def job_from_text(text, path, overrides=(), run_dir=None):
             raise ConfigError(path, section, "is not a table (from --set)")
         table[key] = value
         overridden.add(f"{section}.{key}")
+    if nesting_depth(raw) > MAX_NESTING:
+        raise ConfigError(path, None, f"nested more than {MAX_NESTING} levels deep")
     try:
         return _build_job(raw, pathlib.Path(path), run_dir)
     except ConfigError as err:
@@ -115,12 +122,16 @@ def _build_job(raw, path, run_dir):
             raise ConfigError(path, section, f"unknown section (known: {known})")
     built = {name: build_section(cls, raw.get(name, {}), path, name) for name, cls in SECTIONS.items()}
     if not built["run"].name:
+        if not is_utf8(path.stem):
+            raise ConfigError(path, "run.name", "the job file's name is not UTF-8 text; set run.name")
         built["run"] = dataclasses.replace(built["run"], name=path.stem)
     if built["run"].dir is not None and not built["run"].dir.strip():
         raise ConfigError(path, "run.dir", "must not be empty (leave it out for runs/<run.name>)")
     if run_dir is not None:
         if not str(run_dir).strip():
             raise ConfigError(path, "--run-dir", "must not be empty")
+        if not is_utf8(str(run_dir)):
+            raise ConfigError(path, "--run-dir", "is not UTF-8 text (a checkpoint stores it)")
         built["run"] = dataclasses.replace(built["run"], dir=str(run_dir))
     if "atari" not in raw:
         built["atari"] = None

@@ -10,6 +10,7 @@ import math
 
 from es_mpi.core.errors import ConfigError
 
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
 _KINDS = ("int", "float", "str", "bool", "int_list", "table", "int_or_str")
 
 
@@ -33,16 +34,30 @@ def _check_kind(value, kind, path, key):
         "table": isinstance(value, dict),
         "int_or_str": isinstance(value, (int, str)) and not isinstance(value, bool),
     }[kind]
+    integers = value if kind == "int_list" else [value] if kind in ("int", "int_or_str") else []
+    if ok and any(isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX for item in integers):
+        raise ConfigError(path, key, f"{value!r} does not fit a 64-bit integer (what a checkpoint stores)")
     if not ok:
         wanted = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
                   "int_list": "a list of integers", "table": "a table",
                   "int_or_str": "an integer or a word"}[kind]
         raise ConfigError(path, key, f"expected {wanted}, got {value!r}")
+    if isinstance(value, str) and not is_utf8(value):
+        raise ConfigError(path, key, f"{value!r} is not UTF-8 text (a checkpoint stores the job as text)")
     if kind == "float":
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(path, key, f"must be finite, got {value!r}")
     return value
+
+
+def is_utf8(text):
+    """False for a str holding undecodable bytes (a file name or argument passed through surrogateescape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_range(value, meta, path, key):

@@ -36,6 +36,10 @@ NAME_RE = re.compile(r"^ckpt-(\d{8})\.h5$")
 BEST_NAME = "best.h5"
 
 
+class NewerCheckpoint(CheckpointError):
+    """A checkpoint this es-mpi cannot read because a newer one wrote it: never skipped, replaced or deleted."""
+
+
 @dataclasses.dataclass
 class Checkpoint:
     config_toml: str
@@ -177,7 +181,7 @@ def load(path):
     """Read and validate a checkpoint; any problem is a CheckpointError naming the file."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise CheckpointError(path, "no such checkpoint file")
+        raise CheckpointError(path, "not a regular file" if path.exists() else "no such checkpoint file")
     try:
         expected_version = check_seal(path)
     except OSError as err:
@@ -189,6 +193,10 @@ def load(path):
             if f.attrs.get("format") != FORMAT:
                 raise CheckpointError(path, "not an es-mpi checkpoint (missing 'format' attribute)")
             version = int(f.attrs.get("format_version", -1))
+            if version > FORMAT_VERSION:
+                raise NewerCheckpoint(path, f"written by a newer es-mpi (checkpoint format {version}; this one reads "
+                                            f"up to {FORMAT_VERSION}): resume it with that es-mpi, or move it out of "
+                                            "the run directory")
             if version != expected_version:
                 raise CheckpointError(path, f"checkpoint format version {version} is not supported here (expected "
                                             f"{expected_version} in a{'' if expected_version == FORMAT_VERSION else 'n un'}"
@@ -302,17 +310,20 @@ def periodic_checkpoints(run_dir):
     if run_dir.is_dir():
         for entry in run_dir.iterdir():
             match = NAME_RE.match(entry.name)
-            if match:
+            if match and entry.is_file():  # a directory of that name is none of es-mpi's (run_dir says so once)
                 found.append((int(match.group(1)), entry))
     return sorted(found, reverse=True)
 
 
 def newest_valid(run_dir, skipped=None):
     """(path, Checkpoint) of the newest checkpoint that loads, or None. Broken ones are skipped
-    (their errors appended to `skipped` when given): a crash mid-run must not block a resume."""
+    (their errors appended to `skipped` when given): a crash mid-run must not block a resume.
+    One from a newer es-mpi raises NewerCheckpoint: skipping it would mean writing over it later."""
     for _, path in periodic_checkpoints(run_dir):
         try:
             return path, load(path)
+        except NewerCheckpoint:
+            raise
         except CheckpointError as err:
             if skipped is not None:
                 skipped.append(err)
@@ -329,13 +340,25 @@ def prune(run_dir, keep):
     valid = 0
     for _, path in periodic_checkpoints(run_dir):
         if valid >= keep:
-            path.unlink(missing_ok=True)
+            if not written_by_newer(path):
+                path.unlink(missing_ok=True)
             continue
         try:
             load(path)
         except CheckpointError:
             continue
         valid += 1
+
+
+def written_by_newer(path):
+    """Whether a newer es-mpi wrote `path` (then nothing here may delete it)."""
+    try:
+        load(path)
+    except NewerCheckpoint:
+        return True
+    except CheckpointError:
+        return False
+    return False
 
 
 def resolve(path):

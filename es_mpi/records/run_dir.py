@@ -6,6 +6,7 @@ every rank starts from the same loaded checkpoint or exits with the same error.
 
 import dataclasses
 import pathlib
+import re
 
 from es_mpi.core.errors import CheckpointError, ConfigError
 from es_mpi.job.parse import job_from_text
@@ -15,6 +16,8 @@ from es_mpi.records.metrics import METRICS_NAME
 from es_mpi.records.status import STATUS_NAME
 
 RUN_FILE_NAMES = (ckpt_io.BEST_NAME, METRICS_NAME, STATUS_NAME)
+# ".NAME.tmp-XXXXXXXX": what a write that was killed leaves of one of the run files above
+LEFTOVER_RE = re.compile(r"^\.(ckpt-\d{8}\.h5|" + "|".join(map(re.escape, RUN_FILE_NAMES)) + r")\.tmp-[A-Za-z0-9_]+$")
 
 # Job sections that must match a checkpoint to resume from it; the rest may change.
 RESUME_MUST_MATCH = ("env", "atari", "policy", "strategy", "noise", "obs_norm", "objective")
@@ -48,16 +51,21 @@ def decide_start(job, resume, force, log=print):
         raise ConfigError(job.path, "run.dir", f"cannot use {run_dir}: {err.strerror}") from None
     lock = run_lock.acquire(run_dir, job.path, log)
     try:
-        return dataclasses.replace(_start_in(job, run_dir, resume, force), lock=lock)
+        return dataclasses.replace(_start_in(job, run_dir, resume, force, log), lock=lock)
     except BaseException:
         run_lock.release(lock)
         raise
 
 
-def _start_in(job, run_dir, resume, force):
+def _start_in(job, run_dir, resume, force, log):
     try:
         existing = [p for p in run_dir.iterdir() if is_run_file(p.name)]
+        _check_regular(job, existing, log)
+        _remove_leftover_temporaries(run_dir, log)
         if resume:
+            best = run_dir / ckpt_io.BEST_NAME
+            if best.is_file() and ckpt_io.written_by_newer(best):
+                ckpt_io.load(best)  # raises NewerCheckpoint, naming it
             skipped = []
             found = ckpt_io.newest_valid(run_dir, skipped)
             if found is None and skipped:
@@ -75,6 +83,29 @@ def _start_in(job, run_dir, resume, force):
         return Start()
     except OSError as err:
         raise ConfigError(job.path, "run.dir", f"cannot use {run_dir}: {err.strerror}") from None
+
+
+def _check_regular(job, existing, log):
+    """A directory or FIFO where es-mpi keeps a file is refused (it would fail a write later), except
+    one named like a periodic checkpoint: never one of es-mpi's, so it is skipped, said once here."""
+    for path in existing:
+        if path.is_file():
+            continue
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        if ckpt_io.NAME_RE.match(path.name):
+            log(f"es-mpi: ignoring {path}: {kind}, not a checkpoint")
+        else:
+            raise ConfigError(job.path, "run.dir", f"{path} is {kind}; es-mpi writes this file: move it away")
+
+
+def _remove_leftover_temporaries(run_dir, log):
+    """Temporary files of writes that were killed (safe_files.temporary_beside) go; the lock is ours."""
+    leftovers = [path for path in run_dir.iterdir()
+                 if LEFTOVER_RE.match(path.name) and path.is_file() and not path.is_symlink()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    if leftovers:
+        log(f"es-mpi: removed {len(leftovers)} temporary file(s) of an interrupted write in {run_dir}")
 
 
 def check_compatible(job, path, ckpt):

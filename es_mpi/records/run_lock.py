@@ -1,8 +1,9 @@
 """One writer per run directory: a lock file naming the host, PID and Slurm job that hold it.
 
 Creating the lock (O_CREAT | O_EXCL) is also the check that the directory can be written, before any
-work. A lock whose holder is gone is taken over, with a message: the same host and a dead PID, or
-the same Slurm job id (a requeued job starts again, possibly on another node).
+work. A lock is taken over, with a message, only when its holder is gone: the same host and a dead
+PID, or the same Slurm job started again (a requeued job, possibly on another node, has a higher
+SLURM_RESTART_COUNT). Two steps of one Slurm allocation never share a run directory.
 """
 
 import json
@@ -10,14 +11,22 @@ import os
 import socket
 import time
 
+from es_mpi.core.environment import slurm_restart_count
 from es_mpi.core.errors import ConfigError
+from es_mpi.core.guarded_read import UnreadableFile, read_text
 
 LOCK_NAME = "es-mpi.lock"
+MAX_LOCK_BYTES = 4096
+MAX_PID = 2**31 - 1  # what kill(2) takes; a larger number names no process
 
 
 def _holder():
     return {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "slurm_restart_count": slurm_restart_count(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _is_pid(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_PID
 
 
 def _alive(pid):
@@ -33,10 +42,15 @@ def _alive(pid):
 def _stale(holder):
     """Why the holder is gone, or None if it may still be writing."""
     mine = _holder()
-    if holder.get("slurm_job_id") and holder.get("slurm_job_id") == mine["slurm_job_id"]:
-        return f"Slurm job {holder['slurm_job_id']} started again"
-    if holder.get("host") == mine["host"] and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
-        return f"PID {holder['pid']} on {holder['host']} is gone"
+    if holder.get("host") == mine["host"]:
+        pid = holder.get("pid")
+        if not _is_pid(pid):
+            return f"it names no process (PID {pid!r})"
+        return None if _alive(pid) else f"PID {pid} on {holder['host']} is gone"
+    restarts = holder.get("slurm_restart_count", 0)
+    if holder.get("slurm_job_id") and holder.get("slurm_job_id") == mine["slurm_job_id"] and \
+            isinstance(restarts, int) and restarts < mine["slurm_restart_count"]:
+        return f"Slurm job {holder['slurm_job_id']} was requeued (restart {mine['slurm_restart_count']})"
     return None
 
 
@@ -48,7 +62,7 @@ def acquire(run_dir, job_path, log):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         except FileExistsError:
-            holder = _read(path)
+            holder = _read(path, job_path)
             why = _stale(holder) if holder is not None else "its lock file is unreadable"
             if why is None:
                 raise ConfigError(job_path, "run.dir", f"{run_dir} is in use by es-mpi (PID {holder.get('pid')} on "
@@ -66,10 +80,14 @@ def acquire(run_dir, job_path, log):
     raise ConfigError(job_path, "run.dir", f"{run_dir}: another es-mpi run took the lock at the same moment")
 
 
-def _read(path):
+def _read(path, job_path):
+    """The holder a lock file names, or None when it names none; a lock that is not a regular file
+    (a directory, a FIFO that would block the start) is refused, never read or removed."""
     try:
-        holder = json.loads(path.read_text())
-    except (OSError, ValueError):
+        holder = json.loads(read_text(path, MAX_LOCK_BYTES, "the run's lock"))
+    except UnreadableFile as err:
+        raise ConfigError(job_path, "run.dir", f"{err}; remove it if no run uses this directory") from None
+    except (ValueError, RecursionError):
         return None
     return holder if isinstance(holder, dict) else None
 

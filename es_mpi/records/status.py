@@ -9,6 +9,7 @@ import os
 import pathlib
 import time
 
+from es_mpi.core.environment import slurm_restart_count
 from es_mpi.records.safe_files import replace_text
 
 STATUS_NAME = "status.json"
@@ -64,7 +65,7 @@ def status_record(*, state, job, iteration, timesteps, best_eval_return, last_ev
         "estimated_seconds_to_stop": seconds_to_stop(job.stop, iteration, timesteps, rows),
         "version_changes": list(version_changes),  # package versions that changed at the last resume
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
+        "slurm_restart_count": slurm_restart_count(),
     }
 
 

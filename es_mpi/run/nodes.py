@@ -6,25 +6,10 @@ smaller), each with its own shared windows: the multi-node layout then runs on o
 random depends on the layout (docs/architecture.md, contract 1); it only decides where the node-shared
 memory lives.
 
-Parsing the knob imports no MPI, so the command can check it before MPI starts.
+The knob is parsed in core/environment.py, which imports no MPI, so the command checks it before MPI starts.
 """
 
-import os
-
-from es_mpi.core.errors import UserError
-
-NODE_SIZE_VARIABLE = "ES_MPI_NODE_SIZE"
-
-
-def node_size_from_env(environ=os.environ):
-    """K from ES_MPI_NODE_SIZE, or None (one node per machine) when it is unset or empty."""
-    text = environ.get(NODE_SIZE_VARIABLE, "").strip()
-    if not text:
-        return None
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise UserError(f"{NODE_SIZE_VARIABLE}={environ[NODE_SIZE_VARIABLE]!r}: not a positive integer "
-                        f"(the ranks per virtual node; unset it for one node per machine)")
-    return int(text)
+from es_mpi.core.environment import node_size_from_env
 
 
 class NodeLayer:
