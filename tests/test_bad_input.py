@@ -293,7 +293,7 @@ def test_train_help_names_its_options():
     (["train", "job.toml", "--resume", "--force"], "not allowed with"),
     (["train", "job.toml", "--frobnicate"], "unrecognized arguments"),
     (["eval", "x.h5", "--episodes", "many"], "invalid int value"),
-    (["train", "job.toml", "-n", "two"], "invalid int value"),
+    (["train", "job.toml", "-n", "two"], "must be an integer from 1 to 65536"),
 ])
 def test_bad_argument_gives_one_line_and_exit_2(args, words):
     result = run_es(*args, timeout=60)
