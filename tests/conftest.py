@@ -1,7 +1,9 @@
 """Shared helpers: run es-mpi for real, in one process or under a real mpiexec."""
 
+import contextlib
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -41,6 +43,21 @@ def run_es(*args, timeout=300, env_extra=None):
 def run_mpi(n_ranks, *args, timeout=300, env_extra=None):
     """es-mpi under a real mpiexec with n_ranks ranks."""
     return run(mpiexec_command(n_ranks, *args), timeout=timeout, env_extra=env_extra)
+
+
+@contextlib.contextmanager
+def no_hang(seconds=30):
+    """Fail, instead of hanging the suite, if the body blocks (a read of a FIFO, say)."""
+    def fail(signum, frame):
+        raise AssertionError(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture

@@ -9,13 +9,11 @@ file runs in well under two minutes on one core; the cases run are printed at th
 """
 
 import collections
-import contextlib
 import dataclasses
 import io
 import os
 import pathlib
 import shutil
-import signal
 import socket
 
 import h5py
@@ -24,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_es
+from conftest import no_hang, run_es
 from es_mpi.commands.launcher import find_mpiexec
 from es_mpi.core.array_state import StateError
 from es_mpi.core.environment import check_environment
@@ -356,20 +354,6 @@ def test_any_nesting_depth_parses_or_is_one_line(depth, kind, where):
     else:
         job = parse_or_refuse(JOB, [f"policy.hidden={nested(depth, kind)}"])
     assert job is None  # no key takes a nested value; what matters is how it ended (no RecursionError)
-
-
-@contextlib.contextmanager
-def no_hang(seconds=20):
-    def fail(signum, frame):
-        raise AssertionError(f"blocked for {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def special_file(folder, kind):

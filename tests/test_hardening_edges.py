@@ -5,18 +5,16 @@ command runs in this process (`cli.main`, or the record functions it calls); rea
 real under `es-mpi train`.
 """
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 
 import h5py
 import pytest
 
-from conftest import child_env, es_mpi_command, run_es
+from conftest import child_env, es_mpi_command, no_hang, run_es
 from es_mpi.commands import cli
 from es_mpi.core.errors import CheckpointError, ConfigError, UserError
 from es_mpi.job.parse import load_job
@@ -41,21 +39,6 @@ keep = 2
 [stop]
 iterations = 3
 """
-
-
-@contextlib.contextmanager
-def no_hang(seconds=30):
-    """Fail, instead of hanging the suite, if the body blocks (the bug some of these cases had)."""
-    def fail(signum, frame):
-        raise AssertionError(f"blocked for {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def one_line(stderr):
