@@ -89,6 +89,7 @@ def test_sigkill_of_one_rank_ends_the_job_and_resume_continues(write_job, tmp_pa
     finally:
         process.kill()
     assert process.returncode != 0
+    assert wait_for(lambda: not rank_pids(run_dir), timeout=60), "surviving ranks were not taken down"
     inspected = run_es("inspect", run_dir)
     assert inspected.returncode == 0, inspected.stderr
     from es_mpi.records.checkpoint import newest_valid
