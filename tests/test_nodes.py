@@ -96,7 +96,7 @@ def test_a_bad_node_size_is_one_line_and_exit_2(write_job, tmp_path, ranks, valu
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = mpiexec_notice_removed(result.stderr)
-    assert lines == [f"es-mpi: error: ES_MPI_NODE_SIZE={value!r}: not a positive integer "
+    assert lines == [f"es-mpi: error: ES_MPI_NODE_SIZE={value!r}: not an integer from 1 to 2147483647 "
                      f"(the ranks per virtual node; unset it for one node per machine)"], lines
     assert result.stdout == ""
     assert not (tmp_path / "run").exists()
