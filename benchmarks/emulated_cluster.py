@@ -19,10 +19,10 @@ trace env is its step's seconds, so an episode's return is its seconds and the m
 return_mean x episodes; the benchmark computes the same from the trace and the seeds, and stops
 if they disagree) and wall time is the metrics' iteration_s (rank 0, from ask to agreement).
 
-The time scale is chosen per trace so that a step lasts --step-ms on average: the processes'
-own work per step (the episode loop, the policy, waking from sleep: tens of microseconds on this
-kind of machine) must stay small beside it, and that work is what keeps dozens of ranks from
-being idle. The fixed costs (update, exchange, agreement) are not scaled: they run for real, on
+The time scale is chosen per trace so that an episode lasts --episode-s on average (so an
+iteration lasts about 10 of them whatever the trace): the processes' own work per step (the
+episode loop, the policy: tens of microseconds on this kind of machine) must stay small beside a
+step, and that work is what keeps dozens of ranks from being idle. The fixed costs (update, exchange, agreement) are not scaled: they run for real, on
 2 cores shared by all ranks, so they weigh more than on a real cluster at a small time scale,
 and less at a large one; the report gives update_s beside the efficiency.
 
@@ -41,6 +41,7 @@ Results: benchmarks/results/<--name>.md and .json. Example:
 """
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -74,9 +75,9 @@ def yield_settings(nanosleep_us):
             "OMPI_MCA_threads_pthreads_nanosleep_time": str(int(nanosleep_us * 1000))}
 
 
-def time_scale_for(trace, step_ms):
-    """The stretch that makes the trace's mean step last step_ms."""
-    return step_ms / 1000 / (trace["cpu_s_e"].sum() / trace["lengths_e"].sum())
+def time_scale_for(trace, episode_s):
+    """The stretch that makes the trace's mean episode last episode_s."""
+    return float(episode_s / trace["cpu_s_e"].mean())
 
 
 def trace_job(trace_path, ranks, episodes_per_rank, iterations, time_scale, eval_every, lanes=None, placement=None):
@@ -222,19 +223,20 @@ def run_emulated(job, ranks, node_size, nanosleep_us, timeout, workdir):
     return rows, cpu_s, wall_s, cores
 
 
-def measure(trace_path, ranks, args, workdir):
+def measure(trace_path, ranks, lanes, args, workdir):
     """One run at `ranks`: its efficiency and what explains it, as a dict."""
     trace = load_trace(trace_path)
-    scale = time_scale_for(trace, args.step_ms)
+    scale = time_scale_for(trace, args.episode_s)
     job = trace_job(trace_path, ranks, args.episodes_per_rank, args.iterations, scale, args.eval_every,
-                    args.lanes, args.placement)
+                    lanes, args.placement)
     rows, cpu_s, wall_s, cores = run_emulated(job, ranks, args.node_size, args.nanosleep_us, args.timeout, workdir)
     serial = serial_work(job, rows)
     measured = rows[1:]  # the first iteration pays for warming up
     return dict(
         trace=pathlib.Path(trace_path).name, env=str(trace["env_id"]), source=str(trace["source"]), ranks=ranks,
         nodes=math.ceil(ranks / args.node_size), node_size=args.node_size, population=population(job),
-        lanes=job.run.lanes, placement=job.run.placement, time_scale=scale, iterations=len(measured),
+        lanes=job.run.lanes, placement=job.run.placement, time_scale=scale,
+        step_ms=1000 * scale * trace["cpu_s_e"].sum() / trace["lengths_e"].sum(), iterations=len(measured),
         efficiency=efficiency(serial, measured, ranks),
         serial_s=sum(serial[int(r["iteration"])] for r in measured),
         iteration_s=sum(r["iteration_s"] for r in measured),
@@ -247,22 +249,22 @@ def measure(trace_path, ranks, args, workdir):
 
 
 def report(results, args):
-    columns = ["trace", "ranks", "nodes", "population", "efficiency", "imbalance (median)", "iteration s (median)",
+    columns = ["trace", "lanes", "ranks", "nodes", "population", "efficiency", "imbalance (median)", "iteration s (median)",
                "wait s (median)", "update s (median)", "cores in iterations", "cores whole run", "load"]
-    rows = [{"trace": r["trace"], "ranks": r["ranks"], "nodes": f"{r['nodes']} x {r['node_size']}",
+    rows = [{"trace": r["trace"], "lanes": r["lanes"], "ranks": r["ranks"], "nodes": f"{r['nodes']} x {r['node_size']}",
              "population": r["population"], "efficiency": f"{r['efficiency']:.3f}",
              "imbalance (median)": f"{r['imbalance_median']:.2f}", "iteration s (median)": f"{r['iteration_s_median']:.2f}",
              "wait s (median)": f"{r['wait_s_median']:.3f}", "update s (median)": f"{r['update_s_median']:.3f}",
              "cores in iterations": f"{r['cores_in_iterations']:.2f}", "cores whole run": f"{r['cores_whole_run']:.2f}",
              "load": f"{r['load_at_end']:.1f}"} for r in results]
     first = results[0]
-    scales = ", ".join(sorted({f"{r['trace']} {r['time_scale']:.1f}" for r in results}))
+    scales = ", ".join(sorted({f"{r['trace']} x{r['time_scale']:.1f} ({r['step_ms']:.1f} ms per step)" for r in results}))
     lines = [
         f"Synchronous mode (the only one built). Each run: `es-mpi train -n R` on the trace env, "
         f"{args.iterations} iterations, the first dropped; {args.episodes_per_rank} episodes per rank; "
-        f"lanes {first['lanes']}, placement {first['placement']}, evaluation "
+        f"placement {first['placement']}, evaluation "
         f"{'every ' + str(args.eval_every) if args.eval_every else 'off'}; virtual nodes of {args.node_size} ranks; "
-        f"a step lasts {args.step_ms} ms on average (time scale {scales}); "
+        f"an episode lasts {args.episode_s} s on average (time scale: {scales}); "
         f"Open MPI waits by nanosleep of {args.nanosleep_us} us.",
         "",
         "efficiency = serial work / (ranks x sum of iteration_s), serial work = the seconds the episodes asked to "
@@ -287,11 +289,12 @@ def main(argv=None):
     parser.add_argument("--ranks", nargs="+", type=int, default=[8, 16, 32, 64], help="rank counts (default 8 16 32 64)")
     parser.add_argument("--node-size", type=int, default=8, help="ranks per virtual node (default 8)")
     parser.add_argument("--episodes-per-rank", type=int, default=10, help="population / ranks (even; default 10)")
-    parser.add_argument("--iterations", type=int, default=4, help="iterations per run, the first not measured (default 4)")
-    parser.add_argument("--step-ms", type=float, default=5.0, help="mean emulated step in ms (default 5)")
+    parser.add_argument("--iterations", type=int, default=3, help="iterations per run, the first not measured (default 3)")
+    parser.add_argument("--episode-s", type=float, default=1.5, help="mean emulated episode in seconds (default 1.5)")
     parser.add_argument("--nanosleep-us", type=int, default=2000, help="Open MPI's sleep while waiting (default 2000)")
     parser.add_argument("--eval-every", type=int, default=0, help="evaluation every N iterations (default 0: off)")
-    parser.add_argument("--lanes", type=int, default=None, help="run.lanes (default: the trace's job's)")
+    parser.add_argument("--lanes", type=int, nargs="+", default=[None],
+                        help="run.lanes, one run set each (default: the trace's job's)")
     parser.add_argument("--placement", choices=("dynamic", "static"), default=None,
                         help="run.placement (default: the trace's job's)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run before it is stopped (default 300)")
@@ -302,9 +305,9 @@ def main(argv=None):
     results = []
     with tempfile.TemporaryDirectory(prefix="emulated-cluster-") as tmp:
         for trace_path in args.traces:
-            for ranks in args.ranks:
-                result = measure(trace_path, ranks, args, pathlib.Path(tmp))
-                print(f"{result['trace']} {ranks} ranks: efficiency {result['efficiency']:.3f}, "
+            for lanes, ranks in itertools.product(args.lanes, args.ranks):
+                result = measure(trace_path, ranks, lanes, args, pathlib.Path(tmp))
+                print(f"{result['trace']} lanes {result['lanes']} {ranks} ranks: efficiency {result['efficiency']:.3f}, "
                       f"{result['cores_in_iterations']:.2f} cores in iterations", flush=True)
                 results.append(result)
     report(results, args)
