@@ -5,6 +5,7 @@ import importlib
 
 import gymnasium as gym
 
+from es_mpi.parts import trace_env
 from es_mpi.parts.mujoco_messages import filter_mujoco_warnings
 
 # MuJoCo agents that travel. Their models carry a `track` camera that follows the centre of
@@ -14,7 +15,8 @@ TRAVELLING_MUJOCO_AGENTS = ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Humanoi
 
 @functools.lru_cache(maxsize=1)
 def known_env_ids():
-    """All registered ids, the ALE's included when ale-py is installed."""
+    """All registered ids, the ALE's and es-mpi's trace env (parts/trace_env.py) included."""
+    trace_env.register()
     try:
         import ale_py
 

@@ -1,0 +1,74 @@
+"""benchmarks/emulated_cluster.py at 8 ranks: its efficiency arithmetic against a real run's metrics."""
+
+import math
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+from test_trace_env import write_trace
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import emulated_cluster as bench  # noqa: E402
+
+RANKS, NODE_SIZE, EPISODES_PER_RANK, ITERATIONS = 8, 4, 10, 3
+RECORDED_JOB = """
+[env]
+id = "Hopper-v5"
+[policy]
+hidden = []
+action = "continuous"
+[strategy]
+pairs = 8
+top_pairs = 4
+sigma = 0.02
+[obs_norm]
+probability = 1.0
+"""
+
+
+@pytest.fixture
+def trace(tmp_path):
+    """Episodes of 5 to 40 steps that ask 10 to 80 ms each: an iteration lasts about half a second."""
+    lengths = [5, 10, 20, 40, 8, 30]
+    return write_trace(tmp_path / "trace.npz", lengths=lengths, truncated=[False] * 5 + [True],
+                       cpu_s=[0.002 * n for n in lengths], job_toml=np.array(RECORDED_JOB))
+
+
+def test_efficiency_is_the_serial_work_of_the_metrics_over_ranks_times_iteration_s(trace, tmp_path):
+    job = bench.trace_job(trace, RANKS, EPISODES_PER_RANK, ITERATIONS, time_scale=1.0, eval_every=0,
+                          placement="static")
+    assert bench.population(job) == RANKS * EPISODES_PER_RANK and job.strategy.top_pairs == 20
+    rows, cpu_s, wall_s, _ = bench.run_emulated(job, RANKS, NODE_SIZE, nanosleep_us=2000, timeout=240,
+                                                workdir=tmp_path)
+    assert [int(r["iteration"]) for r in rows] == list(range(1, ITERATIONS + 1))
+    assert cpu_s > 0 and wall_s > 0
+
+    # The benchmark's serial work (from the traces and the seeds) is what the metrics report: it
+    # raises if the drawn lengths are not the timesteps, or the seconds not return_mean x episodes.
+    serial = bench.serial_work(job, rows)
+    for row in rows:
+        assert serial[int(row["iteration"])] == pytest.approx(row["return_mean"] * row["episodes"], rel=1e-9)
+    from_metrics = sum(r["return_mean"] * r["episodes"] for r in rows[1:]) / (RANKS * sum(r["iteration_s"] for r in rows[1:]))
+    assert bench.efficiency(serial, rows[1:], RANKS) == pytest.approx(from_metrics, rel=1e-9)
+
+    # The ranks really sleep: with static placement rank 0 plays members 0-9 (its node's first
+    # slice), and its busy seconds (episodes_s) are at least what those episodes asked for.
+    for row in rows:
+        asked = sum(s for _, s in bench.asked_episodes(job, int(row["iteration"]), range(EPISODES_PER_RANK)))
+        assert asked > 0 and row["episodes_s"] >= asked
+
+
+def test_a_disagreeing_metrics_row_is_caught(trace):
+    """serial_work must notice metrics that do not match the traces (another seed's episodes)."""
+    job = bench.trace_job(trace, RANKS, EPISODES_PER_RANK, ITERATIONS, time_scale=1.0, eval_every=0)
+    asked = bench.asked_episodes(job, 1, range(bench.population(job)))
+    row = dict(iteration=1.0, timesteps=float(sum(n for n, _ in asked)), episodes=float(len(asked)),
+               return_mean=sum(s for _, s in asked) / len(asked), iteration_s=1.0)
+    assert math.isclose(bench.serial_work(job, [row])[1], sum(s for _, s in asked))
+    with pytest.raises(RuntimeError, match="steps"):
+        bench.serial_work(job, [dict(row, timesteps=row["timesteps"] + 1)])
+    with pytest.raises(RuntimeError, match="ask"):
+        bench.serial_work(job, [dict(row, return_mean=row["return_mean"] * 1.01)])
