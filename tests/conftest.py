@@ -1,11 +1,13 @@
 """Shared helpers: run es-mpi for real, in one process or under a real mpiexec."""
 
 import contextlib
+import io
 import os
 import pathlib
 import signal
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -43,6 +45,59 @@ def run_es(*args, timeout=300, env_extra=None):
 def run_mpi(n_ranks, *args, timeout=300, env_extra=None):
     """es-mpi under a real mpiexec with n_ranks ranks."""
     return run(mpiexec_command(n_ranks, *args), timeout=timeout, env_extra=env_extra)
+
+
+# What a fresh interpreter prints of a warning's categories (its default filters hide these).
+HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+# Blocked during run_cli: a check that should have refused its input but let the job through to MPI
+# fails there, instead of starting MPI and training inside pytest.
+MPI_MODULES = ("mpi4py", "mpi4py.MPI", "es_mpi.run.mpi")
+
+
+def run_cli(*args, env_extra=None):
+    """es-mpi's main() in this process, for input checks that end before MPI starts, where the
+    process boundary is not the claim (a few subprocess tests per check keep that one).
+
+    Returns a CompletedProcess as run_es does: the exit code, stdout, and stderr with each warning a
+    fresh interpreter would print. The stop-signal handlers `train` installs, os.environ and the
+    MPI modules are put back afterwards.
+    """
+    from es_mpi.commands.cli import main
+    from es_mpi.core import stop_signals
+
+    argv = [str(arg) for arg in args]
+    handlers = {sig: signal.getsignal(sig) for sig in stop_signals.STOP_SIGNALS}
+    env_extra = {name: str(value) for name, value in (env_extra or {}).items()}
+    flag, modules = stop_signals._flag, {name: sys.modules.get(name) for name in MPI_MODULES}
+    environ = {name: os.environ.get(name) for name in env_extra}
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update(env_extra)
+    sys.modules.update(dict.fromkeys(MPI_MODULES))
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            warnings.simplefilter("always")
+            try:
+                code = main(argv)
+            except SystemExit as exit_:  # argparse: --help, a bad argument
+                code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        for name, module in modules.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+        for name, value in environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        stop_signals._flag = flag
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    shown = [f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}\n" for w in caught
+             if not issubclass(w.category, HIDDEN_WARNINGS)]
+    return subprocess.CompletedProcess(["es-mpi", *argv], code, out.getvalue(), "".join(shown) + err.getvalue())
 
 
 @contextlib.contextmanager

@@ -1,6 +1,10 @@
 """Bad job files, overrides, arguments and run directories: one line naming file, key and reason,
 exit code 2, no traceback, nothing in an existing run directory touched; in one process and
-under a real mpiexec (one line, not one per rank)."""
+under a real mpiexec (one line, not one per rank).
+
+Every bad job fails in the checks `train` makes before MPI starts, so each case runs through
+es-mpi's main() in this process; one case per check (PROCESS_CASES) also runs as a real process,
+alone and under mpiexec, where the claim is about the process: its stderr, its exit code."""
 
 import concurrent.futures
 import os
@@ -8,7 +12,7 @@ import re
 
 import pytest
 
-from conftest import run_es, run_mpi
+from conftest import run_cli, run_es, run_mpi
 
 TINY = """
 [env]
@@ -58,6 +62,13 @@ BAD_JOBS = [
     ("nan float", "[strategy]\nsigma = nan\n", [], "strategy.sigma", "must be finite"),
     ("inf float", "[stop]\ntarget_return = inf\n", [], "stop.target_return", "must be finite"),
 ]
+BY_NAME = {case[0]: case for case in BAD_JOBS}
+
+# One case for each check a job goes through before MPI starts (reading the file, decoding it, the
+# sections' keys, --set, making the env, fitting the policy to the env and the noise table): these
+# also run as real processes, alone and under a real mpiexec.
+PROCESS_CASES = ["missing file", "not UTF-8", "unknown key", "--set wrong type", "unknown env id", "bad env kwargs",
+                 "noise table smaller than policy"]
 
 
 def snapshot(directory):
@@ -118,34 +129,57 @@ def assert_one_line(lines, path, key, reason):
     assert "Traceback" not in line
 
 
-def run_bad_jobs(base, run_dir, runner):
-    """Every BAD_JOBS case through `runner`, a few at a time (each mostly waits on start-up).
+def run_bad_jobs(base, run_dir, runner, cases, workers=4):
+    """The `cases` through `runner`, a few at a time when they are processes (each mostly waits on
+    start-up); main() in this process runs them one by one (workers=1).
 
     Returns the run directory's snapshot before and after, and {case name: (job path, result)}.
     """
     commands = {}
-    for name, text, extra, _, _ in BAD_JOBS:
+    for name, text, extra, _, _ in cases:
         directory = base / name.replace(" ", "_").replace("-", "")
         directory.mkdir()
         commands[name] = bad_job_command(directory, text, extra, run_dir)
     before = snapshot(run_dir)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {name: pool.submit(runner, *args) for name, (_, args) in commands.items()}
-        results = {name: (commands[name][0], future.result()) for name, future in futures.items()}
+    if workers == 1:
+        results = {name: (path, runner(*args)) for name, (path, args) in commands.items()}
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {name: pool.submit(runner, *args) for name, (_, args) in commands.items()}
+            results = {name: (commands[name][0], future.result()) for name, future in futures.items()}
     return before, snapshot(run_dir), results
 
 
 @pytest.fixture(scope="module")
+def in_process_results(tmp_path_factory, existing_run):
+    return run_bad_jobs(tmp_path_factory.mktemp("main"), existing_run, run_cli, BAD_JOBS, workers=1)
+
+
+@pytest.fixture(scope="module")
 def one_process_results(tmp_path_factory, existing_run):
-    return run_bad_jobs(tmp_path_factory.mktemp("one"), existing_run, lambda *a: run_es(*a, timeout=60))
+    return run_bad_jobs(tmp_path_factory.mktemp("one"), existing_run, lambda *a: run_es(*a, timeout=60),
+                        [BY_NAME[name] for name in PROCESS_CASES])
 
 
 @pytest.fixture(scope="module")
 def mpiexec_results(tmp_path_factory, existing_run):
-    return run_bad_jobs(tmp_path_factory.mktemp("mpi"), existing_run, lambda *a: run_mpi(2, *a, timeout=60))
+    return run_bad_jobs(tmp_path_factory.mktemp("mpi"), existing_run, lambda *a: run_mpi(2, *a, timeout=60),
+                        [BY_NAME[name] for name in PROCESS_CASES])
 
 
 @pytest.mark.parametrize("name, text, extra, key, reason", BAD_JOBS, ids=[case[0] for case in BAD_JOBS])
+def test_bad_job_in_main(in_process_results, name, text, extra, key, reason):
+    before, after, results = in_process_results
+    path, result = results[name]
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert_one_line(result.stderr.splitlines(), path, key, reason)
+    assert result.stdout == ""
+    assert after == before
+
+
+@pytest.mark.parametrize("name, text, extra, key, reason", [BY_NAME[name] for name in PROCESS_CASES],
+                         ids=PROCESS_CASES)
 def test_bad_job_one_process(one_process_results, name, text, extra, key, reason):
     before, after, results = one_process_results
     path, result = results[name]
@@ -157,7 +191,8 @@ def test_bad_job_one_process(one_process_results, name, text, extra, key, reason
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("name, text, extra, key, reason", BAD_JOBS, ids=[case[0] for case in BAD_JOBS])
+@pytest.mark.parametrize("name, text, extra, key, reason", [BY_NAME[name] for name in PROCESS_CASES],
+                         ids=PROCESS_CASES)
 def test_bad_job_under_mpiexec(mpiexec_results, name, text, extra, key, reason):
     before, after, results = mpiexec_results
     path, result = results[name]
