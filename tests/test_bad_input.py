@@ -167,27 +167,26 @@ def mpiexec_results(tmp_path_factory, existing_run):
                         [BY_NAME[name] for name in PROCESS_CASES])
 
 
-@pytest.mark.parametrize("name, text, extra, key, reason", BAD_JOBS, ids=[case[0] for case in BAD_JOBS])
-def test_bad_job_in_main(in_process_results, name, text, extra, key, reason):
-    before, after, results = in_process_results
+def assert_refused(outcome, name, key, reason):
+    """Case `name` of a run_bad_jobs outcome: exit 2, one line naming file, key and reason, nothing changed."""
+    before, after, results = outcome
     path, result = results[name]
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert_one_line(result.stderr.splitlines(), path, key, reason)
     assert result.stdout == ""
     assert after == before
+
+
+@pytest.mark.parametrize("name, text, extra, key, reason", BAD_JOBS, ids=[case[0] for case in BAD_JOBS])
+def test_bad_job_in_main(in_process_results, name, text, extra, key, reason):
+    assert_refused(in_process_results, name, key, reason)
 
 
 @pytest.mark.parametrize("name, text, extra, key, reason", [BY_NAME[name] for name in PROCESS_CASES],
                          ids=PROCESS_CASES)
 def test_bad_job_one_process(one_process_results, name, text, extra, key, reason):
-    before, after, results = one_process_results
-    path, result = results[name]
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert_one_line(result.stderr.splitlines(), path, key, reason)
-    assert result.stdout == ""
-    assert after == before
+    assert_refused(one_process_results, name, key, reason)
 
 
 @pytest.mark.mpi

@@ -14,8 +14,7 @@ import subprocess
 import h5py
 import pytest
 
-from conftest import child_env, es_mpi_command, no_hang, run_es
-from es_mpi.commands import cli
+from conftest import child_env, es_mpi_command, no_hang, run_cli, run_es
 from es_mpi.core.errors import CheckpointError, ConfigError, UserError
 from es_mpi.job.parse import load_job
 from es_mpi.records import checkpoint as ckpt_io
@@ -47,13 +46,10 @@ def one_line(stderr):
     return lines[0]
 
 
-def cli_exit(capsys, *argv):
-    """es-mpi in this process -> (exit code, the one stderr line); only for failures before MPI starts."""
-    try:
-        code = cli.main([str(arg) for arg in argv])
-    except SystemExit as stop:  # argparse's own errors
-        code = stop.code
-    return code, one_line(capsys.readouterr().err)
+def cli_exit(*argv):
+    """es-mpi in this process (conftest.run_cli) -> (exit code, the one stderr line)."""
+    result = run_cli(*argv)
+    return result.returncode, one_line(result.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +105,10 @@ def test_pruning_never_deletes_a_checkpoint_from_a_newer_es_mpi(run_copy):
 
 # ----------------------------------------------------------------- 2. values HDF5 cannot hold
 
-def test_an_integer_a_checkpoint_cannot_store_is_refused_when_the_job_is_read(tmp_path, capsys):
+def test_an_integer_a_checkpoint_cannot_store_is_refused_when_the_job_is_read(tmp_path):
     job = tmp_path / "job.toml"
     job.write_text(JOB)
-    code, line = cli_exit(capsys, "train", job, "--run-dir", tmp_path / "run", "--set",
+    code, line = cli_exit("train", job, "--run-dir", tmp_path / "run", "--set",
                           "env.step_cap=18446744073709551616")
     assert code == 2 and "env.step_cap" in line and "64-bit" in line
     assert not (tmp_path / "run").exists()
@@ -242,7 +238,7 @@ def test_a_fifo_lock_under_two_ranks_ends_at_once_with_one_line(tmp_path):
 # ----------------------------------------------------------------- 6, 8. what es-mpi reads
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "/dev/zero"])
-def test_a_job_file_that_is_no_regular_file_is_one_line_without_blocking(tmp_path, capsys, kind):
+def test_a_job_file_that_is_no_regular_file_is_one_line_without_blocking(tmp_path, kind):
     job = tmp_path / "job.toml"
     if kind == "fifo":
         os.mkfifo(job)
@@ -251,7 +247,7 @@ def test_a_job_file_that_is_no_regular_file_is_one_line_without_blocking(tmp_pat
     else:
         job = kind
     with no_hang():
-        code, line = cli_exit(capsys, "train", job, "--run-dir", tmp_path / "run")
+        code, line = cli_exit("train", job, "--run-dir", tmp_path / "run")
     assert code == 2 and f"{job}: job file must be a regular file" in line
 
 
@@ -279,7 +275,7 @@ def test_deeply_nested_values_are_one_line_in_a_job_file_and_in_set(tmp_path, ki
         load_job(job, [f"policy.hidden={deep(depth, kind)}"])
 
 
-def test_a_resealed_checkpoint_with_deeply_nested_job_text_is_one_line_everywhere(run_copy, capsys):
+def test_a_resealed_checkpoint_with_deeply_nested_job_text_is_one_line_everywhere(run_copy):
     job, run_dir = run_copy
     path = run_dir / "ckpt-00000003.h5"
     ckpt = ckpt_io.load(path)
@@ -289,7 +285,7 @@ def test_a_resealed_checkpoint_with_deeply_nested_job_text_is_one_line_everywher
         f.attrs["checksum"] = ckpt_io.content_checksum(ckpt)
     ckpt_io.seal(path)
     for argv in (["eval", path, "--episodes", "1"], ["plot", run_dir, "--x", "frames", "-o", run_dir / "p.png"]):
-        code, line = cli_exit(capsys, *argv)
+        code, line = cli_exit(*argv)
         assert code == 2 and line.endswith(f"{path}: nested more than 16 levels deep")
     with pytest.raises(UserError, match="nested more than 16 levels deep"):
         decide_start(load_job(job, run_dir=run_dir), resume=True, force=False, log=print)
@@ -298,27 +294,27 @@ def test_a_resealed_checkpoint_with_deeply_nested_job_text_is_one_line_everywher
 # ----------------------------------------------------------------- 10, 11. the launcher's inputs
 
 @pytest.mark.parametrize("where", ["missing", "directory"])
-def test_a_bad_es_mpi_mpiexec_is_one_line_naming_the_variable(tmp_path, capsys, monkeypatch, where):
+def test_a_bad_es_mpi_mpiexec_is_one_line_naming_the_variable(tmp_path, monkeypatch, where):
     job = tmp_path / "job.toml"
     job.write_text(JOB)
     program = tmp_path / "no-such-mpiexec" if where == "missing" else tmp_path
     monkeypatch.setenv("ES_MPI_MPIEXEC", str(program))
-    code, line = cli_exit(capsys, "train", job, "-n", "2", "--run-dir", tmp_path / "run")
+    code, line = cli_exit("train", job, "-n", "2", "--run-dir", tmp_path / "run")
     assert code == 2 and line.startswith(f"es-mpi: error: ES_MPI_MPIEXEC: {program}: ")
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("count", ["99999999999999999999", "0", "-3", "65537"])
-def test_a_rank_count_out_of_range_is_refused_before_mpiexec(tmp_path, capsys, count):
-    code, line = cli_exit(capsys, "train", tmp_path / "job.toml", "-n", count)
+def test_a_rank_count_out_of_range_is_refused_before_mpiexec(tmp_path, count):
+    code, line = cli_exit("train", tmp_path / "job.toml", "-n", count)
     assert code == 2 and "-n/--np: must be an integer from 1 to 65536" in line
 
 
-def test_a_slurm_restart_count_that_is_no_number_is_one_line(tmp_path, capsys, monkeypatch):
+def test_a_slurm_restart_count_that_is_no_number_is_one_line(tmp_path, monkeypatch):
     job = tmp_path / "job.toml"
     job.write_text(JOB)
     monkeypatch.setenv("SLURM_RESTART_COUNT", "twice")
-    code, line = cli_exit(capsys, "train", job, "--run-dir", tmp_path / "run")
+    code, line = cli_exit("train", job, "--run-dir", tmp_path / "run")
     assert code == 2 and "SLURM_RESTART_COUNT='twice'" in line
 
 
