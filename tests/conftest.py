@@ -7,6 +7,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import time
 import warnings
 
 import pytest
@@ -125,3 +126,13 @@ def write_job(tmp_path):
         return path
 
     return write
+
+
+def wait_for(predicate, timeout=120):
+    """Poll predicate until it holds (True) or timeout seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False

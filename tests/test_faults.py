@@ -4,11 +4,10 @@ import os
 import pathlib
 import signal
 import subprocess
-import time
 
 import pytest
 
-from conftest import child_env, es_mpi_command, mpiexec_command, run_es, run_mpi
+from conftest import child_env, es_mpi_command, mpiexec_command, run_es, run_mpi, wait_for
 
 JOB = """
 [env]
@@ -44,15 +43,6 @@ def rank_pids(run_dir):
             environ = dict(item.split(b"=", 1) for item in (entry / "environ").read_bytes().split(b"\0") if b"=" in item)
             pids[int(environ[b"OMPI_COMM_WORLD_RANK"])] = int(entry.name)
     return pids
-
-
-def wait_for(predicate, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def start(command, log_dir, **env_extra):

@@ -7,14 +7,16 @@ real under `es-mpi train`.
 
 import json
 import os
+import pathlib
 import shutil
 import socket
 import subprocess
+import sys
 
 import h5py
 import pytest
 
-from conftest import child_env, es_mpi_command, no_hang, run_cli, run_es
+from conftest import child_env, es_mpi_command, no_hang, run_cli, run_es, wait_for
 from es_mpi.core.errors import CheckpointError, ConfigError, UserError
 from es_mpi.job.parse import load_job
 from es_mpi.records import checkpoint as ckpt_io
@@ -221,6 +223,22 @@ def test_a_lock_naming_no_possible_process_is_taken_over(tmp_path, pid):
     said = []
     run_lock.release(run_lock.acquire(run_dir, "job.toml", said.append))
     assert said == [f"es-mpi: taking over the lock of {run_dir}: it names no process (PID {pid!r})"]
+
+
+def test_a_lock_whose_holder_is_a_zombie_is_taken_over(tmp_path):
+    """A holder that exited but was never reaped (a container init that does not reap) still
+    answers kill(pid, 0); it writes nothing more, so its lock is free."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert wait_for(lambda: pathlib.Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z",
+                    timeout=30)
+    try:
+        run_dir = tmp_path / "run"
+        write_lock(run_dir, host=socket.gethostname(), pid=child.pid)
+        said = []
+        run_lock.release(run_lock.acquire(run_dir, "job.toml", said.append))
+        assert said == [f"es-mpi: taking over the lock of {run_dir}: PID {child.pid} on {socket.gethostname()} is gone"]
+    finally:
+        child.wait()
 
 
 @pytest.mark.mpi

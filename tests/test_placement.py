@@ -44,10 +44,13 @@ def test_dynamic_claims_cover_each_block_once_and_follow_the_speed_of_the_ranks(
         for rank in ranks:
             played = rank["played"][iteration]
             assert all(played[k + 1] == played[k] + 1 for k in range(0, len(played), 2))  # whole pairs
-    # the slow last rank shares its node with a fast one, which takes most of the node's pairs
-    slow, partner = ranks[-1], ranks[-2]
-    if tuple(slow["block"]) == tuple(partner["block"]):
-        assert all(len(slow["played"][i]) < len(partner["played"][i]) for i in range(2))
+    # the slow last rank plays less than an even share of its node's block: the fast ranks take the rest
+    # (an even share, not "less than each fast rank": on two cores one fast rank may get no time at all)
+    slow = ranks[-1]
+    start, stop = slow["block"]
+    sharing = sum(tuple(rank["block"]) == (start, stop) for rank in ranks)
+    if sharing > 1:  # with nodes of 2, the fifth rank is alone on its node
+        assert all(len(slow["played"][i]) < (stop - start) / sharing for i in range(2))
 
 
 @pytest.mark.mpi

@@ -8,6 +8,7 @@ SLURM_RESTART_COUNT). Two steps of one Slurm allocation never share a run direct
 
 import json
 import os
+import pathlib
 import socket
 import time
 
@@ -30,6 +31,16 @@ def _is_pid(value):
 
 
 def _alive(pid):
+    """Whether pid is a process that may still write. A zombie (exited, not yet reaped, as under a
+    container init that never reaps) answers kill(pid, 0) but is gone."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the kernel
+        stat = None
+    if stat is not None:
+        return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
