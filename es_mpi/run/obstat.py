@@ -22,12 +22,19 @@ class ObsStat(ArrayState):
         return np.sqrt(np.maximum(self.sumsq_o / self.count - np.square(self.mean()), MIN_VARIANCE))
 
     def add(self, rows_k2o1):
-        """Add episode contributions, each row = [sum_o, sumsq_o, count], in the given order."""
-        for row in rows_k2o1:
-            size = self.sum_o.size
-            self.sum_o += row[:size]
-            self.sumsq_o += row[size:2 * size]
-            self.count += row[2 * size]
+        """Add episode contributions, each row = [sum_o, sumsq_o, count], in the given order.
+
+        One reduction down axis 0 of [current; rows]: numpy adds the rows one after another into each
+        column (pairwise summation applies only along a contiguous reduced axis), so the bits are those
+        of adding the rows one at a time, without a Python loop over 10^4 rows."""
+        if len(rows_k2o1) == 0:
+            return
+        size = self.sum_o.size
+        current_2o1 = np.concatenate([self.sum_o, self.sumsq_o, [self.count]])
+        total_2o1 = np.add.reduce(np.vstack([current_2o1, np.asarray(rows_k2o1, dtype=np.float64)]), axis=0)
+        self.sum_o[:] = total_2o1[:size]
+        self.sumsq_o[:] = total_2o1[size:2 * size]
+        self.count = np.float64(total_2o1[2 * size])
 
     def normalizer(self, clip):
         """(mean, 1/std, clip) in float32 for the per-step path."""
