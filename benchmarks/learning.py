@@ -18,7 +18,7 @@ seeds got there within the reference's budget: the paper's timesteps, or twice A
 env shows the median and min-max over the seeds of the evaluation return against training episodes, with
 the targets as lines (benchmarks/results/NAME-ENV.png).
 
-The README's table (add --reuse to read finished runs instead of training them again):
+The ES paper's table in docs/results.md (add --reuse to read finished runs instead of training them again):
     python benchmarks/learning.py jobs/inverted_pendulum.toml jobs/swimmer.toml \
         jobs/halfcheetah.toml jobs/hopper.toml jobs/walker2d.toml --ranks 1 --targets paper
 The registry thresholds within a wall-clock budget, one seed:
