@@ -88,7 +88,8 @@ def group_label(settings, run_dir, group_by, differing):
     name = f"{settings['env.id']} {settings['strategy.name']}"
     if settings.get("objective.function"):
         name = f"{settings['objective.function']} {settings['strategy.name']}"
-    extra = [f"{key}={settings[key]}" for key in differing if key not in ("env.id", "strategy.name")]
+    extra = [f"{key}={settings[key]}" for key in differing
+             if key in settings and key not in ("env.id", "strategy.name")]
     return " ".join([name, *extra[:3]])
 
 
