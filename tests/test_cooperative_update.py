@@ -1,10 +1,10 @@
 """The node-cooperative update (core/node_share.py): each rank of a node computes its own columns
-of the update straight into the node's one copy of the state, and any layout gives the bytes of one
-rank; the repair finds the node whose copy changed, rank 0's included."""
+of the update straight into the node's one copy of the state (that any layout gives the bytes of one
+rank, for every strategy: test_determinism.py's matrix); the repair finds the node whose copy
+changed, rank 0's included."""
 
 import json
 
-import h5py
 import numpy as np
 import pytest
 
@@ -12,41 +12,8 @@ from conftest import MPIEXEC, PYTHON, REPO, run, run_es, run_mpi
 from es_mpi.core.node_share import ALIGN, NodeShare, column_slice
 from es_mpi.parts.strategies.base import weighted_noise_moments
 from es_mpi.parts.strategies.openai_es import weighted_noise_sum
-from es_mpi.records import checkpoint as ckpt_io
 from test_bad_input import runtime_noise_removed
-from test_determinism import CARTPOLE, state_digest
-from test_strategies_mpi import state_bytes
-
-DIM = 70  # 5 blocks of 16 columns: 3 ranks get 16, 32 and 22 columns, 2 ranks 32 and 38
-
-OBJECTIVE = f"""
-[objective]
-function = "es_mpi.objectives:rosenbrock"
-dim = {DIM}
-initial_std = 0.5
-[noise]
-size = 10000
-[obs_norm]
-enabled = false
-[eval]
-every = 2
-episodes = 2
-[checkpoint]
-every = 2
-keep = 5
-[stop]
-iterations = 4
-[strategy]
-"""
-
-COOPERATIVE = {
-    "openai_es": "name = 'openai_es'\npairs = 4\n",
-    "openai_es_sgd_l2": "name = 'openai_es'\npairs = 4\noptimizer = 'sgd'\nl2 = 0.01\n",
-    "nes": "name = 'nes'\npopulation = 7\nmirrored = false\n",
-    "nes_mirrored": "name = 'nes'\npopulation = 8\nmirrored = true\n",
-    "cem": "name = 'cem'\npopulation = 7\nextra_std = 0.1\n",
-    "cma_es_separable": "name = 'cma_es'\nvariant = 'separable'\npopulation = 7\n",
-}
+from test_determinism import CARTPOLE, DIM, state_digest
 
 
 def table(size=300_000, seed=0):
@@ -110,44 +77,6 @@ def train(n_ranks, job, run_dir, node_size, *extra, env=None):
         if n_ranks > 1 else run_es("train", job, "--run-dir", run_dir, *extra, timeout=180, env_extra=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
-
-
-@pytest.mark.mpi
-@pytest.mark.parametrize("name", sorted(COOPERATIVE))
-def test_every_layout_and_a_resume_give_the_bytes_of_one_rank(write_job, tmp_path, name):
-    """3 ranks as one node of 3, as 2+1 and as 1+1+1: the same final state as 1 rank; and a run
-    stopped on 2+1 and resumed on one node of 3 ends on the same bytes."""
-    job = write_job(OBJECTIVE + COOPERATIVE[name])
-    train(1, job, tmp_path / "one", None)
-    expected = state_bytes(ckpt_io.checkpoint_path(tmp_path / "one", 4))
-    for node_size, layout in ((3, None), (2, "2+1"), (1, "1+1+1")):
-        run_dir = tmp_path / f"nodes{node_size}"
-        result = train(3, job, run_dir, node_size)
-        assert (f"3 ranks (nodes of {layout})," if layout else "3 ranks,") in result.stdout.splitlines()[0]
-        assert state_bytes(ckpt_io.checkpoint_path(run_dir, 4)) == expected, layout
-    train(3, job, tmp_path / "moved", 2, "--set", "stop.iterations=2")
-    resumed = train(3, job, tmp_path / "moved", 3, "--resume")
-    assert "resumed from iteration 2" in resumed.stdout
-    assert state_bytes(ckpt_io.checkpoint_path(tmp_path / "moved", 4)) == expected
-
-
-@pytest.mark.mpi
-@pytest.mark.parametrize("n_ranks, node_size, fault, source", [(3, 1, "0:2", "rank 1 (node 1)"),
-                                                               (4, 2, "0:2", "rank 2 (node 1)"),
-                                                               (4, 2, "3:2", "rank 0 (node 0)")],
-                         ids=["rank-0-of-three-nodes", "rank-0s-node-of-two", "a-non-leader-of-node-1"])
-def test_a_node_whose_copy_changed_is_repaired_from_an_intact_one(write_job, tmp_path, n_ranks, node_size, fault,
-                                                                  source):
-    """The fault flips the first centre parameter in the node's one copy; the node's rank 0 owns that
-    column and sees the change, so the repair copies another node's state, even against rank 0."""
-    job = write_job(CARTPOLE)
-    train(1, job, tmp_path / "clean", None)
-    result = train(n_ranks, job, tmp_path / "faulty", node_size, env={"ES_MPI_FAULT_INJECT": fault})
-    assert f"at iteration 2; repaired from {source}" in result.stdout
-    with h5py.File(tmp_path / "faulty" / "ckpt-00000004.h5", "r") as f:
-        assert list(f["metrics/repairs"][()]) == [0, 1, 1, 1]
-    assert state_digest(tmp_path / "clean" / "ckpt-00000004.h5") == \
-        state_digest(tmp_path / "faulty" / "ckpt-00000004.h5")
 
 
 @pytest.mark.mpi

@@ -1,11 +1,18 @@
-"""Contract 1: the same bytes whatever the rank count, and a resumed run equals an unbroken one."""
+"""Contract 1: the same bytes whatever the rank count, the node layout and the placement, and a resumed
+run (on another layout too) equals an unbroken one, for every strategy; a node whose copy of the state
+changed is repaired to those bytes. Every run of this module shares one mpiexec
+(tests/train_matrix_probe.py): each is the whole `es-mpi train` command on a communicator of its rank
+count, without a process start of its own."""
 
 import hashlib
+import json
 
 import h5py
+import numpy as np
 import pytest
 
-from conftest import run_mpi
+from conftest import MPIEXEC, PYTHON, REPO, run, run_cli
+from es_mpi.records import checkpoint as ckpt_io
 
 CARTPOLE = """
 [env]
@@ -62,6 +69,125 @@ HOPPER_ARS = HOPPER.replace('step_cap = "adaptive"', 'step_cap = "adaptive"\nali
     .replace("hidden = [8]", "hidden = []") \
     .replace('optimizer = "sgd"', 'optimizer = "sgd"\nmomentum = 0.0\ntop_pairs = 3\nshaping = "return_std"')
 
+DIM = 70  # 5 blocks of 16 columns: 3 ranks as one node get 16, 32 and 22 columns, nodes of 2 get 32 and 38
+
+OBJECTIVE = f"""
+[objective]
+function = "es_mpi.objectives:rosenbrock"
+dim = {DIM}
+initial_std = 0.5
+[noise]
+size = 10000
+[obs_norm]
+enabled = false
+[eval]
+every = 2
+episodes = 3
+[checkpoint]
+every = 2
+keep = 5
+[stop]
+iterations = 4
+[strategy]
+"""
+
+# Every strategy, one job each (some twice, with another option that changes the update): the one list
+# the matrix runs. Adding a strategy here runs it on every rank count and layout.
+STRATEGY_JOBS = {
+    "openai_es": OBJECTIVE + "name = 'openai_es'\npairs = 4\n",
+    "openai_es_sgd_l2": OBJECTIVE + "name = 'openai_es'\npairs = 4\noptimizer = 'sgd'\nl2 = 0.01\n",
+    "nes": OBJECTIVE + "name = 'nes'\npopulation = 7\nmirrored = false\n",
+    "nes_mirrored": OBJECTIVE + "name = 'nes'\npopulation = 8\nmirrored = true\n",
+    "simple_es": OBJECTIVE + "name = 'simple_es'\npopulation = 7\n",
+    "ga": OBJECTIVE + "name = 'ga'\npopulation = 9\ntruncation = 0.3\n",
+    "cma_es_full": OBJECTIVE + "name = 'cma_es'\nvariant = 'full'\npopulation = 7\n",
+    "cma_es_separable": OBJECTIVE + "name = 'cma_es'\nvariant = 'separable'\npopulation = 7\n",
+    "cem": OBJECTIVE + "name = 'cem'\npopulation = 7\nextra_std = 0.1\n",
+    "cem_tabular": """
+[env]
+id = "Taxi-v4"
+step_cap = 40
+[policy]
+kind = "tabular"
+[obs_norm]
+enabled = false
+[noise]
+size = 10000
+[strategy]
+name = "cem_tabular"
+policies = 7
+percentile = 50.0
+memory = 2
+[eval]
+every = 2
+episodes = 3
+[checkpoint]
+every = 2
+keep = 5
+[stop]
+iterations = 4
+""",
+    "cem_action": """
+[env]
+id = "CartPole-v1"
+step_cap = 60
+[policy]
+hidden = [8]
+[obs_norm]
+enabled = true
+probability = 0.5
+[noise]
+size = 10000
+[strategy]
+name = "cem_action"
+population = 7
+percentile = 50.0
+batch_size = 16
+memory = 1
+[eval]
+every = 2
+episodes = 3
+[checkpoint]
+every = 2
+keep = 5
+[stop]
+iterations = 4
+""",
+}
+
+# Environments that end episodes at different times, observation normalisation, the adaptive cap,
+# and every post-paper option: each rank count runs with another run.lanes (lanes never change results).
+ENV_JOBS = {"cartpole": CARTPOLE, "hopper": HOPPER, "hopper-ars": HOPPER_ARS}
+RESUMED_ENV_JOBS = ("hopper", "hopper-ars")
+# Placement: with every observation recorded, episodes that end at different times.
+PLACEMENT_JOB = HOPPER_ARS.replace("probability = 0.6", "probability = 1.0")
+
+# (run, ranks, ES_MPI_NODE_SIZE, the start line's layout, arguments): the runs of each strategy job, in order.
+STRATEGY_RUNS = [
+    ("ranks1", 1, None, "", []),
+    ("ranks2", 2, None, "", []),
+    ("nodes3", 3, 3, "", []),  # ES_MPI_NODE_SIZE=3: the knob's one node; the others take the machine's
+    ("nodes2", 3, 2, " (nodes of 2+1)", []),
+    ("nodes1", 3, 1, " (nodes of 1+1+1)", []),
+    ("moved", 3, 2, " (nodes of 2+1)", ["--set", "stop.iterations=2"]),
+    ("moved-resumed", 3, None, "", ["--resume"]),  # the run directory of "moved", on one node of 3
+]
+ENV_RUNS = [("ranks1", 1, ["--set", "run.lanes=1"]), ("ranks2", 2, ["--set", "run.lanes=16"]),
+            ("ranks3", 3, ["--set", "run.lanes=2"])]
+RESUME_RUNS = [("straight", ["--set", "stop.iterations=6"]), ("broken", ["--set", "stop.iterations=3"]),
+               ("broken-resumed", ["--resume", "--set", "stop.iterations=6"])]
+# (ranks, layout) of CartPole on virtual nodes of 2.
+VIRTUAL_NODES = [(4, "2+2"), (6, "2+2+2"), (5, "2+2+1")]
+# (run, ranks, ES_MPI_NODE_SIZE, run.placement)
+PLACEMENT_RUNS = [("one", 1, None, "static"), ("static3", 3, None, "static"), ("dynamic3", 3, None, "dynamic"),
+                  ("dynamic-nodes", 5, 2, "dynamic"), ("static-nodes", 5, 2, "static")]
+# (ranks, ES_MPI_NODE_SIZE, ES_MPI_FAULT_INJECT, the rank repaired from): the fault flips the first
+# centre parameter in the node's one copy after iteration 2.
+REPAIRS = [(2, 1, "1:2", "rank 0 (node 0)"), (3, 1, "0:2", "rank 1 (node 1)"), (4, 2, "0:2", "rank 2 (node 1)"),
+           (4, 2, "3:2", "rank 0 (node 0)")]
+REPAIR_IDS = ["two-nodes-of-one", "rank-0-of-three-nodes", "rank-0s-node-of-two", "a-non-leader-of-node-1"]
+WORLD_RANKS = 6  # the most any run above needs
+
 
 def state_digest(path):
     """Hash of everything that must be identical: params, strategy and optimizer state, obs stats."""
@@ -77,50 +203,172 @@ def state_digest(path):
     return digest.hexdigest()
 
 
-def train(n_ranks, job, run_dir, *extra):
-    result = run_mpi(n_ranks, "train", job, "--run-dir", run_dir, *extra)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+def state_bytes(path):
+    """{name: bytes} of the state and the counters, and of the metrics that must be identical too."""
+    ckpt = ckpt_io.load(path)
+    state = {f"strategy/{k}": np.asarray(v).tobytes() for k, v in ckpt.strategy.items()}
+    state.update({f"obstat/{k}": np.asarray(v).tobytes() for k, v in ckpt.obstat.items()})
+    state["params"] = ckpt.params.tobytes()
+    state["counters"] = str((ckpt.iteration, ckpt.timesteps, ckpt.step_cap)).encode()
+    for column in ("return_mean", "return_max", "eval_return", "timesteps"):
+        state[f"metrics/{column}"] = ckpt.metrics[column].tobytes()
+    return state
+
+
+class Matrix:
+    """The runs of one mpiexec: `plan` for the probe; each run's exit code, stdout and run directory."""
+
+    def __init__(self, base):
+        self.base, self.plan, self.run_dirs, self.result = base, [], {}, None
+
+    def job(self, name, text):
+        (self.base / name).mkdir()
+        (self.base / name / f"{name}.toml").write_text(text)
+
+    def add(self, job_name, name, ranks, node_size=None, *extra, run_dir=None, env=None):
+        """Run `train` of job `job_name` as its run `name`, on `ranks` ranks with ES_MPI_NODE_SIZE=node_size
+        (None: one node per machine) and the variables in `env`; in the run directory of run `run_dir` if given."""
+        self.run_dirs[job_name, name] = self.base / job_name / (run_dir or name)
+        variables = {"ES_MPI_NODE_SIZE": None if node_size is None else str(node_size), **(env or {})}
+        argv = ["train", str(self.base / job_name / f"{job_name}.toml"), "--run-dir",
+                str(self.run_dirs[job_name, name]), *map(str, extra)]
+        self.plan.append({"ranks": ranks, "env": variables, "argv": argv,
+                          "stdout": str(self.base / job_name / f"{name}.out")})
+
+    def ran(self, job_name, name):
+        """(exit code, stdout, run directory) of one run; the code is None if the run never ended."""
+        out = self.base / job_name / f"{name}.out"
+        code = out.with_name(out.name + ".code")
+        return (int(code.read_text()) if code.exists() else None, out.read_text() if out.exists() else "",
+                self.run_dirs[job_name, name])
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    """Every run of this module's tests, inside one mpiexec."""
+    runs = Matrix(tmp_path_factory.mktemp("matrix"))
+    for name, text in {**STRATEGY_JOBS, **ENV_JOBS, "placement": PLACEMENT_JOB}.items():
+        runs.job(name, text)
+    for name in STRATEGY_JOBS:
+        for run_name, ranks, node_size, _, extra in STRATEGY_RUNS:
+            runs.add(name, run_name, ranks, node_size, *extra, run_dir="moved" if run_name == "moved-resumed" else None)
+    for name in ENV_JOBS:
+        for run_name, ranks, extra in ENV_RUNS:
+            runs.add(name, run_name, ranks, None, *extra)
+    for name in RESUMED_ENV_JOBS:
+        for run_name, extra in RESUME_RUNS:
+            runs.add(name, run_name, 2, None, *extra, run_dir="broken" if run_name == "broken-resumed" else None)
+    runs.add("cartpole", "one", 1)
+    for ranks, _ in VIRTUAL_NODES:
+        runs.add("cartpole", f"virtual{ranks}", ranks, 2)
+    runs.add("cartpole", "straight", 1, None, "--set", "stop.iterations=6")
+    runs.add("cartpole", "moved", 4, 2, "--set", "stop.iterations=3")
+    runs.add("cartpole", "moved-resumed", 3, 1, "--resume", "--set", "stop.iterations=6", run_dir="moved")
+    for run_name, ranks, node_size, placement in PLACEMENT_RUNS:
+        runs.add("placement", run_name, ranks, node_size, "--set", f"run.placement={placement}")
+    for (ranks, node_size, fault, _), repair in zip(REPAIRS, REPAIR_IDS):
+        runs.add("cartpole", repair, ranks, node_size, env={"ES_MPI_FAULT_INJECT": fault})
+    plan = runs.base / "plan.json"
+    plan.write_text(json.dumps(runs.plan))
+    command = [MPIEXEC, "-n", str(WORLD_RANKS), "--oversubscribe", "--bind-to", "none", PYTHON,
+               str(REPO / "tests" / "train_matrix_probe.py"), str(plan)]
+    runs.result = run(command, timeout=1800, env_extra={"PYTHONPATH": f"{REPO}:{REPO / 'tests'}"})
+    return runs
+
+
+def ran_well(matrix, job_name, run_name):
+    """(stdout, run directory) of a run that exited 0."""
+    code, stdout, run_dir = matrix.ran(job_name, run_name)
+    assert code == 0, (run_name, code, matrix.result.returncode, matrix.result.stderr[-3000:])
+    return stdout, run_dir
+
+
+def start_line(stdout):
+    return next(line for line in stdout.splitlines() if line.startswith("es-mpi: "))
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("job_text", [CARTPOLE, HOPPER, HOPPER_ARS], ids=["cartpole", "hopper", "hopper-ars"])
-def test_one_two_three_ranks_give_identical_bytes(write_job, tmp_path, job_text):
+@pytest.mark.parametrize("name", sorted(STRATEGY_JOBS))
+def test_rank_counts_layouts_and_a_moved_resume_give_the_bytes_of_one_rank(matrix, name):
+    """1, 2 and 3 ranks; 3 ranks as one node, as 2+1 and as 1+1+1 (the start line shows the layout
+    ran); a run stopped on 2+1 and resumed on one node of 3: all end on the bytes of one rank, and
+    `es-mpi eval` plays the checkpoint."""
+    _, one = ran_well(matrix, name, "ranks1")
+    expected = state_bytes(ckpt_io.checkpoint_path(one, 4))
+    for run_name, ranks, _, layout, _ in STRATEGY_RUNS[1:]:
+        stdout, run_dir = ran_well(matrix, name, run_name)
+        assert f", {ranks} ranks{layout}, run directory " in start_line(stdout), (run_name, stdout[:500])
+        if run_name == "moved":  # stopped at 2; its run directory goes on in "moved-resumed"
+            continue
+        if run_name == "moved-resumed":
+            assert "resumed from iteration 2" in stdout
+        assert state_bytes(ckpt_io.checkpoint_path(run_dir, 4)) == expected, run_name
+    played = run_cli("eval", one, "--episodes", "2")
+    assert played.returncode == 0 and "over 2 episodes" in played.stdout, played.stderr[-2000:]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("name", sorted(ENV_JOBS))
+def test_one_two_three_ranks_give_identical_bytes(matrix, name):
     """Also with different run.lanes per run: lanes never change results."""
-    job = write_job(job_text)
-    digests = []
-    for n_ranks, lanes in ((1, 1), (2, 16), (3, 2)):
-        train(n_ranks, job, tmp_path / f"run{n_ranks}", "--set", f"run.lanes={lanes}")
-        digests.append(state_digest(tmp_path / f"run{n_ranks}" / "ckpt-00000004.h5"))
+    digests = [state_digest(ran_well(matrix, name, run_name)[1] / "ckpt-00000004.h5") for run_name, _, _ in ENV_RUNS]
     assert digests[0] == digests[1] == digests[2]
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("job_text", [HOPPER, HOPPER_ARS], ids=["hopper", "hopper-ars"])
-def test_resume_is_byte_identical_to_an_unbroken_run(write_job, tmp_path, job_text):
-    job = write_job(job_text)
-    train(2, job, tmp_path / "straight", "--set", "stop.iterations=6")
-    train(2, job, tmp_path / "broken", "--set", "stop.iterations=3")
-    resumed = train(2, job, tmp_path / "broken", "--resume", "--set", "stop.iterations=6")
-    assert "resumed from iteration 3" in resumed.stdout
-    assert state_digest(tmp_path / "straight" / "ckpt-00000006.h5") == \
-        state_digest(tmp_path / "broken" / "ckpt-00000006.h5")
-    with h5py.File(tmp_path / "broken" / "ckpt-00000006.h5", "r") as f:
+@pytest.mark.parametrize("name", RESUMED_ENV_JOBS)
+def test_resume_is_byte_identical_to_an_unbroken_run(matrix, name):
+    _, straight = ran_well(matrix, name, "straight")
+    ran_well(matrix, name, "broken")
+    resumed, broken = ran_well(matrix, name, "broken-resumed")
+    assert "resumed from iteration 3" in resumed
+    assert state_digest(straight / "ckpt-00000006.h5") == state_digest(broken / "ckpt-00000006.h5")
+    with h5py.File(broken / "ckpt-00000006.h5", "r") as f:
         assert list(f["metrics/iteration"][()]) == [1, 2, 3, 4, 5, 6]
-    csv_rows = (tmp_path / "broken" / "metrics.csv").read_text().splitlines()
+    csv_rows = (broken / "metrics.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in csv_rows[1:]] == ["1", "2", "3", "4", "5", "6"]
 
 
 @pytest.mark.mpi
-def test_a_diverged_rank_is_repaired_from_rank_0_and_counted(write_job, tmp_path):
-    """Two nodes of one rank: rank 1's copy differs (more layouts in test_cooperative_update.py)."""
-    job = write_job(CARTPOLE)
-    train(1, job, tmp_path / "clean")
-    result = run_mpi(2, "train", job, "--run-dir", tmp_path / "faulty", timeout=300,
-                     env_extra={"ES_MPI_FAULT_INJECT": "1:2", "ES_MPI_NODE_SIZE": "1"})
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "repaired from rank 0" in result.stdout
-    with h5py.File(tmp_path / "faulty" / "ckpt-00000004.h5", "r") as f:
+def test_virtual_node_layouts_give_the_bytes_of_one_rank(matrix):
+    """4 ranks as 2 x 2, 6 as 3 x 2, 5 as nodes of 2, 2 and 1: the start line shows the layout ran."""
+    expected = state_digest(ran_well(matrix, "cartpole", "one")[1] / "ckpt-00000004.h5")
+    for ranks, layout in VIRTUAL_NODES:
+        stdout, run_dir = ran_well(matrix, "cartpole", f"virtual{ranks}")
+        assert f", {ranks} ranks (nodes of {layout}), " in start_line(stdout)
+        assert state_digest(run_dir / "ckpt-00000004.h5") == expected, layout
+
+
+@pytest.mark.mpi
+def test_resume_on_another_layout_equals_a_straight_run(matrix):
+    _, straight = ran_well(matrix, "cartpole", "straight")
+    first, _ = ran_well(matrix, "cartpole", "moved")
+    assert "4 ranks (nodes of 2+2)," in first
+    resumed, moved = ran_well(matrix, "cartpole", "moved-resumed")
+    assert "3 ranks (nodes of 1+1+1)," in resumed
+    assert json.loads((moved / "status.json").read_text())["node_sizes"] == [1, 1, 1]
+    assert "resumed from iteration 3" in resumed
+    assert state_digest(straight / "ckpt-00000006.h5") == state_digest(moved / "ckpt-00000006.h5")
+
+
+@pytest.mark.mpi
+def test_dynamic_and_static_placement_give_the_bytes_of_one_rank(matrix):
+    """Hopper with ARS options: episodes end at different times, every episode records observations."""
+    digests = {name: state_digest(ran_well(matrix, "placement", name)[1] / "ckpt-00000004.h5")
+               for name, _, _, _ in PLACEMENT_RUNS}
+    assert set(digests.values()) == {digests["one"]}, digests
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks, node_size, fault, source", REPAIRS, ids=REPAIR_IDS)
+def test_a_node_whose_copy_changed_is_repaired_from_an_intact_one(matrix, ranks, node_size, fault, source):
+    """The fault flips the first centre parameter in the node's one copy; the node's rank 0 owns that
+    column and sees the change, so the repair copies another node's state, even against rank 0:
+    `repairs` counts it and the run ends on a clean run's bytes. (Two nodes of one rank: rank 1's copy
+    differs, and rank 0's repairs it; more in test_cooperative_update.py.)"""
+    stdout, run_dir = ran_well(matrix, "cartpole", REPAIR_IDS[REPAIRS.index((ranks, node_size, fault, source))])
+    assert f"at iteration 2; repaired from {source}" in stdout
+    with h5py.File(run_dir / "ckpt-00000004.h5", "r") as f:
         assert list(f["metrics/repairs"][()]) == [0, 1, 1, 1]
-    assert state_digest(tmp_path / "clean" / "ckpt-00000004.h5") == \
-        state_digest(tmp_path / "faulty" / "ckpt-00000004.h5")
+    clean = ran_well(matrix, "cartpole", "one")[1]
+    assert state_digest(clean / "ckpt-00000004.h5") == state_digest(run_dir / "ckpt-00000004.h5")

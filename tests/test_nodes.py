@@ -1,5 +1,5 @@
-"""The node layer: virtual nodes (ES_MPI_NODE_SIZE) give the same bytes as 1 rank, resume across a
-change of layout, and hold one noise table each."""
+"""The node layer: virtual nodes (ES_MPI_NODE_SIZE) hold one noise table each (that they give the
+bytes of 1 rank, and resume across a change of layout: test_determinism.py's matrix)."""
 
 import hashlib
 import json
@@ -11,17 +11,9 @@ from es_mpi.core.errors import UserError
 from es_mpi.run.noise import CHUNK, local_table
 from es_mpi.core.environment import node_size_from_env
 from test_bad_input import mpiexec_notice_removed
-from test_determinism import CARTPOLE, state_digest
+from test_determinism import CARTPOLE
 
 TABLE_SIZE = 3 * CHUNK + 12345  # 48 MB, several chunks
-
-
-def train(n_ranks, job, run_dir, node_size, *extra):
-    env = {"ES_MPI_NODE_SIZE": str(node_size)} if node_size else None
-    result = run_mpi(n_ranks, "train", job, "--run-dir", run_dir, *extra, env_extra=env) if n_ranks > 1 else \
-        run_es("train", job, "--run-dir", run_dir, *extra, env_extra=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 def test_node_size_is_read_from_the_environment():
@@ -31,33 +23,6 @@ def test_node_size_is_read_from_the_environment():
     for bad in ("0", "-2", "2.5", "two", "1e3", "\u00b2"):
         with pytest.raises(UserError, match="ES_MPI_NODE_SIZE"):
             node_size_from_env({"ES_MPI_NODE_SIZE": bad})
-
-
-@pytest.mark.mpi
-def test_virtual_node_layouts_give_the_bytes_of_one_rank(write_job, tmp_path):
-    """4 ranks as 2 x 2, 6 as 3 x 2, 5 as nodes of 2, 2 and 1: the start line shows the layout ran."""
-    job = write_job(CARTPOLE)
-    train(1, job, tmp_path / "one", None)
-    expected = state_digest(tmp_path / "one" / "ckpt-00000004.h5")
-    for n_ranks, layout in ((4, "2+2"), (6, "2+2+2"), (5, "2+2+1")):
-        run_dir = tmp_path / f"ranks{n_ranks}"
-        result = train(n_ranks, job, run_dir, 2)
-        assert f"{n_ranks} ranks (nodes of {layout})," in result.stdout.splitlines()[0]
-        assert state_digest(run_dir / "ckpt-00000004.h5") == expected, layout
-
-
-@pytest.mark.mpi
-def test_resume_on_another_layout_equals_a_straight_run(write_job, tmp_path):
-    job = write_job(CARTPOLE)
-    train(1, job, tmp_path / "straight", None, "--set", "stop.iterations=6")
-    first = train(4, job, tmp_path / "moved", 2, "--set", "stop.iterations=3")
-    assert "4 ranks (nodes of 2+2)," in first.stdout
-    resumed = train(3, job, tmp_path / "moved", 1, "--resume", "--set", "stop.iterations=6")
-    assert "3 ranks (nodes of 1+1+1)," in resumed.stdout
-    assert json.loads((tmp_path / "moved" / "status.json").read_text())["node_sizes"] == [1, 1, 1]
-    assert "resumed from iteration 3" in resumed.stdout
-    assert state_digest(tmp_path / "straight" / "ckpt-00000006.h5") == \
-        state_digest(tmp_path / "moved" / "ckpt-00000006.h5")
 
 
 def probe(n_ranks, node_size):

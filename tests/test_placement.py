@@ -1,13 +1,12 @@
-"""Placement (run/placement.py): node blocks, claims from the node counter, and that dynamic and
-static placement give the bytes of one rank."""
+"""Placement (run/placement.py): node blocks and claims from the node counter (that dynamic and
+static placement give the bytes of one rank: test_determinism.py's matrix)."""
 
 import json
 
 import pytest
 
-from conftest import MPIEXEC, PYTHON, REPO, run, run_mpi
+from conftest import MPIEXEC, PYTHON, REPO, run
 from es_mpi.run.placement import member_blocks, node_blocks
-from test_determinism import HOPPER_ARS, state_digest
 
 
 def test_node_blocks_are_contiguous_in_node_order_and_proportional():
@@ -58,19 +57,3 @@ def test_static_placement_is_a_fixed_slice_whatever_the_speed():
     ranks = probe("static", 3, None, population=24)
     assert [rank["played"][0] for rank in ranks] == [list(range(0, 8)), list(range(8, 16)), list(range(16, 24))]
     assert all(rank["played"][0] == rank["played"][1] for rank in ranks)
-
-
-@pytest.mark.mpi
-def test_dynamic_and_static_placement_give_the_bytes_of_one_rank(write_job, tmp_path):
-    """Hopper with ARS options: episodes end at different times, every episode records observations."""
-    job = write_job(HOPPER_ARS.replace("probability = 0.6", "probability = 1.0"))
-    digests = {}
-    for name, n_ranks, placement, node_size in (("one", 1, "static", None), ("static3", 3, "static", None),
-                                                ("dynamic3", 3, "dynamic", None), ("dynamic-nodes", 5, "dynamic", 2),
-                                                ("static-nodes", 5, "static", 2)):
-        env = {"ES_MPI_NODE_SIZE": str(node_size)} if node_size else None
-        result = run_mpi(n_ranks, "train", job, "--run-dir", tmp_path / name, "--set", f"run.placement={placement}",
-                         env_extra=env)
-        assert result.returncode == 0, result.stderr[-3000:]
-        digests[name] = state_digest(tmp_path / name / "ckpt-00000004.h5")
-    assert set(digests.values()) == {digests["one"]}, digests
