@@ -1,11 +1,15 @@
 """es-mpi eval --video: real MuJoCo (EGL/OSMesa) and ALE frames in a real MP4."""
 
+import json
+import math
 import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import REPO, child_env, es_mpi_command, run_es
+from conftest import REPO, child_env, es_mpi_command, run_cli, run_es
+from es_mpi.job.parse import job_from_text
+from es_mpi.records import checkpoint as ckpt_io
 
 imageio = pytest.importorskip("imageio.v3")
 pytest.importorskip("moviepy")
@@ -47,37 +51,45 @@ iterations = 1
 """
 
 
-# The default job's settings, cut to about 20 iterations of 500-step episodes on one core: enough
-# for a policy that runs several body lengths, out of a fixed camera's view.
-RUNNING_HALFCHEETAH_JOB = """
-[env]
-id = "HalfCheetah-v5"
-step_cap = 500
-[policy]
-hidden = []
-[strategy]
-pairs = 16
-sigma = 0.03
-learning_rate = 0.02
-l2 = 0.0
-[noise]
-size = 5_000_000
-[obs_norm]
-enabled = true
-probability = 1.0
-[eval]
-every = 5
-episodes = 1
-[stop]
-timesteps = 320_000
-"""
+# The centre of a HalfCheetah run that runs several body lengths, out of a fixed camera's view:
+# committed as text, since training it takes minutes; tests/data/make_running_halfcheetah.py remakes it.
+RUNNING_HALFCHEETAH = REPO / "tests" / "data" / "running-halfcheetah.json"
+# Its episodes are cut to 200 of the 500 steps it trained on (rendering a frame costs more than a step):
+# enough to run over 15 m, which the test checks from the return.
+FILMED_STEPS = 200
 
 
-def trained(write_job, tmp_path, text, timeout=120):
+def running_halfcheetah_checkpoint(path):
+    """A checkpoint of today's format holding the committed centre, its job cut to FILMED_STEPS steps.
+    The strategy state and the metrics history, which eval never reads, are left out (one metrics
+    column, as the format needs), and so is the evaluation return, which was over 500 steps."""
+    centre = json.loads(RUNNING_HALFCHEETAH.read_text())
+    job = job_from_text(centre["config_toml"], str(RUNNING_HALFCHEETAH), [f"env.step_cap={FILMED_STEPS}"])
+    obstat = {key: np.asarray(value, dtype=np.float64) for key, value in centre["obstat"].items()}
+    ckpt_io.save(path, ckpt_io.Checkpoint(
+        config_toml=job.to_toml(), iteration=centre["iteration"], timesteps=centre["timesteps"],
+        step_cap=FILMED_STEPS, best_eval_return=-math.inf, eval_return=math.nan,
+        params=np.asarray(centre["params"], dtype=np.float32), strategy={}, obstat=obstat,
+        metrics={"iteration": np.arange(1, centre["iteration"] + 1)}, versions=ckpt_io.package_versions()))
+    return path
+
+
+def trained(write_job, tmp_path, text):
     run_dir = tmp_path / "run"
-    done = run_es("train", write_job(text), "--run-dir", run_dir, timeout=timeout)
+    done = run_es("train", write_job(text), "--run-dir", run_dir, timeout=120)
     assert done.returncode == 0, done.stderr
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def pendulum_run(tmp_path_factory):
+    """One InvertedPendulum run for the tests that only play it (eval writes nothing into it)."""
+    base = tmp_path_factory.mktemp("pendulum")
+    job = base / "job.toml"
+    job.write_text(MUJOCO_JOB)
+    done = run_es("train", job, "--run-dir", base / "run", timeout=120)
+    assert done.returncode == 0, done.stderr
+    return base / "run"
 
 
 def episode_lengths(stdout):
@@ -100,10 +112,9 @@ def check_video(path, length):
     return frames
 
 
-def test_mujoco_video_has_one_frame_per_step(write_job, tmp_path):
-    run_dir = trained(write_job, tmp_path, MUJOCO_JOB)
+def test_mujoco_video_has_one_frame_per_step(pendulum_run, tmp_path):
     out = tmp_path / "pendulum.mp4"
-    done = run_es("eval", run_dir, "--video", out, timeout=120)
+    done = run_es("eval", pendulum_run, "--video", out, timeout=120)
     assert done.returncode == 0, done.stderr
     (length,) = episode_lengths(done.stdout)
     check_video(out, length)
@@ -142,17 +153,18 @@ def empty_floor_frame():
 
 
 @pytest.mark.slow
-def test_the_camera_follows_a_running_halfcheetah(write_job, tmp_path):
-    run_dir = trained(write_job, tmp_path, RUNNING_HALFCHEETAH_JOB, timeout=600)
+def test_the_camera_follows_a_running_halfcheetah(tmp_path):
+    best = running_halfcheetah_checkpoint(tmp_path / "best.h5")
     out = tmp_path / "cheetah.mp4"
-    done = run_es("eval", run_dir / "best.h5", "--video", out, timeout=300)
+    done = run_es("eval", best, "--video", out, timeout=300)
     assert done.returncode == 0, done.stderr
     (length,) = episode_lengths(done.stdout)
+    assert length == FILMED_STEPS
     episode_return = float(done.stdout.split("return")[1].split()[0])
     # A step's reward is at most its forward speed (ctrl cost aside), so the return bounds the
     # distance: return / 20 steps per second >= 15 m, far beyond a fixed camera's few metres.
     assert episode_return > 300, done.stdout
-    unrecorded = run_es("eval", run_dir / "best.h5", "--episodes", 1, timeout=300)
+    unrecorded = run_cli("eval", best, "--episodes", 1)
     assert episode_lines(unrecorded.stdout) == episode_lines(done.stdout)  # the video's floor changes nothing
     frames = check_video(out, length)
     floor_share = agent_share(empty_floor_frame())
@@ -164,9 +176,8 @@ def test_the_camera_follows_a_running_halfcheetah(write_job, tmp_path):
         assert floor_share_of(frame) > 0.1, f"no floor under the agent at {fraction:.0%} of the episode"
 
 
-def test_several_episodes_give_one_file_each(write_job, tmp_path):
-    run_dir = trained(write_job, tmp_path, MUJOCO_JOB)
-    done = run_es("eval", run_dir, "--video", tmp_path / "ep.mp4", "--episodes", 2, timeout=120)
+def test_several_episodes_give_one_file_each(pendulum_run, tmp_path):
+    done = run_es("eval", pendulum_run, "--video", tmp_path / "ep.mp4", "--episodes", 2, timeout=120)
     assert done.returncode == 0, done.stderr
     for k, length in enumerate(episode_lengths(done.stdout)):
         check_video(tmp_path / f"ep-episode-{k}.mp4", length)
@@ -183,16 +194,14 @@ def test_atari_video_shows_the_game(write_job, tmp_path):
     assert frames.shape[1:3] == (210, 160)
 
 
-def test_video_needs_an_mp4_name(write_job, tmp_path):
-    run_dir = trained(write_job, tmp_path, MUJOCO_JOB)
-    done = run_es("eval", run_dir, "--video", tmp_path / "x.avi", timeout=60)
+def test_video_needs_an_mp4_name(pendulum_run, tmp_path):
+    done = run_cli("eval", pendulum_run, "--video", tmp_path / "x.avi")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "only .mp4" in done.stderr
 
 
-def test_a_broken_mujoco_gl_is_one_line(write_job, tmp_path):
-    run_dir = trained(write_job, tmp_path, MUJOCO_JOB)
-    done = subprocess.run(es_mpi_command("eval", run_dir, "--video", tmp_path / "x.mp4"), capture_output=True,
+def test_a_broken_mujoco_gl_is_one_line(pendulum_run, tmp_path):
+    done = subprocess.run(es_mpi_command("eval", pendulum_run, "--video", tmp_path / "x.mp4"), capture_output=True,
                           text=True, timeout=60, cwd=REPO, env=child_env(MUJOCO_GL="nosuchbackend"))
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "MUJOCO_GL=nosuchbackend" in done.stderr
