@@ -2,11 +2,12 @@
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from conftest import PYTHON, run, run_es
+from conftest import PYTHON, run, run_cli, run_es
 
 from es_mpi.job.parse import job_from_text
 from es_mpi.job.sections import SECTIONS
@@ -107,15 +108,24 @@ iterations = 2
 """
 
 
-@pytest.fixture
-def trained(tmp_path):
-    """A job file and its run directory after 2 iterations, checkpoint every iteration, keep 1."""
-    job = tmp_path / "job.toml"
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """One run of TINY_JOB for the module: 2 iterations, checkpoint every iteration, keep 1."""
+    base = tmp_path_factory.mktemp("tiny")
+    job = base / "job.toml"
     job.write_text(TINY_JOB)
-    run_dir = tmp_path / "run"
-    result = run_es("train", job, "--run-dir", run_dir, timeout=120)
+    result = run_es("train", job, "--run-dir", base / "run", timeout=120)
     assert result.returncode == 0, result.stderr
-    return job, run_dir
+    return job, base / "run"
+
+
+@pytest.fixture
+def trained(trained_once, tmp_path):
+    """A job file and its run directory after 2 iterations: a copy of the module's run, this test's to change."""
+    job, run_dir = trained_once
+    shutil.copyfile(job, tmp_path / "job.toml")
+    shutil.copytree(run_dir, tmp_path / "run", symlinks=True)
+    return tmp_path / "job.toml", tmp_path / "run"
 
 
 def test_pruning_counts_only_valid_checkpoints(trained):
@@ -374,7 +384,9 @@ def test_wrong_contents_with_a_good_checksum_are_one_line_naming_file_and_field(
     newest = run_dir / "ckpt-00000002.h5"
     if command == "eval":
         path = _rewritten(newest, run_dir.parent / "wrong.h5", change)
-        result = run_es("eval", path, "--episodes", "1", timeout=120)
+        # Refused before anything that needs a process of its own: in pytest's, one case as a real process.
+        play = run_es if (command, change, field) == WRONG_CONTENTS[0] else run_cli
+        result = play("eval", path, "--episodes", "1")
     else:
         path = _rewritten(newest, newest, change)
         result = run_es("train", job, "--run-dir", run_dir, "--resume", "--set", "stop.iterations=3", timeout=120)
