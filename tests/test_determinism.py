@@ -272,7 +272,7 @@ def matrix(tmp_path_factory):
     plan.write_text(json.dumps(runs.plan))
     command = [MPIEXEC, "-n", str(WORLD_RANKS), "--oversubscribe", "--bind-to", "none", PYTHON,
                str(REPO / "tests" / "train_matrix_probe.py"), str(plan)]
-    runs.result = run(command, timeout=1800, env_extra={"PYTHONPATH": f"{REPO}:{REPO / 'tests'}"})
+    runs.result = run(command, timeout=900, env_extra={"PYTHONPATH": f"{REPO}:{REPO / 'tests'}"})
     return runs
 
 

@@ -10,6 +10,9 @@ on it, with the variables set as given (ES_MPI_NODE_SIZE, ES_MPI_FAULT_INJECT; u
 afterwards): the command's whole path, job checks and exit code included, on a real communicator of
 that size. Its rank 0's stdout goes to PATH, and PATH + ".code" gets the exit code. The other ranks
 wait, asleep, for the next command.
+
+The command's communicator is what `es_mpi.run.mpi.world()` returns while it runs: `train` must ask
+that function for its world when it starts (as commands/train.py does), not hold MPI.COMM_WORLD.
 """
 
 import contextlib
