@@ -287,6 +287,15 @@ def start_line(stdout):
     return next(line for line in stdout.splitlines() if line.startswith("es-mpi: "))
 
 
+def test_the_matrix_runs_every_strategy():
+    """A new strategy without a job in STRATEGY_JOBS would never be checked on several ranks."""
+    from es_mpi.job.parse import job_from_text
+    from es_mpi.job.strategy_sections import STRATEGY_SETTINGS
+
+    ran = {job_from_text(text, f"{name}.toml").strategy.name for name, text in STRATEGY_JOBS.items()}
+    assert ran == set(STRATEGY_SETTINGS)
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("name", sorted(STRATEGY_JOBS))
 def test_rank_counts_layouts_and_a_moved_resume_give_the_bytes_of_one_rank(matrix, name):
