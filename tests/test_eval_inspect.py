@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import REPO, child_env, es_mpi_command, run_es, run_mpi
+from conftest import REPO, child_env, es_mpi_command, run_cli, run_es, run_mpi
 from es_mpi.records import checkpoint as ckpt_io
 from test_checkpoint import DAMAGE_REASONS, damaged_files, sample_checkpoint
 
@@ -149,7 +149,7 @@ def test_checkpoint_that_does_not_fit_its_own_job_is_refused(tmp_path):
     (["--seed", "-3"], "--seed: must be >= 0"),
 ])
 def test_bad_eval_arguments(trained, args, words):
-    result = run_es("eval", trained, *args, timeout=60)
+    result = run_cli("eval", trained, *args)
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and words in lines[0], lines

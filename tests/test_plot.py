@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import run_es
+from conftest import run_cli, run_es
 from es_mpi.commands.plot import band, group_runs
 
 pytest.importorskip("matplotlib")
@@ -114,7 +114,7 @@ def test_plot_png_has_the_figure_size(runs, tmp_path):
                                            ("wall", "training wall time (s)")])
 def test_svg_names_the_groups_seeds_and_axes(runs, tmp_path, x_axis, label):
     out = tmp_path / "curves.svg"
-    done = run_es("plot", *runs, "--x", x_axis, "--metric", "return_max", "-o", out, timeout=120)
+    done = run_cli("plot", *runs, "--x", x_axis, "--metric", "return_max", "-o", out)
     assert done.returncode == 0, done.stderr
     svg = out.read_text()
     assert "(3 seeds)" in svg and "(1 seed)" in svg
@@ -122,17 +122,17 @@ def test_svg_names_the_groups_seeds_and_axes(runs, tmp_path, x_axis, label):
 
 
 def test_an_unknown_metric_is_one_line(runs):
-    done = run_es("plot", *runs, "--metric", "nosuch", timeout=60)
+    done = run_cli("plot", *runs, "--metric", "nosuch")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "--metric nosuch" in done.stderr and "eval_return" in done.stderr
 
 
 def test_frames_of_a_run_that_is_not_atari_is_one_line(runs):
-    done = run_es("plot", *runs, "--x", "frames", timeout=60)
+    done = run_cli("plot", *runs, "--x", "frames")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "--x frames" in done.stderr and "not an Atari run" in done.stderr
 
 
 def test_plot_refuses_other_formats(runs, tmp_path):
-    done = run_es("plot", *runs, "-o", tmp_path / "x.jpg", timeout=60)
+    done = run_cli("plot", *runs, "-o", tmp_path / "x.jpg")
     assert done.returncode == 2 and ".png or .svg" in done.stderr

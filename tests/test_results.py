@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import child_env, mpiexec_command, run_es
+from conftest import child_env, mpiexec_command, run_cli, run_es
 
 JOB = """
 [run]
@@ -52,13 +52,13 @@ def test_plot_writes_a_png_from_two_runs(write_job, tmp_path):
 
 
 def test_plot_names_a_directory_without_metrics(tmp_path):
-    done = run_es("plot", tmp_path, timeout=60)
+    done = run_cli("plot", tmp_path)
     assert done.returncode == 2 and str(tmp_path) in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_eval_all_prints_a_row_per_kept_checkpoint(write_job, tmp_path):
     run_dir = train(write_job, tmp_path, 3)
-    done = run_es("eval", run_dir, "--all", timeout=120)
+    done = run_cli("eval", run_dir, "--all")
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines()[1:]]
     assert [row[0] for row in rows] == ["ckpt-00000002.h5", "ckpt-00000004.h5", "best.h5"]
