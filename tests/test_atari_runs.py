@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import run_es, run_mpi
+from conftest import run_cli, run_es, run_mpi
 from es_mpi.commands.plot import read_metrics, x_values
 from es_mpi.core.errors import ConfigError
 from es_mpi.job.parse import job_from_text
@@ -136,16 +136,16 @@ def test_two_ranks_match_one_rank_resume_eval_and_inspect(tmp_path, sticky):
     params_resumed, reference_resumed = final_state(tmp_path / "resumed")
     assert params_resumed == params_two and np.array_equal(reference_resumed, reference_two)
 
-    played = run_es("eval", tmp_path / "two", "--episodes", "2", timeout=120)
+    played = run_cli("eval", tmp_path / "two", "--episodes", "2")
     assert played.returncode == 0, played.stderr
     assert "over 2 episodes" in played.stdout
-    shown = run_es("inspect", tmp_path / "two", timeout=60)
+    shown = run_cli("inspect", tmp_path / "two")
     assert shown.returncode == 0, shown.stderr
     assert "extra/vbn_reference: shape (6, 4, 84, 84), dtype uint8" in shown.stdout
 
     metrics = read_metrics(tmp_path / "two")
     assert np.array_equal(x_values(metrics, "frames", tmp_path / "two"), metrics["timesteps"] * 4)
-    plotted = run_es("plot", tmp_path / "two", tmp_path / "one", "--x", "frames", "--metric", "return_max",
-                     "-o", tmp_path / "frames.svg", timeout=120)
+    plotted = run_cli("plot", tmp_path / "two", tmp_path / "one", "--x", "frames", "--metric", "return_max",
+                      "-o", tmp_path / "frames.svg")
     assert plotted.returncode == 0, plotted.stderr
     assert ">emulator frames (timesteps x atari.frame_skip)<" in (tmp_path / "frames.svg").read_text()
