@@ -60,20 +60,28 @@ def one_error_line(stderr):
 
 
 # ---------------------------------------------------------------- a checkpoint never imports code
-@pytest.fixture
-def module_checkpoint(tmp_path):
+@pytest.fixture(scope="module")
+def module_run(tmp_path_factory):
     """A run trained from a job file (trusted: the user's own) whose env.id names a module."""
-    modules = tmp_path / "modules"
+    base = tmp_path_factory.mktemp("module-run")
+    modules = base / "modules"
     modules.mkdir()
     (modules / "evilmod.py").write_text(EVIL_MODULE)
-    marker = tmp_path / "imported.txt"
+    marker = base / "imported.txt"
     env = {"PYTHONPATH": f"{REPO}:{modules}", "EVIL_MARKER": str(marker)}
-    job = job_file(tmp_path, env_id="evilmod:Evil-v0", iterations=2)
-    result = run_es("train", job, "--run-dir", tmp_path / "run", env_extra=env)
+    job = job_file(base, env_id="evilmod:Evil-v0", iterations=2)
+    result = run_es("train", job, "--run-dir", base / "run", env_extra=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert marker.exists()  # the job file you pass yourself is trusted
-    marker.unlink()
-    return tmp_path / "run", marker, env
+    return base / "run", marker, env
+
+
+@pytest.fixture
+def module_checkpoint(module_run):
+    """The module's run, its import marker gone: the commands only read the run."""
+    run_dir, marker, env = module_run
+    marker.unlink(missing_ok=True)
+    return run_dir, marker, env
 
 
 def test_eval_refuses_a_checkpoint_that_names_a_module(module_checkpoint):
