@@ -181,11 +181,14 @@ VIRTUAL_NODES = [(4, "2+2"), (6, "2+2+2"), (5, "2+2+1")]
 # (run, ranks, ES_MPI_NODE_SIZE, run.placement)
 PLACEMENT_RUNS = [("one", 1, None, "static"), ("static3", 3, None, "static"), ("dynamic3", 3, None, "dynamic"),
                   ("dynamic-nodes", 5, 2, "dynamic"), ("static-nodes", 5, 2, "static")]
-# (ranks, ES_MPI_NODE_SIZE, ES_MPI_FAULT_INJECT, the rank repaired from): the fault flips the first
+# run: (ranks, ES_MPI_NODE_SIZE, ES_MPI_FAULT_INJECT, the rank repaired from): the fault flips the first
 # centre parameter in the node's one copy after iteration 2.
-REPAIRS = [(2, 1, "1:2", "rank 0 (node 0)"), (3, 1, "0:2", "rank 1 (node 1)"), (4, 2, "0:2", "rank 2 (node 1)"),
-           (4, 2, "3:2", "rank 0 (node 0)")]
-REPAIR_IDS = ["two-nodes-of-one", "rank-0-of-three-nodes", "rank-0s-node-of-two", "a-non-leader-of-node-1"]
+REPAIRS = {
+    "two-nodes-of-one": (2, 1, "1:2", "rank 0 (node 0)"),
+    "rank-0-of-three-nodes": (3, 1, "0:2", "rank 1 (node 1)"),
+    "rank-0s-node-of-two": (4, 2, "0:2", "rank 2 (node 1)"),
+    "a-non-leader-of-node-1": (4, 2, "3:2", "rank 0 (node 0)"),
+}
 WORLD_RANKS = 6  # the most any run above needs
 
 
@@ -266,7 +269,7 @@ def matrix(tmp_path_factory):
     runs.add("cartpole", "moved-resumed", 3, 1, "--resume", "--set", "stop.iterations=6", run_dir="moved")
     for run_name, ranks, node_size, placement in PLACEMENT_RUNS:
         runs.add("placement", run_name, ranks, node_size, "--set", f"run.placement={placement}")
-    for (ranks, node_size, fault, _), repair in zip(REPAIRS, REPAIR_IDS):
+    for repair, (ranks, node_size, fault, _) in REPAIRS.items():
         runs.add("cartpole", repair, ranks, node_size, env={"ES_MPI_FAULT_INJECT": fault})
     plan = runs.base / "plan.json"
     plan.write_text(json.dumps(runs.plan))
@@ -369,14 +372,14 @@ def test_dynamic_and_static_placement_give_the_bytes_of_one_rank(matrix):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("ranks, node_size, fault, source", REPAIRS, ids=REPAIR_IDS)
-def test_a_node_whose_copy_changed_is_repaired_from_an_intact_one(matrix, ranks, node_size, fault, source):
+@pytest.mark.parametrize("repair", list(REPAIRS))
+def test_a_node_whose_copy_changed_is_repaired_from_an_intact_one(matrix, repair):
     """The fault flips the first centre parameter in the node's one copy; the node's rank 0 owns that
     column and sees the change, so the repair copies another node's state, even against rank 0:
     `repairs` counts it and the run ends on a clean run's bytes. (Two nodes of one rank: rank 1's copy
     differs, and rank 0's repairs it; more in test_cooperative_update.py.)"""
-    stdout, run_dir = ran_well(matrix, "cartpole", REPAIR_IDS[REPAIRS.index((ranks, node_size, fault, source))])
-    assert f"at iteration 2; repaired from {source}" in stdout
+    stdout, run_dir = ran_well(matrix, "cartpole", repair)
+    assert f"at iteration 2; repaired from {REPAIRS[repair][3]}" in stdout
     with h5py.File(run_dir / "ckpt-00000004.h5", "r") as f:
         assert list(f["metrics/repairs"][()]) == [0, 1, 1, 1]
     clean = ran_well(matrix, "cartpole", "one")[1]
