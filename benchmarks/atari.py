@@ -24,7 +24,7 @@ import common  # noqa: F401  (puts this checkout first on sys.path)
 import es_mpi  # noqa: E402,F401  (one BLAS thread, set before numpy loads BLAS)
 import numpy as np  # noqa: E402
 
-from es_mpi.job.parse import job_from_text  # noqa: E402
+from es_mpi.parts.job_file import job_from_text  # noqa: E402
 from es_mpi.parts.atari import AtariLanes, make_gymnasium_atari_env  # noqa: E402
 from es_mpi.parts.build import build_task  # noqa: E402
 from es_mpi.parts.policies.conv import NETWORKS, ConvLayer, build_layers  # noqa: E402

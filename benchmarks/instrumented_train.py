@@ -193,7 +193,7 @@ def main():
     parser.add_argument("--run-dir", required=True, help="run directory (must not exist)")
     args = parser.parse_args()
 
-    from es_mpi.job.parse import load_job
+    from es_mpi.parts.job_file import load_job
     from es_mpi.parts.build import build_task
     from es_mpi.run.mpi import install_abort_on_error, world
     from es_mpi.run import trainer as trainer_module

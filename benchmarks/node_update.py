@@ -40,7 +40,10 @@ def cpu_seconds(function, repeats):
 def strategy_for(name, n_params, pairs, table, share):
     import numpy as np
 
-    from es_mpi.job.strategy_sections import CEMSettings, CMAESSettings, NESSettings, OpenAIESSettings
+    from es_mpi.parts.strategies.cem import CEMSettings
+    from es_mpi.parts.strategies.cma_es import CMAESSettings
+    from es_mpi.parts.strategies.nes import NESSettings
+    from es_mpi.parts.strategies.openai_es import OpenAIESSettings
     from es_mpi.parts.strategies.cem import CEM
     from es_mpi.parts.strategies.cma_es import CMAES
     from es_mpi.parts.strategies.nes import NES

@@ -84,7 +84,7 @@ def sweep_point(comm, nodes, noise, copy_target, copy_source, population, n_para
     """Timings of the update's parts at one size; rank 0 gets {part: [seconds per repeat]}."""
     import numpy as np
 
-    from es_mpi.job.strategy_sections import OpenAIESSettings
+    from es_mpi.parts.strategies.openai_es import OpenAIESSettings
     from es_mpi.parts.strategies.openai_es import OpenAIES, weighted_noise_sum
     from es_mpi.run import agreement
     from es_mpi.run.mpi import allgather_rows, allgather_variable, static_slice
@@ -120,14 +120,14 @@ def sweep_point(comm, nodes, noise, copy_target, copy_source, population, n_para
 def humanoid_point(comm, noise, args):
     """Per member expansion, metrics row, checkpoint write, and real episodes of Humanoid."""
     from es_mpi.records import checkpoint as ckpt_io
-    from es_mpi.job.parse import job_from_text
+    from es_mpi.parts.job_file import job_from_text
     from es_mpi.records.metrics import MetricsLog
     from es_mpi.run.obstat import ObsStat
     from es_mpi.run.rollout import run_episode
     from es_mpi.parts.build import build_task
     from es_mpi.run.evaluation import normalizer_for
     from es_mpi.core.seeding import Purpose, episode_seed, rng
-    from es_mpi.job.strategy_sections import OpenAIESSettings
+    from es_mpi.parts.strategies.openai_es import OpenAIESSettings
     from es_mpi.parts.strategies.openai_es import OpenAIES
 
     job = job_from_text(HUMANOID_JOB.format(hidden=list(args.hidden)), pathlib.Path("update.toml"))

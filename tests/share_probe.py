@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 
-from es_mpi.job.strategy_sections import OpenAIESSettings
-from es_mpi.parts.strategies.openai_es import OpenAIES
+from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings
 from es_mpi.run.mpi import world
 from es_mpi.run.node_memory import NodeArrays
 from es_mpi.run.nodes import NodeLayer

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.policies import make_policy
 from es_mpi.parts.policies.conv import NETWORKS, ConvLayer, DenseLayer, build_layers
 from es_mpi.parts.policies.vbn import EPSILON, normalizing_affine

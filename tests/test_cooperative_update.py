@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import MPIEXEC, PYTHON, REPO, run, run_es, run_mpi
+from strategy_cases import strategy_cases, strategy_toml
 from es_mpi.core.node_share import ALIGN, NodeShare, column_slice
 from es_mpi.parts.strategies.base import weighted_noise_moments
 from es_mpi.parts.strategies.openai_es import weighted_noise_sum
@@ -39,14 +40,14 @@ iterations = 4
 [strategy]
 """
 
-COOPERATIVE = {
-    "openai_es": "name = 'openai_es'\npairs = 4\n",
-    "openai_es_sgd_l2": "name = 'openai_es'\npairs = 4\noptimizer = 'sgd'\nl2 = 0.01\n",
-    "nes": "name = 'nes'\npopulation = 7\nmirrored = false\n",
-    "nes_mirrored": "name = 'nes'\npopulation = 8\nmirrored = true\n",
-    "cem": "name = 'cem'\npopulation = 7\nextra_std = 0.1\n",
-    "cma_es_separable": "name = 'cma_es'\nvariant = 'separable'\npopulation = 7\n",
-}
+# every registered cooperative strategy; these shrunk, in more than one variant, CMA-ES in the
+# variant that cooperates
+COOPERATIVE = {case: strategy_toml(name, settings) for case, (name, settings) in strategy_cases({
+    "openai_es": {"": dict(pairs=4), "sgd_l2": dict(pairs=4, optimizer="sgd", l2=0.01)},
+    "nes": {"": dict(population=7, mirrored=False), "mirrored": dict(population=8, mirrored=True)},
+    "cem": {"": dict(population=7, extra_std=0.1)},
+    "cma_es": {"separable": dict(variant="separable", population=7)},
+}, keep=lambda cls: cls.cooperative).items()}
 
 
 def table(size=300_000, seed=0):

@@ -27,7 +27,7 @@ from es_mpi.commands.launcher import find_mpiexec
 from es_mpi.core.array_state import StateError
 from es_mpi.core.environment import check_environment
 from es_mpi.core.errors import UserError
-from es_mpi.job.parse import job_from_text, load_job
+from es_mpi.parts.job_file import job_from_text, load_job
 from es_mpi.job.sections import SECTIONS
 from es_mpi.records import checkpoint as ckpt_io
 
@@ -229,7 +229,7 @@ def edit_datasets(path, edits):
 def load_like_every_command(job_path, path):
     """What eval, inspect and --resume do with a checkpoint, in this process: they end in a UserError or work."""
     from es_mpi.commands.evaluate import load_for_play
-    from es_mpi.job.parse import load_job
+    from es_mpi.parts.job_file import load_job
     from es_mpi.parts.build import build_task
     from es_mpi.records.run_dir import check_compatible
     from es_mpi.run.noise import local_table

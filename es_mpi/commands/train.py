@@ -9,8 +9,8 @@ only rank 0 reports it: one line, not one per rank.
 import os
 import time
 
-from es_mpi.job.parse import load_job
 from es_mpi.parts.build import build_task
+from es_mpi.parts.job_file import load_job
 from es_mpi.core.console import say
 from es_mpi.core.environment import check_environment
 from es_mpi.core.errors import EXIT_BAD_INPUT, UserError

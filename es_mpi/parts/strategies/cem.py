@@ -2,11 +2,26 @@
 elite fraction, smooth the refit into the old values, optionally add decaying extra noise
 to the std (Szita & Lorincz 2006) so that it does not collapse too early."""
 
+import dataclasses
+
 import numpy as np
 
 from es_mpi.core.array_state import Array
 from es_mpi.core.node_share import SOLO
+from es_mpi.job.settings import setting
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking
+
+
+@dataclasses.dataclass(frozen=True)
+class CEMSettings:
+    name = "cem"
+    population: int = setting(50, "int", lo=2, hi=10_000_000, doc="samples per iteration")
+    elite_fraction: float = setting(0.2, "float", lo=0.0, hi=1.0, doc="share of samples the Gaussian is refit to (at least 2)")
+    sigma: float = setting(0.1, "float", lo=1e-12, doc="initial standard deviation of every parameter")
+    smoothing: float = setting(0.0, "float", lo=0.0, hi=0.999999,
+                               doc="weight of the old mean/std in each update (0: plain refit)")
+    extra_std: float = setting(0.0, "float", lo=0.0, doc="extra noise added to the refit std")
+    extra_std_decay: float = setting(0.95, "float", lo=0.0, hi=1.0, doc="the extra noise is multiplied by this each iteration")
 
 
 def elite_moments(rows_ec):
@@ -24,7 +39,7 @@ def elite_moments(rows_ec):
 
 
 class CEM(Strategy):
-    name = "cem"
+    Settings = CEMSettings
     cooperative = True
 
     def __init__(self, settings, initial_params_p, noise, seed, policy=None, share=SOLO):

@@ -15,13 +15,25 @@ full variant keeps private arrays: at <= 1000 parameters its update is small bes
 and the eigendecomposition needs the whole matrix.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 
 from es_mpi.core.array_state import Array
 from es_mpi.core.node_share import SOLO
+from es_mpi.job.settings import setting
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking
+
+
+@dataclasses.dataclass(frozen=True)
+class CMAESSettings:
+    name = "cma_es"
+    population: int = setting(0, "int", lo=0, hi=10_000_000, doc="samples per iteration; 0: 4 + 3 ln(n)")
+    sigma: float = setting(0.5, "float", lo=1e-12, doc="initial step size")
+    variant: str = setting("auto", "str", choices=("auto", "full", "separable"),
+                           doc="full covariance, diagonal (separable), or auto by parameter count")
+    full_max_params: int = setting(1000, "int", lo=1, doc="auto uses the full covariance up to this many parameters")
 
 
 def weighted_rows(weights_m, rows_mc):
@@ -33,7 +45,7 @@ def weighted_rows(weights_m, rows_mc):
 
 
 class CMAES(Strategy):
-    name = "cma_es"
+    Settings = CMAESSettings
     cooperative = True
 
     def __init__(self, settings, initial_params_p, noise, seed, policy=None, share=SOLO):

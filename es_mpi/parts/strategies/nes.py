@@ -2,13 +2,27 @@
 per-parameter sigma; mean and log-sigma follow their natural gradients under rank-based
 utilities. Optional mirrored sampling (z and -z)."""
 
+import dataclasses
 import math
 
 import numpy as np
 
 from es_mpi.core.array_state import Array
 from es_mpi.core.node_share import SOLO
+from es_mpi.job.settings import setting
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking, weighted_noise_moments
+
+
+@dataclasses.dataclass(frozen=True)
+class NESSettings:
+    name = "nes"
+    population: int = setting(0, "int", lo=0, hi=10_000_000,
+                              doc="samples per iteration; 0: 4 + 3 ln(n) (made even when mirrored)")
+    sigma: float = setting(0.1, "float", lo=1e-12, doc="initial standard deviation of every parameter")
+    learning_rate_mean: float = setting(1.0, "float", lo=0.0, doc="step size of the mean (1 is the NES default)")
+    learning_rate_sigma: float = setting(0.0, "float", lo=0.0,
+                                         doc="step size of log-sigma; 0: (3 + ln n) / (5 sqrt n)")
+    mirrored: bool = setting(True, "bool", doc="evaluate each sample z together with -z")
 
 
 def nes_utilities(population):
@@ -18,7 +32,7 @@ def nes_utilities(population):
 
 
 class NES(Strategy):
-    name = "nes"
+    Settings = NESSettings
     cooperative = True
 
     def __init__(self, settings, initial_params_p, noise, seed, policy=None, share=SOLO):
