@@ -58,7 +58,7 @@ import numpy as np
 
 import common
 from es_mpi.core.seeding import episode_seed
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.trace_env import TRACE_ENV_ID, TraceEnv, load_trace
 from learning import read_metrics
 

@@ -40,14 +40,10 @@ def cpu_seconds(function, repeats):
 def strategy_for(name, n_params, pairs, table, share):
     import numpy as np
 
-    from es_mpi.parts.strategies.cem import CEMSettings
-    from es_mpi.parts.strategies.cma_es import CMAESSettings
-    from es_mpi.parts.strategies.nes import NESSettings
-    from es_mpi.parts.strategies.openai_es import OpenAIESSettings
-    from es_mpi.parts.strategies.cem import CEM
-    from es_mpi.parts.strategies.cma_es import CMAES
-    from es_mpi.parts.strategies.nes import NES
-    from es_mpi.parts.strategies.openai_es import OpenAIES
+    from es_mpi.parts.strategies.cem import CEM, CEMSettings
+    from es_mpi.parts.strategies.cma_es import CMAES, CMAESSettings
+    from es_mpi.parts.strategies.nes import NES, NESSettings
+    from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings
 
     initial_p = np.zeros(n_params, dtype=np.float32)
     if name == "openai_es":

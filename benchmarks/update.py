@@ -84,8 +84,7 @@ def sweep_point(comm, nodes, noise, copy_target, copy_source, population, n_para
     """Timings of the update's parts at one size; rank 0 gets {part: [seconds per repeat]}."""
     import numpy as np
 
-    from es_mpi.parts.strategies.openai_es import OpenAIESSettings
-    from es_mpi.parts.strategies.openai_es import OpenAIES, weighted_noise_sum
+    from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings, weighted_noise_sum
     from es_mpi.run import agreement
     from es_mpi.run.mpi import allgather_rows, allgather_variable, static_slice
     from es_mpi.run.obstat import ObsStat
@@ -127,8 +126,7 @@ def humanoid_point(comm, noise, args):
     from es_mpi.parts.build import build_task
     from es_mpi.run.evaluation import normalizer_for
     from es_mpi.core.seeding import Purpose, episode_seed, rng
-    from es_mpi.parts.strategies.openai_es import OpenAIESSettings
-    from es_mpi.parts.strategies.openai_es import OpenAIES
+    from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings
 
     job = job_from_text(HUMANOID_JOB.format(hidden=list(args.hidden)), pathlib.Path("update.toml"))
     task = build_task(job)
