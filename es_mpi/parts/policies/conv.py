@@ -94,15 +94,15 @@ class ConvLayer:
         b, t, i = x_b.shape[0], self.taps, self.window
         out_h, out_w, f = self.out_hwc
         n = out_h * out_w
-        # tap d reads the windows from band d on: a view, overlapping across taps
+        # (B, taps, Q, I): tap d reads the windows from band d on; a view, overlapping across taps
         rows = np.ndarray((b, t, n, i), np.float32, x_b, 0, (x_b[0].nbytes, 4 * i * out_w, 4 * i, 4))
-        taps_btqf = np.matmul(rows, weights)
+        per_tap = np.matmul(rows, weights)  # (B, taps, Q, U)
         if t == 1:
-            return taps_btqf.reshape(b, out_h, out_w, f)
-        z_bqf = np.add(taps_btqf[:, 0], taps_btqf[:, 1])
+            return per_tap.reshape(b, out_h, out_w, f)
+        z_bqu = np.add(per_tap[:, 0], per_tap[:, 1])
         for tap in range(2, t):
-            z_bqf += taps_btqf[:, tap]
-        return z_bqf.reshape(b, out_h, out_w, f)
+            z_bqu += per_tap[:, tap]
+        return z_bqu.reshape(b, out_h, out_w, f)
 
 
 class DenseLayer:
