@@ -247,8 +247,9 @@ class ConvPolicy(Policy):
                             for layer, units in self._hidden_units()) + \
             self.output.fan_in * self.output.units + self.output.units
         self.reference = self.reference_windows = None
+        self._following = [*self.hidden[1:], self.output]  # the layer that reads each hidden layer's output
         self._relus = [functools.partial(relu, zeros=np.zeros(following.input_shape, dtype=np.float32))
-                       for following in [*self.hidden[1:], self.output]]
+                       for following in self._following]
 
     def _hidden_units(self):
         return [(layer, layer.out_hwc[-1]) for layer in self.hidden]
@@ -256,12 +257,11 @@ class ConvPolicy(Policy):
     def affine_shape(self, index):
         """Layer `index`'s per-unit (scale, shift), tiled over one observation's input to the next layer
         (the output layer's bias: its outputs), so that the affine's ufuncs run long inner loops."""
-        layers = [*self.hidden, self.output]
-        return layers[index + 1].input_shape if index < len(self.hidden) else (self.output.units,)
+        return self._following[index].input_shape if index < len(self.hidden) else (self.output.units,)
 
     def finish(self, index, z, scale, shift):
         """Hidden layer `index`'s affine (or bias) and ReLU, written in the layout the next layer reads."""
-        view = [*self.hidden, self.output][index + 1].arrange(z)
+        view = self._following[index].arrange(z)
         return finish_hidden(view, scale, shift, self._relus[index], out=np.empty(view.shape, dtype=np.float32))
 
     def set_reference(self, observations):
