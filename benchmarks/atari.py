@@ -99,13 +99,14 @@ def flat_batch_changes_bits(max_batch=16):
     for network in NETWORKS:
         hidden, output = build_layers(network, (4, 84, 84), 6)
         for index, layer in enumerate([*hidden, output]):
-            rows = layer.positions if isinstance(layer, ConvLayer) else 1
+            conv = isinstance(layer, ConvLayer)  # one tap's matmul: (positions, window) @ (window, filters)
+            rows, inputs = (layer.out_hwc[0] * layer.out_hwc[1], layer.window) if conv else (1, layer.fan_in)
             units = layer.out_hwc[-1]
-            weights_iu = draw.standard_normal((layer.fan_in, units)).astype(np.float32)
-            x_bqi = draw.standard_normal((max_batch, rows, layer.fan_in)).astype(np.float32)
+            weights_iu = draw.standard_normal((inputs, units)).astype(np.float32)
+            x_bqi = draw.standard_normal((max_batch, rows, inputs)).astype(np.float32)
             alone = np.stack([x_bqi[b] @ weights_iu for b in range(max_batch)])
             found[(network, index + 1)] = [b for b in range(2, max_batch + 1) if not np.array_equal(
-                (x_bqi[:b].reshape(-1, layer.fan_in) @ weights_iu).reshape(b, rows, units), alone[:b])]
+                (x_bqi[:b].reshape(-1, inputs) @ weights_iu).reshape(b, rows, units), alone[:b])]
     return found
 
 
@@ -124,18 +125,11 @@ def vector_rate(game, n_lanes, steps):
     return rate
 
 
-def timed(call, obs, calls):
-    """Microseconds per observation of `calls` calls on the batch `obs`."""
-    start = time.perf_counter()
-    for _ in range(calls):
-        call(obs)
-    return (time.perf_counter() - start) / (calls * len(obs)) * 1e6
-
-
 def forward_costs(game, network, repeats, rounds):
     """({batch: (im2col us, current us, im2col / current)} per observation, ms per VBN member bind,
-    parameters, lanes). Both passes take turns, `rounds` times, on the same members and frames;
-    each figure is the median over rounds, the ratio the median of the rounds' ratios."""
+    parameters, lanes). The two passes alternate call by call on the same members and frames, each
+    call timed alone, so that a shared machine's preemptions hit a few calls instead of every
+    measurement; figures are medians over calls, the ratio is of the medians."""
     job = bench_job(game, network, vbn=True)
     task = build_task(job)
     env, policy = task.env, task.policy
@@ -148,26 +142,30 @@ def forward_costs(game, network, repeats, rounds):
     policy.bind(params_p)
     bind_ms = (time.perf_counter() - start) * 1e3
     obs = draw.integers(0, 256, (max(BATCHES), *env.observation_space.shape), dtype=np.uint8)
-    costs = {}
+    costs, clock = {}, time.perf_counter
     for batch in BATCHES:
         lanes = policy.lanes(batch)
         for lane in range(batch):
             lanes.load(lane, members[lane])
-        baseline = conv_baseline.Im2colLanes(policy, members[:batch])
-        calls = max(1, repeats // batch)
-        timings = []
-        for _ in range(rounds + 1):  # the first round warms the caches and is dropped
-            timings.append((timed(baseline, obs[:batch], calls), timed(lanes, obs[:batch], calls)))
-        old_us, new_us = zip(*timings[1:])
-        costs[batch] = (common.median(old_us), common.median(new_us),
-                        common.median(o / n for o, n in zip(old_us, new_us)))
+        baseline, frames = conv_baseline.Im2colLanes(policy, members[:batch]), obs[:batch]
+        baseline(frames), lanes(frames)  # warm the caches
+        old_s, new_s = [], []
+        for _ in range(rounds * max(1, repeats // batch)):
+            start = clock()
+            baseline(frames)
+            middle = clock()
+            lanes(frames)
+            old_s.append(middle - start)
+            new_s.append(clock() - middle)
+        old_us, new_us = common.median(old_s) / batch * 1e6, common.median(new_s) / batch * 1e6
+        costs[batch] = (old_us, new_us, old_us / new_us)
     env.close()
     return costs, bind_ms, policy.n_params, policy.useful_lanes(job.run.lanes)
 
 
 def forward_lines(forward):
     lines = ["## Forward pass per observation (us), one member per lane: im2col (before) / now (ratio)", "",
-             "Both passes take turns within this run; medians over rounds, the ratio the median of the rounds' ratios.",
+             "The two passes alternate call by call within this run; medians over calls, the ratio of the medians.",
              "", "| network | parameters | lanes in training | " + " | ".join(f"batch {b}" for b in BATCHES)
              + " | VBN bind ms/member |", "|---|---|---|" + "---|" * len(BATCHES) + "---|"]
     for network, (costs, bind_ms, n_params, lanes) in forward.items():
@@ -206,7 +204,7 @@ def main():
     parser.add_argument("--steps", type=int, default=1000, help="episode step cap (agent steps)")
     parser.add_argument("--raw-steps", type=int, default=3000, help="agent steps per raw env measurement")
     parser.add_argument("--repeats", type=int, default=200, help="observations timed per forward measurement")
-    parser.add_argument("--rounds", type=int, default=9, help="turns of the old and the current forward pass")
+    parser.add_argument("--rounds", type=int, default=9, help="forward measurements per batch size, --repeats observations each")
     parser.add_argument("--forward-only", action="store_true", help="time the forward passes only")
     parser.add_argument("--networks", nargs="+", default=["paper", "nature"])
     parser.add_argument("--timeout", type=float, default=900)
