@@ -204,7 +204,8 @@ def main():
     parser.add_argument("--steps", type=int, default=1000, help="episode step cap (agent steps)")
     parser.add_argument("--raw-steps", type=int, default=3000, help="agent steps per raw env measurement")
     parser.add_argument("--repeats", type=int, default=200, help="observations timed per forward measurement")
-    parser.add_argument("--rounds", type=int, default=9, help="forward measurements per batch size, --repeats observations each")
+    parser.add_argument("--rounds", type=int, default=9,
+                        help="forward timing: rounds of --repeats observations per batch size, each call timed alone")
     parser.add_argument("--forward-only", action="store_true", help="time the forward passes only")
     parser.add_argument("--networks", nargs="+", default=["paper", "nature"])
     parser.add_argument("--timeout", type=float, default=900)

@@ -207,9 +207,9 @@ class ConvLanes:
         policy = self.policy
         x = frame_windows(obs, policy.obs_chw, policy.hidden[0])
         pick = slice(0, len(x)) if lanes is None else slice(lanes, lanes + 1)
-        for index, (layer, weights, scale, shift) in enumerate(zip(policy.hidden, self.weights, self.scales, self.shifts)):
-            z = layer.linear(x, weights[pick])
-            x = policy.finish(index, z, scale[pick] if policy.vbn else None, shift[pick])
+        for index, layer in enumerate(policy.hidden):
+            z = layer.linear(x, self.weights[index][pick])
+            x = policy.finish(index, z, self.scales[index][pick] if policy.vbn else None, self.shifts[index][pick])
         return policy.output.linear(x, self.weights[-1][pick]) + self.shifts[-1][pick]
 
     def __call__(self, obs):
