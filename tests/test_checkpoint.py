@@ -156,7 +156,8 @@ DAMAGE_REASONS = {
     "not HDF5": "not a sealed es-mpi checkpoint", "foreign HDF5": "not an es-mpi checkpoint",
     "foreign HDF5, sealed": "not an es-mpi checkpoint",
     "newer format version": "written by a newer es-mpi (checkpoint format 99",
-    "older format version": "format version 1 is not supported", "missing": "no such checkpoint file",
+    "older format version": "format version 1 is not supported here (expected 3 in a sealed file)",
+    "missing": "no such checkpoint file",
 }
 
 

@@ -335,7 +335,7 @@ def load(path):
                                             "the run directory")
             if version != expected_version:
                 raise CheckpointError(path, f"checkpoint format version {version} is not supported here (expected "
-                                            f"{expected_version} in a{'' if expected_version == FORMAT_VERSION else 'n un'}"
+                                            f"{expected_version} in a{' ' if expected_version == FORMAT_VERSION else 'n un'}"
                                             "sealed file)")
             check_layout(path, f)
             ckpt = read(f)
