@@ -1,4 +1,5 @@
-"""HDF5 checkpoints: exact round trip, atomic writes, damaged files refused, --resume skipping
+"""HDF5 checkpoints: exact round trip, atomic writes, damaged files refused, every declared field
+written, checksummed and layout-checked, --resume skipping
 a damaged newest checkpoint."""
 
 import dataclasses
