@@ -169,14 +169,7 @@ def recompute_checksum(path):
     """Give a tampered file the checksum of what it now holds, so that only validation can catch it."""
     try:
         with h5py.File(path, "r") as f:
-            ckpt = ckpt_io.Checkpoint(
-                config_toml=str(f.attrs["config"]), iteration=int(f.attrs["iteration"]),
-                timesteps=int(f.attrs["timesteps"]), step_cap=int(f.attrs["step_cap"]),
-                best_eval_return=float(f.attrs["best_eval_return"]), eval_return=float(f.attrs["eval_return"]),
-                params=f["params"][()], strategy=ckpt_io._read_dict(f["strategy"]),
-                obstat=ckpt_io._read_dict(f["obstat"]), metrics=ckpt_io._read_dict(f["metrics"]),
-                versions=__import__("json").loads(f.attrs["versions"]),
-                extra=ckpt_io._read_dict(f["extra"]) if "extra" in f else {})
+            ckpt = ckpt_io.read(f)
         checksum = ckpt_io.content_checksum(ckpt)
     except Exception:  # the tampering broke what the checksum covers; the file stays as it is
         return
