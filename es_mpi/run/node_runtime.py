@@ -121,8 +121,11 @@ class NodeRuntime:
         self.results.write(member, episode)
 
     # ----------------------------------------------------------------- 2. exchange
-    def exchange(self):
-        """-> (results_n5, obs_rows_kf): every member's results and the sampled observation rows, in member order."""
+    def exchange(self, iteration):
+        """-> (results_n5, obs_rows_kf): every member's results and the sampled observation rows, in member order.
+        (An injected failure of one rank after its episodes of iteration 1 comes first: run/faults.py.)"""
+        if iteration == 1:
+            faults.fail_at(self.rank, "iteration")
         return self.results.exchange()
 
     def gather_elite(self, elite_members, transitions, width):

@@ -8,26 +8,23 @@ import time
 
 import numpy as np
 
-from es_mpi.core.array_state import StateError
-from es_mpi.core.errors import (EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, AgreedError, CheckpointError, ConfigError,
-                                RunFailure)
+from es_mpi.core.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, RunFailure
 from es_mpi.core.seeding import Purpose, episode_seed, rng
 from es_mpi.core.stop_signals import catch_stop_signals
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.records.metrics import METRICS_NAME, MetricsLog
 from es_mpi.records import run_lock
-from es_mpi.records.run_dir import decide_start
 from es_mpi.records.status import status_record, write_status
 from es_mpi.records.tensorboard import TensorBoardScalars
 from es_mpi.run import faults
 from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer_for
 from es_mpi.run.mpi import allgather_rows, max_over_ranks, static_slice
 from es_mpi.run.obstat import ObsStat
+from es_mpi.run.start import agree_on_start, restore_state, vbn_reference
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv
 from es_mpi.run.rollout import run_episode, run_lanes
 from es_mpi.run.vector_rollout import run_vector_lanes
 from es_mpi.run.vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
-from es_mpi.run.vbn_reference import collect_reference, reference_from_checkpoint
 
 
 def transition_width(env):
@@ -48,14 +45,10 @@ class Trainer:
         self.run_dir = job.run_dir()
         self.stop_flag = catch_stop_signals()
         self.env, self.policy = task.env, task.policy
-        start = self._agree_on_start(resume, force)
-        faults.fail_at(self.rank, "start")
+        start = agree_on_start(self.comm, job, resume, force, log)
         self.lock = start.lock if self.rank == 0 else None  # rank 0 took it and lets it go
         self.last_checkpoint = start.path
-        try:
-            self.vbn_reference = self._vbn_reference(start)
-        except CheckpointError as err:
-            raise AgreedError(err) from None
+        self.vbn_reference = vbn_reference(self.comm, task, start)
         self.lane_envs, self.lanes_forward = self._lanes()
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
         self.iteration, self.timesteps = 0, 0
@@ -78,48 +71,11 @@ class Trainer:
         envs = [self.env] + [self.task.make_env() for _ in range(n_lanes - 1)]
         return envs, self.policy.lanes(n_lanes)
 
-    # ----------------------------------------------------------------- start / resume
-    def _agree_on_start(self, resume, force):
-        """Rank 0 decides and loads once (records/run_dir.py); every rank gets the Start or the error."""
-        outcome = None
-        if self.rank == 0:
-            try:
-                outcome = decide_start(self.job, resume, force, self.log)
-            except (CheckpointError, ConfigError) as err:
-                outcome = err
-        outcome = self.comm.bcast(outcome, root=0)
-        if isinstance(outcome, Exception):
-            raise AgreedError(outcome)
-        return outcome
-
-    def _vbn_reference(self, start):
-        """With policy.vbn: the checkpoint's reference batch on resume, else rank 0 collects it and broadcasts it once."""
-        if not self.job.policy.vbn:
-            return None
-        space = self.env.observation_space
-        if start.checkpoint is not None:
-            reference = reference_from_checkpoint(start.path, start.checkpoint, self.job, space)
-        else:
-            reference = np.empty((self.job.policy.vbn_batch, *space.shape), dtype=space.dtype)
-            if self.rank == 0:
-                reference[...] = collect_reference(self.env, self.job.policy.vbn_batch, self.job.policy.vbn_probability,
-                                                   self.job.run.seed, self.task.step_limit)
-            self.comm.Bcast(reference, root=0)
-        self.policy.set_reference(reference)
-        return reference
-
+    # ----------------------------------------------------------------- resume
     def _restore(self, start):
-        """The same checkpoint on every rank, so a state that does not fit fails alike everywhere."""
+        """The checkpoint's state (run/start.py) and progress counters."""
         ckpt = start.checkpoint
-        for group, target in (("strategy", self.strategy), ("obstat", self.obstat)):
-            try:
-                target.load_state_dict(getattr(ckpt, group))
-            except StateError as err:
-                raise AgreedError(CheckpointError(start.path, f"{group}/{err.key}: {err.reason}")) from None
-        self.version_changes = ckpt_io.version_changes(ckpt.versions, ckpt_io.package_versions())
-        if self.version_changes and self.strict_versions:
-            raise AgreedError(CheckpointError(start.path, "was written with other package versions ("
-                                              + ", ".join(self.version_changes) + "); --strict-versions refuses"))
+        self.version_changes = restore_state(start, self.strategy, self.obstat, self.strict_versions)
         if self.rank == 0:
             for change in self.version_changes:
                 self.log(f"warning: {change} since {start.path.name} was written: the run may no longer be "
@@ -190,10 +146,8 @@ class Trainer:
         normalizer = normalizer_for(self.job, self.obstat)
         busy_start = time.perf_counter()
         transitions = self._evaluate_members(t, normalizer)
-        if t == 1:
-            faults.fail_at(self.rank, "iteration")
         busy_end = time.perf_counter()
-        results_n5, obs_rows_kf = self.runtime.exchange()
+        results_n5, obs_rows_kf = self.runtime.exchange(t)
         gathered = time.perf_counter()
         returns_n, lengths_n = results_n5[:, 0], results_n5[:, 1]
         if self.strategy.wants_transitions:
