@@ -145,10 +145,10 @@ class NodeRuntime:
         return [(int(chunk[0, 0]), chunk[:, 1:]) for chunk in np.split(rows, splits) if len(chunk)]
 
     # ----------------------------------------------------------------- 3. update
-    def update(self, *tell_args):
+    def update(self, returns_n, transitions=None):
         """The strategy's tell, inside the update phase of the node's arrays; -> its metrics."""
         with self.share.update_phase():
-            return self.strategy.tell(*tell_args)
+            return self.strategy.tell(returns_n, transitions)
 
     # ----------------------------------------------------------------- 4. agree
     def agree(self, iteration, obstat, busy_s, stop_signal):
