@@ -17,7 +17,7 @@ no guard: nothing is shared, so nothing can race.
 
 Each rank also keeps a digest of the columns it wrote (`seal`), so that it can tell later whether
 its node's copy still holds what it computed (`intact`): the repair then knows which node's copy
-was corrupted after the update, even when it is rank 0's (run/trainer.py, `_agree`).
+was corrupted after the update, even when it is rank 0's (run/node_runtime.py, `agree`).
 """
 
 import contextlib
