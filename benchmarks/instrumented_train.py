@@ -152,12 +152,13 @@ def counting_comm_class():
 
 
 def counting_node_layer(counting):
-    """trainer.NodeLayer whose node and leaders communicators count like the world."""
+    """node_runtime.NodeLayer whose node and leaders communicators count like the world (the same
+    MPI communicators, which the runtime frees through its own handles)."""
     from es_mpi.run.nodes import NodeLayer
 
     class CountingNodeLayer(NodeLayer):
-        def __init__(self, world, node_size=None):
-            super().__init__(world, node_size)
+        def __init__(self, world, node, leaders, nodes_on_machine):
+            super().__init__(world, node, leaders, nodes_on_machine)
             self.node = counting(self.node)
             self.node.label = "node"
             if self.leaders is not None:
@@ -170,7 +171,7 @@ def counting_node_layer(counting):
 def metered(trainer, records):
     """trainer.step, appending {cpu_s, lengths} to `records` per iteration (the lengths from the
     results exchange, copied before any rank can start the next iteration)."""
-    step, exchange, seen = trainer.step, trainer.results.exchange, {}
+    step, exchange, seen = trainer.step, trainer.runtime.results.exchange, {}
 
     def exchange_and_keep():
         results_n5, obs_rows = exchange()
@@ -183,7 +184,7 @@ def metered(trainer, records):
         records.append(dict(cpu_s=time.process_time() - cpu_start, lengths=seen.pop("lengths", [])))
         return out
 
-    trainer.results.exchange = exchange_and_keep
+    trainer.runtime.results.exchange = exchange_and_keep
     return metered_step
 
 
@@ -193,23 +194,26 @@ def main():
     parser.add_argument("--run-dir", required=True, help="run directory (must not exist)")
     args = parser.parse_args()
 
+    from es_mpi.core.environment import node_size_from_env
     from es_mpi.parts.job_file import load_job
     from es_mpi.parts.build import build_task
     from es_mpi.run.mpi import install_abort_on_error, world
-    from es_mpi.run import trainer as trainer_module
+    from es_mpi.run import node_runtime
+    from es_mpi.run.trainer import Trainer
 
     task = build_task(load_job(args.job, (), args.run_dir))
     plain = world()
     install_abort_on_error(plain)
     counting = counting_comm_class()
     comm = counting(plain)
-    trainer_module.NodeLayer = counting_node_layer(counting)
-    trainer = trainer_module.Trainer(task, comm, log=lambda line: None)
-    before_sent, before_received = collections.Counter(comm.sent), collections.Counter(comm.received)
-    records = []
-    trainer.step = metered(trainer, records)
-    trainer.train()
-    trainer.close()
+    node_runtime.NodeLayer = counting_node_layer(counting)
+    with node_runtime.NodeRuntime.for_task(comm, task, node_size_from_env()) as runtime:
+        trainer = Trainer(task, runtime, log=lambda line: None)
+        before_sent, before_received = collections.Counter(comm.sent), collections.Counter(comm.received)
+        records = []
+        trainer.step = metered(trainer, records)
+        trainer.train()
+        trainer.close()
     iterations = len(records)
     per_site = {site: ((comm.sent[site] - before_sent[site]) / iterations,
                        (comm.received[site] - before_received[site]) / iterations)

@@ -219,14 +219,16 @@ def shmem_huge_pages():
 
 def worker(args):
     """Runs on every rank; rank 0 prints one JSON line."""
+    from es_mpi.core.environment import node_size_from_env
     from es_mpi.run.mpi import world
-    from es_mpi.run.nodes import NodeLayer
+    from es_mpi.run.node_runtime import Handles
     from es_mpi.run.noise import SharedNoiseTable
     from noise_sum import copy_buffers
 
     comm = world()
-    nodes = NodeLayer.from_env(comm)
-    noise = SharedNoiseTable(args.noise, 0, nodes)
+    handles = Handles()
+    nodes = handles.node_layer(comm, node_size_from_env())
+    noise = SharedNoiseTable(args.noise, 0, nodes, handles.window)
     humanoid = humanoid_point(comm, noise.array, args)
     n_params = comm.bcast(humanoid["n_params"] if comm.rank == 0 else None, root=0)
     obs_size = comm.bcast(humanoid["obs_size"] if comm.rank == 0 else None, root=0)
@@ -242,8 +244,7 @@ def worker(args):
     del copy_target, copy_source
     pairs = min(args.populations) // 2
     tables = table_comparison(comm, noise.array, n_params, pairs, args.repeats)
-    noise.free()
-    nodes.free()
+    handles.free()
     if comm.rank == 0:
         tables = dict(pairs=pairs, n_params=n_params, seconds=tables, shmem_huge_pages=shmem_huge_pages())
         print(json.dumps(dict(humanoid=humanoid, copy_bytes=copy_source_bytes, sweep=sweep, tables=tables)))

@@ -117,13 +117,13 @@ def weighted_noise_moments(noise, offsets_n, weights_n, n_params, columns=None, 
     element's result.
     """
     start, stop = columns or (0, n_params)
-    first_c, second_c = np.zeros(stop - start), np.zeros(stop - start)
+    first_v, second_v = np.zeros(stop - start), np.zeros(stop - start)
     row_b, scaled_b = np.empty(max(0, min(chunk, stop - start))), np.empty(max(0, min(chunk, stop - start)))
     weights_n = np.asarray(weights_n, dtype=np.float64)
     offsets = [int(offset) for offset in offsets_n]
     for low in range(start, stop, chunk):
         high = min(low + chunk, stop)
-        first, second, row, scaled = first_c[low - start:high - start], second_c[low - start:high - start], \
+        first, second, row, scaled = first_v[low - start:high - start], second_v[low - start:high - start], \
             row_b[:high - low], scaled_b[:high - low]
         for offset, weight in zip(offsets, weights_n):
             row[...] = noise[offset + low:offset + high]
@@ -131,7 +131,7 @@ def weighted_noise_moments(noise, offsets_n, weights_n, n_params, columns=None, 
             first += scaled
             scaled *= row
             second += scaled
-    return first_c, second_c
+    return first_v, second_v
 
 
 def ranking(fitness_n):

@@ -67,22 +67,21 @@ class NES(Strategy):
         utilities_n = np.empty(self.population)
         utilities_n[ranking(fitness_n)] = nes_utilities(self.population)
         start, stop = self.columns
-        self.share.sync()  # no rank of the node still reads the last mean and sigma
-        if self.settings.mirrored:
-            pairs_n2 = utilities_n.reshape(-1, 2)
-            mean_weights, square_weights = pairs_n2[:, 0] - pairs_n2[:, 1], pairs_n2.sum(axis=1)
-            grad_mean_c, _ = weighted_noise_moments(self.noise, self.offsets_n, mean_weights, self.n_params,
-                                                    self.columns)
-            _, weighted_squares_c = weighted_noise_moments(self.noise, self.offsets_n, square_weights, self.n_params,
-                                                           self.columns)
-        else:
-            grad_mean_c, weighted_squares_c = weighted_noise_moments(self.noise, self.offsets_n, utilities_n,
-                                                                     self.n_params, self.columns)
-        grad_log_sigma_c = weighted_squares_c - utilities_n.sum()
-        mean_c, sigma_c = self.mean_p[start:stop], self.sigma_p[start:stop]
-        mean_c += self.settings.learning_rate_mean * sigma_c * grad_mean_c
-        sigma_c *= np.exp(0.5 * self.learning_rate_sigma * grad_log_sigma_c)
-        self.share.finish()
+        with self.share.column_phase():
+            if self.settings.mirrored:
+                pairs_n2 = utilities_n.reshape(-1, 2)
+                mean_weights, square_weights = pairs_n2[:, 0] - pairs_n2[:, 1], pairs_n2.sum(axis=1)
+                grad_mean_v, _ = weighted_noise_moments(self.noise, self.offsets_n, mean_weights, self.n_params,
+                                                        self.columns)
+                _, weighted_squares_v = weighted_noise_moments(self.noise, self.offsets_n, square_weights,
+                                                               self.n_params, self.columns)
+            else:
+                grad_mean_v, weighted_squares_v = weighted_noise_moments(self.noise, self.offsets_n, utilities_n,
+                                                                         self.n_params, self.columns)
+            grad_log_sigma_v = weighted_squares_v - utilities_n.sum()
+            mean_v, sigma_v = self.mean_p[start:stop], self.sigma_p[start:stop]
+            mean_v += self.settings.learning_rate_mean * sigma_v * grad_mean_v
+            sigma_v *= np.exp(0.5 * self.learning_rate_sigma * grad_log_sigma_v)
         return {"sigma_mean": float(self.sigma_p.mean()), "param_norm": float(np.linalg.norm(self.mean_p))}
 
     def center(self):

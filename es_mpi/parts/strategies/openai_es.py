@@ -56,18 +56,18 @@ def weighted_noise_sum(noise, offsets_n, weights_n, n_params, chunk=NOISE_SUM_CH
     an element's result, so the ranks of a node can each sum their own columns.
     """
     start, stop = columns or (0, n_params)
-    total_c = np.empty(stop - start, dtype=np.float32) if out is None else out
-    total_c[...] = 0
+    total_v = np.empty(stop - start, dtype=np.float32) if out is None else out
+    total_v[...] = 0
     scratch = np.empty(max(0, min(chunk, stop - start)), dtype=np.float32)
     weights_n = np.asarray(weights_n, dtype=np.float32)
     offsets = [int(offset) for offset in offsets_n]
     for first in range(start, stop, chunk):
         last = min(first + chunk, stop)
-        total_slice, scaled_slice = total_c[first - start:last - start], scratch[:last - first]
+        total_slice, scaled_slice = total_v[first - start:last - start], scratch[:last - first]
         for offset, weight in zip(offsets, weights_n):
             np.multiply(noise[offset + first:offset + last], weight, out=scaled_slice)
             total_slice += scaled_slice
-    return total_c
+    return total_v
 
 
 class OpenAIES(Strategy):
@@ -110,14 +110,13 @@ class OpenAIES(Strategy):
         shaped_k2 = shape_fitness(fitness_n2[kept_k], self.settings.shaping)
         weights_k = shaped_k2[:, 0] - shaped_k2[:, 1]
         start, stop = self.columns
-        params_c, gradient_c = self.params_p[start:stop], self.gradient_p[start:stop]
-        self.share.sync()  # no rank of the node still reads the last centre
-        weighted_noise_sum(self.noise, self.offsets_n[kept_k], weights_k, self.n_params, columns=self.columns,
-                           out=gradient_c)
-        gradient_c /= np.float32(2 * kept_k.size * self.settings.sigma)
-        descent_c = -gradient_c + np.float32(self.settings.l2) * params_c
-        params_c += self.optimizer.step(descent_c, slice(start, stop))
-        self.share.finish()
+        with self.share.column_phase():
+            params_v, gradient_v = self.params_p[start:stop], self.gradient_p[start:stop]
+            weighted_noise_sum(self.noise, self.offsets_n[kept_k], weights_k, self.n_params, columns=self.columns,
+                               out=gradient_v)
+            gradient_v /= np.float32(2 * kept_k.size * self.settings.sigma)
+            descent_v = -gradient_v + np.float32(self.settings.l2) * params_v
+            params_v += self.optimizer.step(descent_v, slice(start, stop))
         return {"gradient_norm": float(np.linalg.norm(self.gradient_p)),
                 "param_norm": float(np.linalg.norm(self.params_p))}
 
