@@ -43,10 +43,11 @@ def expected_bytes(population, node_sizes, rank, obs_size, obs_probability, obs_
     reading trainer.step (eval off, openai_es).
 
     On every rank: the agreement's node Allgather (3 uint64 a rank: checksum, rank, intact) and two
-    node Allreduces (2 float64, 1 float64), and rank 0's records-written flag (an int64 world
-    Bcast). With more than one node, each leader also Bcasts the node rows (4 uint64 a node) and 3
+    node Allreduces (4 float64: busy s, stop signal, members
+    played and its negative; 1 float64), and rank 0's records-written flag (an int64 world
+    Bcast). With more than one node, each leader also Bcasts the node rows (4 uint64 a node) and 5
     float64 to its node, and the leaders swap the results blocks (population x 5 float64, in
-    place), the node rows (Allgather) and 3 float64 (Allreduces); with observation normalisation, the sampled episodes' [sum, sum of squares,
+    place), the node rows (Allgather) and 5 float64 (Allreduces); with observation normalisation, the sampled episodes' [sum, sum of squares,
     count] rows (2 x obs_size + 1 float64; a random sample, so its expected size is used). The
     results themselves never cross MPI within a node: the ranks write them into node-shared memory.
     """
@@ -55,15 +56,15 @@ def expected_bytes(population, node_sizes, rank, obs_size, obs_probability, obs_
     n_nodes, bounds = len(node_sizes), np.cumsum([0, *node_sizes])
     node = int(np.searchsorted(bounds, rank, side="right")) - 1
     leader, root = rank == bounds[node], rank == 0
-    sent, received = 24 + 24, 24 * node_sizes[node] + 24
+    sent, received = 24 + 40, 24 * node_sizes[node] + 40
     sent, received = sent + (8 if root else 0), received + (0 if root else 8)
     if n_nodes > 1:
-        bcast = 32 * n_nodes + 24
+        bcast = 32 * n_nodes + 40
         sent, received = sent + (bcast if leader else 0), received + (0 if leader else bcast)
     if n_nodes > 1 and leader:
         start, stop = member_blocks(population, 2, node_sizes)[node]
-        sent += 8 * RESULTS_COLUMNS * (stop - start) + 32 + 24
-        received += 8 * RESULTS_COLUMNS * population + 32 * n_nodes + 24
+        sent += 8 * RESULTS_COLUMNS * (stop - start) + 32 + 40
+        received += 8 * RESULTS_COLUMNS * population + 32 * n_nodes + 40
         if obs_norm:
             row_bytes = 8 * (2 * obs_size + 1)
             sent += row_bytes * obs_probability * (stop - start)

@@ -50,11 +50,14 @@ def node_row(ranks_r3):
 @dataclass
 class Agreement:
     """`rows_d4`: one row per node (see node_row); `stop_signal`: the largest any rank caught; busy
-    seconds over all ranks; bytes this node's leader sent and received."""
+    seconds over all ranks; the most and fewest members any rank played; bytes this node's leader
+    sent and received."""
     rows_d4: np.ndarray
     stop_signal: int
     busy_max_s: float
     busy_mean_s: float
+    members_max: int
+    members_min: int
     crossed_bytes: int
 
     def repair_source(self):
@@ -79,15 +82,15 @@ class Agreement:
         return int(rows[node, SOURCE]), node
 
 
-def exchange(nodes, checksum, busy_s, stop_signal, intact=True):
-    """One Agreement, the same on every rank."""
+def exchange(nodes, checksum, busy_s, stop_signal, intact=True, members=0):
+    """One Agreement, the same on every rank; `members`: how many members this rank played."""
     from mpi4py import MPI
 
     node, leaders = nodes.node, nodes.leaders
     ranks_r3 = np.empty((node.size, 3), dtype=np.uint64)
     node.Allgather(np.array([checksum, nodes.world.rank, int(intact)], dtype=np.uint64), ranks_r3)
-    peaks_2 = np.array([busy_s, stop_signal], dtype=np.float64)
-    node.Allreduce(MPI.IN_PLACE, peaks_2, op=MPI.MAX)
+    peaks_4 = np.array([busy_s, stop_signal, members, -members], dtype=np.float64)  # the fewest as the largest -n
+    node.Allreduce(MPI.IN_PLACE, peaks_4, op=MPI.MAX)
     totals_1 = np.array([busy_s], dtype=np.float64)
     node.Allreduce(MPI.IN_PLACE, totals_1, op=MPI.SUM)
     rows_d4 = np.empty((nodes.count, 4), dtype=np.uint64)
@@ -96,12 +99,13 @@ def exchange(nodes, checksum, busy_s, stop_signal, intact=True):
         rows_d4[0] = node_row(ranks_r3)
     elif leaders is not None:
         leaders.Allgather(node_row(ranks_r3), rows_d4)
-        leaders.Allreduce(MPI.IN_PLACE, peaks_2, op=MPI.MAX)
+        leaders.Allreduce(MPI.IN_PLACE, peaks_4, op=MPI.MAX)
         leaders.Allreduce(MPI.IN_PLACE, totals_1, op=MPI.SUM)
-        crossed = rows_d4.nbytes + 2 * (peaks_2.nbytes + totals_1.nbytes)  # own row out, the others in
+        crossed = rows_d4.nbytes + 2 * (peaks_4.nbytes + totals_1.nbytes)  # own row out, the others in
     if nodes.count > 1:
         node.Bcast(rows_d4, root=0)
-        floats_3 = np.concatenate([peaks_2, totals_1])
-        node.Bcast(floats_3, root=0)
-        peaks_2, totals_1 = floats_3[:2], floats_3[2:]
-    return Agreement(rows_d4, int(peaks_2[1]), float(peaks_2[0]), float(totals_1[0]) / nodes.world.size, crossed)
+        floats_5 = np.concatenate([peaks_4, totals_1])
+        node.Bcast(floats_5, root=0)
+        peaks_4, totals_1 = floats_5[:4], floats_5[4:]
+    return Agreement(rows_d4, int(peaks_4[1]), float(peaks_4[0]), float(totals_1[0]) / nodes.world.size,
+                     int(peaks_4[2]), -int(peaks_4[3]), crossed)

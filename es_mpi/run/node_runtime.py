@@ -88,6 +88,7 @@ class NodeRuntime:
     def __init__(self, world, noise_size, noise_seed, placement, make_strategy, obs_width=None, node_size=None,
                  handles=None):
         self.world, self.rank = world, world.rank
+        self.played = 0  # members this rank played in the iteration, for the agreement's members_max/min
         self.handles = Handles() if handles is None else handles
         try:
             self.nodes = self.handles.node_layer(world, node_size)
@@ -119,6 +120,7 @@ class NodeRuntime:
 
     def write(self, member, episode):
         self.results.write(member, episode)
+        self.played += 1
 
     # ----------------------------------------------------------------- 2. exchange
     def exchange(self, iteration):
@@ -159,7 +161,8 @@ class NodeRuntime:
             faults.flip_parameter(self.rank, iteration, self.strategy.center())
         self.share.sync()  # an injected fault is in place on the whole node before anyone looks
         agreed = agreement.exchange(self.nodes, agreement.state_checksum(self.strategy, obstat), busy_s, stop_signal,
-                                    self.share.intact())
+                                    self.share.intact(), self.played)
+        self.played = 0
         source = agreed.repair_source()
         if source is not None:
             state = self.world.bcast((self.strategy.state_dict(), obstat.state_dict()), root=source[0])

@@ -186,6 +186,7 @@ class Trainer:
             iteration_s=iteration_s, episodes_s=busy_end - busy_start, wait_s=gathered - busy_end,
             update_s=(busy_start - t_start) + (end - gathered - eval_s), eval_s=eval_s,
             imbalance=agreed.busy_max_s / agreed.busy_mean_s if agreed.busy_mean_s > 0 else 1.0,
+            members_max=agreed.members_max, members_min=agreed.members_min,
             capped=int(results_n5[:, 2].sum()), nonfinite=int(results_n5[:, 3].sum()),
             node_bytes=self.runtime.take_crossed_bytes() + agreed.crossed_bytes,
             repairs=self.metrics.last("repairs", 0) + repaired, step_cap=self.step_cap,
