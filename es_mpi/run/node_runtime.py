@@ -14,7 +14,7 @@ An iteration's phases, in the order the node barriers require (docs/architecture
 2. exchange: `exchange()` waits at a node barrier until every member of the node is written, lets the
    leaders swap blocks between nodes and waits at a second barrier until they are back; then each
    rank copies the results out. `gather_elite` is the world gather of the elite's transitions.
-3. update: `update(tell, ...)` runs the strategy's tell inside the node arrays' update phase, the only
+3. update: `update(returns_n, transitions)` runs the strategy's tell inside the node arrays' update phase, the only
    time a cooperative strategy may write its columns (core/node_share.py: `column_phase` waits at a
    node barrier until no rank reads the last state, and at another until every rank wrote its columns).
    Outside it the node's arrays are read-only, on one rank as on many.
