@@ -235,7 +235,7 @@ def train_command(job, seed, args, stop_return, max_timesteps, run_dir):
 
 def job_digest(job_path):
     """sha256 of the job's settings (comments and layout aside): --reuse needs the same job."""
-    from es_mpi.job.parse import load_job
+    from es_mpi.parts.job_file import load_job
 
     settings = json.dumps(load_job(job_path).to_dict(), sort_keys=True)
     return hashlib.sha256(settings.encode()).hexdigest()
@@ -283,7 +283,7 @@ def relative(path):
 
 def job_options(job_path, overrides):
     """The env id and 'key=value, ...' of the settings that tell the tuned jobs apart (eval.every included)."""
-    from es_mpi.job.parse import load_job
+    from es_mpi.parts.job_file import load_job
 
     job = load_job(job_path, overrides).to_dict()
     parts = [f"eval.every={job['eval']['every']}"]

@@ -4,6 +4,7 @@ changed is repaired to those bytes. Every run of this module shares one mpiexec
 (tests/train_matrix_probe.py): each is the whole `es-mpi train` command on a communicator of its rank
 count, without a process start of its own."""
 
+import csv
 import hashlib
 import json
 
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import MPIEXEC, PYTHON, REPO, run, run_cli
+from es_mpi.parts.strategies import STRATEGIES
 from es_mpi.records import checkpoint as ckpt_io
+from strategy_cases import strategy_cases, strategy_toml
 
 CARTPOLE = """
 [env]
@@ -91,19 +94,7 @@ iterations = 4
 [strategy]
 """
 
-# Every strategy, one job each (some twice, with another option that changes the update): the one list
-# the matrix runs. Adding a strategy here runs it on every rank count and layout.
-STRATEGY_JOBS = {
-    "openai_es": OBJECTIVE + "name = 'openai_es'\npairs = 4\n",
-    "openai_es_sgd_l2": OBJECTIVE + "name = 'openai_es'\npairs = 4\noptimizer = 'sgd'\nl2 = 0.01\n",
-    "nes": OBJECTIVE + "name = 'nes'\npopulation = 7\nmirrored = false\n",
-    "nes_mirrored": OBJECTIVE + "name = 'nes'\npopulation = 8\nmirrored = true\n",
-    "simple_es": OBJECTIVE + "name = 'simple_es'\npopulation = 7\n",
-    "ga": OBJECTIVE + "name = 'ga'\npopulation = 9\ntruncation = 0.3\n",
-    "cma_es_full": OBJECTIVE + "name = 'cma_es'\nvariant = 'full'\npopulation = 7\n",
-    "cma_es_separable": OBJECTIVE + "name = 'cma_es'\nvariant = 'separable'\npopulation = 7\n",
-    "cem": OBJECTIVE + "name = 'cem'\npopulation = 7\nextra_std = 0.1\n",
-    "cem_tabular": """
+TAXI_TABULAR = """
 [env]
 id = "Taxi-v4"
 step_cap = 40
@@ -113,11 +104,6 @@ kind = "tabular"
 enabled = false
 [noise]
 size = 10000
-[strategy]
-name = "cem_tabular"
-policies = 7
-percentile = 50.0
-memory = 2
 [eval]
 every = 2
 episodes = 3
@@ -126,8 +112,10 @@ every = 2
 keep = 5
 [stop]
 iterations = 4
-""",
-    "cem_action": """
+[strategy]
+"""
+
+CARTPOLE_MLP = """
 [env]
 id = "CartPole-v1"
 step_cap = 60
@@ -138,12 +126,6 @@ enabled = true
 probability = 0.5
 [noise]
 size = 10000
-[strategy]
-name = "cem_action"
-population = 7
-percentile = 50.0
-batch_size = 16
-memory = 1
 [eval]
 every = 2
 episodes = 3
@@ -152,8 +134,32 @@ every = 2
 keep = 5
 [stop]
 iterations = 4
-""",
-}
+[strategy]
+"""
+
+# Every registered strategy (tests/strategy_cases.py); these shrunk to small or odd populations, some in
+# more than one variant (the options that change how the update's columns are computed).
+STRATEGY_CASES = strategy_cases({
+    "openai_es": {"": dict(pairs=4), "sgd_l2": dict(pairs=4, optimizer="sgd", l2=0.01)},
+    "nes": {"": dict(population=7, mirrored=False), "mirrored": dict(population=8, mirrored=True)},
+    "simple_es": {"": dict(population=7)},
+    "ga": {"": dict(population=9, truncation=0.3)},
+    "cma_es": {"full": dict(variant="full", population=7), "separable": dict(variant="separable", population=7)},
+    "cem": {"": dict(population=7, extra_std=0.1)},
+    "cem_tabular": {"": dict(policies=7, percentile=50.0, memory=2)},
+    "cem_action": {"": dict(population=7, percentile=50.0, batch_size=16, memory=1)},
+})
+
+
+def job_frame(name):
+    """An objective, unless the strategy needs an environment: tabular CEM its Taxi, others CartPole."""
+    if not STRATEGIES.classes[name].needs_environment:
+        return OBJECTIVE
+    return TAXI_TABULAR if name == "cem_tabular" else CARTPOLE_MLP
+
+
+STRATEGY_JOBS = {case: job_frame(name) + strategy_toml(name, settings)
+                 for case, (name, settings) in STRATEGY_CASES.items()}
 
 # Environments that end episodes at different times, observation normalisation, the adaptive cap,
 # and every post-paper option: each rank count runs with another run.lanes (lanes never change results).
@@ -290,15 +296,6 @@ def start_line(stdout):
     return next(line for line in stdout.splitlines() if line.startswith("es-mpi: "))
 
 
-def test_the_matrix_runs_every_strategy():
-    """A new strategy without a job in STRATEGY_JOBS would never be checked on several ranks."""
-    from es_mpi.job.parse import job_from_text
-    from es_mpi.job.strategy_sections import STRATEGY_SETTINGS
-
-    ran = {job_from_text(text, f"{name}.toml").strategy.name for name, text in STRATEGY_JOBS.items()}
-    assert ran == set(STRATEGY_SETTINGS)
-
-
 @pytest.mark.mpi
 @pytest.mark.parametrize("name", sorted(STRATEGY_JOBS))
 def test_rank_counts_layouts_and_a_moved_resume_give_the_bytes_of_one_rank(matrix, name):
@@ -366,9 +363,18 @@ def test_resume_on_another_layout_equals_a_straight_run(matrix):
 @pytest.mark.mpi
 def test_dynamic_and_static_placement_give_the_bytes_of_one_rank(matrix):
     """Hopper with ARS options: episodes end at different times, every episode records observations."""
-    digests = {name: state_digest(ran_well(matrix, "placement", name)[1] / "ckpt-00000004.h5")
-               for name, _, _, _ in PLACEMENT_RUNS}
+    digests, counts = {}, {}
+    for name, _, _, _ in PLACEMENT_RUNS:
+        run_dir = ran_well(matrix, "placement", name)[1]
+        digests[name] = state_digest(run_dir / "ckpt-00000004.h5")
+        with open(run_dir / "metrics.csv") as fh:
+            counts[name] = {(int(row["members_min"]), int(row["members_max"])) for row in csv.DictReader(fh)}
     assert set(digests.values()) == {digests["one"]}, digests
+    # members_min/max: 5 pairs in static slices of whole pairs, 2+2+1 on one node of 3 ranks, one pair
+    # each on 2+2+1 nodes; dynamic claims play every member once, so the counts bracket an even split
+    assert counts["one"] == {(10, 10)} and counts["static3"] == {(2, 4)} and counts["static-nodes"] == {(2, 2)}
+    for name, n_ranks in (("dynamic3", 3), ("dynamic-nodes", 5)):
+        assert all(low * n_ranks <= 10 <= high * n_ranks and low % 2 == high % 2 == 0 for low, high in counts[name])
 
 
 @pytest.mark.mpi

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, child_env, es_mpi_command, run_cli, run_es
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.records import checkpoint as ckpt_io
 
 imageio = pytest.importorskip("imageio.v3")

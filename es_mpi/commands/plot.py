@@ -14,7 +14,7 @@ import numpy as np
 
 from es_mpi.core.errors import UserError
 from es_mpi.core.guarded_read import UnreadableFile, read_text
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.records.metrics import METRICS_NAME
 

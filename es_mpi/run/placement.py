@@ -30,9 +30,10 @@ def member_blocks(population, group, node_sizes):
 
 class Placement:
     """This rank's members each iteration: `members()` yields them lazily (a dynamic claim is made
-    only when the next member is wanted). `block` is this node's [start, stop) members."""
+    only when the next member is wanted). `block` is this node's [start, stop) members; `window` allocates
+    the counter's (run/node_runtime.py)."""
 
-    def __init__(self, mode, nodes, population, group):
+    def __init__(self, mode, nodes, population, group, window):
         if mode not in PLACEMENTS:
             raise ValueError(f"unknown placement {mode!r}")
         self.mode, self.group = mode, group
@@ -40,7 +41,7 @@ class Placement:
         self.unit_block = units[nodes.index]
         self.block = (self.unit_block[0] * group, self.unit_block[1] * group)
         self.node_rank, self.node_size = nodes.node.rank, nodes.node.size
-        self.counter = NodeArray(nodes, (1,), np.int64) if mode == "dynamic" else None
+        self.counter = NodeArray(nodes, (1,), np.int64, window) if mode == "dynamic" else None
         self.claims_before = 0  # the counter's value when this iteration's claims began
 
     def members(self):
@@ -69,7 +70,3 @@ class Placement:
             if unit >= n_units:
                 return
             yield first + unit
-
-    def free(self):
-        if self.counter is not None:
-            self.counter.free()
