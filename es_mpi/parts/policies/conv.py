@@ -114,7 +114,7 @@ def _hidden_shape(layer):
 
 
 class ConvLanes:
-    """The forward pass of several members at once, one lane each (see rollout.run_lanes).
+    """The forward pass of several members at once, one lane each (see rollout.play).
 
     Each layer keeps its lanes' weights in one (lanes, I, U) array and the lanes' VBN affines
     (or biases) in (lanes, ..., U) rows; a layer is one stacked matmul over the lanes, which numpy
