@@ -74,3 +74,24 @@ def test_dynamic_and_static_placement_give_the_bytes_of_one_rank(write_job, tmp_
         assert result.returncode == 0, result.stderr[-3000:]
         digests[name] = state_digest(tmp_path / name / "ckpt-00000004.h5")
     assert set(digests.values()) == {digests["one"]}, digests
+
+
+@pytest.mark.mpi
+def test_lanes_take_their_share_so_a_rank_that_starts_late_finds_its_own(tmp_path):
+    """4 ranks of 16 lanes on 16 pairs (the whole block fits in one rank's lanes); the last rank makes
+    its first claim only after the others have filled their lanes. No rank holds more than its share
+    (4 pairs) plus one unit while units remain, so the late rank still finds its share."""
+    population, group = 32, 2
+    command = [MPIEXEC, "-n", "4", "--oversubscribe", "--bind-to", "none", PYTHON,
+               str(REPO / "tests" / "lanes_share_probe.py"), str(population), str(group), "16", str(tmp_path)]
+    result = run(command, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ranks = json.loads(result.stdout.strip().splitlines()[-1])
+    share = population // 4
+    assert [rank["share"] for rank in ranks] == [share] * 4
+    for iteration in range(2):
+        played = [rank["iterations"][iteration]["played"] for rank in ranks]
+        assert sorted(m for mine in played for m in mine) == list(range(population))
+        for rank in ranks:
+            assert rank["iterations"][iteration]["most_held"] <= share + group
+        assert len(played[-1]) == share  # the late rank: the others left its share for it

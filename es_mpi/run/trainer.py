@@ -164,7 +164,7 @@ class Trainer:
             return player, episode_seed(seed, iteration, m), self._records_obs(iteration, m)
 
         episodes = play(self.lanes, self.lanes_forward, self.placement.members(), member, self.step_cap, normalizer,
-                        self.job.env.alive_bonus, self.strategy.wants_transitions)
+                        self.job.env.alive_bonus, self.strategy.wants_transitions, self.placement.share)
         transitions = {}
         for member, episode in episodes.items():
             self.results.write(member, episode)
