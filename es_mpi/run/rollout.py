@@ -109,7 +109,9 @@ class Actors:
         self.acts[target] = self.acts[source]
 
     def __call__(self, x_lo):
-        return [act(x) for act, x in zip(self.acts, x_lo)]
+        """Row l through lane l's actor (rows by index: iterating an array costs more than the call)."""
+        acts = self.acts
+        return [acts[lane](x_lo[lane]) for lane in range(len(x_lo))]
 
 
 def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offset=0.0, record_transitions=False,
@@ -172,6 +174,9 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
         if not assign(lane, lane):
             break
     reslotted, check_finite = True, lanes.may_be_nonfinite
+    if normalizer is not None:  # one flat call per step: same-shape 1-D ufuncs take numpy's fast path,
+        mean_o, inv_std_o, clip = normalizer  # broadcasting (n, o) against (o,) costs more than the arithmetic
+        tiled = (np.tile(mean_o, n_slots), np.tile(inv_std_o, n_slots))
     while slots:
         if starts:
             lanes.start(starts)
@@ -180,24 +185,25 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
             reslotted, n = False, len(lanes_n)
             take = slice(0, n) if lanes_n == list(range(n)) else list(lanes_n)
             recording = any(state.record_obs for state in slots)
+            if normalizer is not None:
+                normalizer_n = (tiled[0][:n * mean_o.size], tiled[1][:n * mean_o.size], clip)
         x = lanes.observe(take)
-        if check_finite:
-            x_flat = x.ravel()
-            if not isfinite(x_flat.dot(x_flat)):
-                bad = [slot for slot, row in enumerate(x) if not isfinite(row.dot(row))]
-                if bad:  # else the float32 sum overflowed while every row is finite
-                    for slot in reversed(bad):
-                        finish(slot, slots[slot].nonfinite())
-                    continue
-        if recording:
-            for state, row in zip(slots, x):
+        x_flat = x.ravel()
+        if check_finite and not isfinite(x_flat.dot(x_flat)):
+            bad = [slot for slot in range(n) if not isfinite(x[slot].dot(x[slot]))]
+            if bad:  # else the float32 sum overflowed while every row is finite
+                for slot in reversed(bad):
+                    finish(slot, slots[slot].nonfinite())
+                continue
+        if recording:  # rows by index: iterating an array costs more than the work here
+            for slot, state in enumerate(slots):
                 if state.record_obs:
-                    state.record_observation(row)
-        z = normalize(x, normalizer)
+                    state.record_observation(x[slot])
+        z = x if normalizer is None else normalize(x_flat, normalizer_n).reshape(x.shape)
         actions = forward(z)
         if record_transitions:
-            for state, row, action in zip(slots, z, actions):
-                state.steps.append(np.concatenate([np.ravel(row), np.ravel(action)]).astype(np.float64))
+            for slot, (state, action) in enumerate(zip(slots, actions)):
+                state.steps.append(np.concatenate([np.ravel(z[slot]), np.ravel(action)]).astype(np.float64))
         done = []
         for slot, (state, outcome) in enumerate(zip(slots, lanes.step(lanes_n, actions))):
             if outcome is None:  # a no-op start step (Atari), not part of the episode
