@@ -82,10 +82,10 @@ class EnvLanes:
         """The latest observations of the lanes `take` (a slice, or a list in slot order): (n, width) float32."""
         return self.x_lo[take]
 
-    def step(self, lanes_n, actions):
+    def step(self, lanes_l, actions):
         """Step each lane with its action; -> (reward, terminated, truncated) per lane."""
         outcomes, envs, views = [], self.envs, self.obs_views
-        for lane, action in zip(lanes_n, actions):
+        for lane, action in zip(lanes_l, actions):
             views[lane][...], reward, terminated, truncated, _ = envs[lane].step(action)
             outcomes.append((reward, terminated, truncated))
         return outcomes
@@ -121,7 +121,7 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
 
     `lanes` is a source of lanes (`EnvLanes`, `vector_rollout.VectorLanes`): `start([(lane, seed)])`,
     `observe(take)` -> the batch of the observations of lanes `take` (a slice while slot s plays in
-    lane s, else the list), `step(lanes_n, actions)` -> per lane (reward, terminated, truncated),
+    lane s, else the list), `step(lanes_l, actions)` -> per lane (reward, terminated, truncated),
     or None for a step that is not part of the episode; `may_be_nonfinite` says whether its
     observations need the NaN/inf check.
     `members` is an iterable of member indices, drawn one at a time as slots free up (dynamic
@@ -135,10 +135,11 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
 
     Each slot's row is computed on its own (a gemv per lane, elementwise ufuncs): an episode's bits
     are a function of its player and seed, never of its lane, its neighbours or the lane count.
+    (`x_lo`: one row per slot in play; Atari's rows are frames, (l, c, h, w).)
     """
     cap = min(step_cap, lanes.max_episode_steps)  # at least 1 (env.step_cap is)
     n_slots = lanes.n_lanes if most_held is None else min(lanes.n_lanes, most_held)
-    episodes, pending, slots, lanes_n, starts = {}, iter(members), [], [], []
+    episodes, pending, slots, lanes_l, starts = {}, iter(members), [], [], []
     isfinite = math.isfinite
 
     def assign(slot, lane):
@@ -151,7 +152,7 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
         state = _InPlay(k, lane, record_obs, record_transitions)
         if slot == len(slots):
             slots.append(state)
-            lanes_n.append(lane)
+            lanes_l.append(lane)
         else:
             slots[slot] = state
         starts.append((lane, seed))
@@ -165,10 +166,10 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
         if assign(slot, slots[slot].lane):
             return
         last = slots.pop()
-        lanes_n.pop()
+        lanes_l.pop()
         if slot < len(slots):
             forward.move(len(slots), slot)
-            slots[slot], lanes_n[slot] = last, last.lane
+            slots[slot], lanes_l[slot] = last, last.lane
 
     for lane in range(n_slots):
         if not assign(lane, lane):
@@ -182,15 +183,15 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
             lanes.start(starts)
             starts.clear()
         if reslotted:  # the batch's lanes, and whether anyone records, change only when a member finishes
-            reslotted, n = False, len(lanes_n)
-            take = slice(0, n) if lanes_n == list(range(n)) else list(lanes_n)
+            reslotted, n = False, len(lanes_l)
+            take = slice(0, n) if lanes_l == list(range(n)) else list(lanes_l)
             recording = any(state.record_obs for state in slots)
             if normalizer is not None:
-                normalizer_n = (tiled[0][:n * mean_o.size], tiled[1][:n * mean_o.size], clip)
-        x = lanes.observe(take)
-        x_flat = x.ravel()
+                normalizer_flat = (tiled[0][:n * mean_o.size], tiled[1][:n * mean_o.size], clip)
+        x_lo = lanes.observe(take)
+        x_flat = x_lo.ravel()
         if check_finite and not isfinite(x_flat.dot(x_flat)):
-            bad = [slot for slot in range(n) if not isfinite(x[slot].dot(x[slot]))]
+            bad = [slot for slot in range(n) if not isfinite(x_lo[slot].dot(x_lo[slot]))]
             if bad:  # else the float32 sum overflowed while every row is finite
                 for slot in reversed(bad):
                     finish(slot, slots[slot].nonfinite())
@@ -198,14 +199,14 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
         if recording:  # rows by index: iterating an array costs more than the work here
             for slot, state in enumerate(slots):
                 if state.record_obs:
-                    state.record_observation(x[slot])
-        z = x if normalizer is None else normalize(x_flat, normalizer_n).reshape(x.shape)
-        actions = forward(z)
+                    state.record_observation(x_lo[slot])
+        z_lo = x_lo if normalizer is None else normalize(x_flat, normalizer_flat).reshape(x_lo.shape)
+        actions = forward(z_lo)
         if record_transitions:
             for slot, (state, action) in enumerate(zip(slots, actions)):
-                state.steps.append(np.concatenate([np.ravel(z[slot]), np.ravel(action)]).astype(np.float64))
+                state.steps.append(np.concatenate([np.ravel(z_lo[slot]), np.ravel(action)]).astype(np.float64))
         done = []
-        for slot, (state, outcome) in enumerate(zip(slots, lanes.step(lanes_n, actions))):
+        for slot, (state, outcome) in enumerate(zip(slots, lanes.step(lanes_l, actions))):
             if outcome is None:  # a no-op start step (Atari), not part of the episode
                 continue
             reward, terminated, truncated = outcome

@@ -27,13 +27,13 @@ class VectorLanes:
         """The frames of the lanes `take` (a slice, or a list in slot order): (n, C, H, W) uint8."""
         return self.vector.obs_lchw[take]
 
-    def step(self, lanes_n, actions):
-        """Step every lane; -> (reward, terminated, truncated) per lane of `lanes_n`, None for a no-op start step."""
+    def step(self, lanes_l, actions):
+        """Step every lane; -> (reward, terminated, truncated) per lane of `lanes_l`, None for a no-op start step."""
         self.actions_l[:] = 0
-        self.actions_l[lanes_n] = actions
+        self.actions_l[lanes_l] = actions
         _, rewards_l, terminated_l, truncated_l, warming_l = self.vector.step(self.actions_l)
         return [None if warming_l[lane] else (float(rewards_l[lane]), terminated_l[lane], truncated_l[lane])
-                for lane in lanes_n]
+                for lane in lanes_l]
 
     def close(self):
         self.vector.close()
