@@ -9,7 +9,9 @@ Writes a markdown table to benchmarks/results/atari.md (--name to change). In on
   networks with and without VBN, beside the gymnasium raw rate measured right before it;
 - whether one flat matmul over a batch (shared weights) keeps each observation's bits;
 - the forward pass per observation at batch sizes 1, 4 and 16 (one lane per member, see
-  policies/conv.ConvLanes), and the VBN reference pass per member, as a share of the iteration.
+  policies/conv.ConvLanes) against the im2col pass it replaced (benchmarks/conv_baseline.py), timed
+  in turns within this run, and the VBN reference pass per member, as a share of the iteration.
+`--forward-only` measures the forward passes alone (no env rates, no training).
 """
 
 import argparse
@@ -20,11 +22,12 @@ import tempfile
 import time
 
 import common  # noqa: F401  (puts this checkout first on sys.path)
+import conv_baseline  # noqa: E402
 
 import es_mpi  # noqa: E402,F401  (one BLAS thread, set before numpy loads BLAS)
 import numpy as np  # noqa: E402
 
-from es_mpi.job.parse import job_from_text  # noqa: E402
+from es_mpi.parts.job_file import job_from_text  # noqa: E402
 from es_mpi.parts.atari import AtariLanes, make_gymnasium_atari_env  # noqa: E402
 from es_mpi.parts.build import build_task  # noqa: E402
 from es_mpi.parts.policies.conv import NETWORKS, ConvLayer, build_layers  # noqa: E402
@@ -96,13 +99,14 @@ def flat_batch_changes_bits(max_batch=16):
     for network in NETWORKS:
         hidden, output = build_layers(network, (4, 84, 84), 6)
         for index, layer in enumerate([*hidden, output]):
-            rows = layer.positions if isinstance(layer, ConvLayer) else 1
+            conv = isinstance(layer, ConvLayer)  # one tap's matmul: (positions, window) @ (window, filters)
+            rows, inputs = (layer.out_hwc[0] * layer.out_hwc[1], layer.window) if conv else (1, layer.fan_in)
             units = layer.out_hwc[-1]
-            weights_iu = draw.standard_normal((layer.fan_in, units)).astype(np.float32)
-            x_bqi = draw.standard_normal((max_batch, rows, layer.fan_in)).astype(np.float32)
+            weights_iu = draw.standard_normal((inputs, units)).astype(np.float32)
+            x_bqi = draw.standard_normal((max_batch, rows, inputs)).astype(np.float32)
             alone = np.stack([x_bqi[b] @ weights_iu for b in range(max_batch)])
             found[(network, index + 1)] = [b for b in range(2, max_batch + 1) if not np.array_equal(
-                (x_bqi[:b].reshape(-1, layer.fan_in) @ weights_iu).reshape(b, rows, units), alone[:b])]
+                (x_bqi[:b].reshape(-1, inputs) @ weights_iu).reshape(b, rows, units), alone[:b])]
     return found
 
 
@@ -121,30 +125,53 @@ def vector_rate(game, n_lanes, steps):
     return rate
 
 
-def forward_costs(game, network, repeats):
-    """({batch: microseconds per observation}, milliseconds per VBN member bind, parameters, lanes)."""
+def forward_costs(game, network, repeats, rounds):
+    """({batch: (im2col us, current us, im2col / current)} per observation, ms per VBN member bind,
+    parameters, lanes). The two passes alternate call by call on the same members and frames, each
+    call timed alone, so that a shared machine's preemptions hit a few calls instead of every
+    measurement; figures are medians over calls, the ratio is of the medians."""
     job = bench_job(game, network, vbn=True)
     task = build_task(job)
     env, policy = task.env, task.policy
     policy.set_reference(collect_reference(env, VBN_BATCH, 0.05, 0, 1000))
+    draw = np.random.default_rng(0)
     params_p = task.initial_params()
+    members = [params_p + np.float32(0.02) * draw.standard_normal(params_p.size, dtype=np.float32)
+               for _ in range(max(BATCHES))]
     start = time.perf_counter()
     policy.bind(params_p)
     bind_ms = (time.perf_counter() - start) * 1e3
-    draw = np.random.default_rng(0)
     obs = draw.integers(0, 256, (max(BATCHES), *env.observation_space.shape), dtype=np.uint8)
-    costs = {}
+    costs, clock = {}, time.perf_counter
     for batch in BATCHES:
         lanes = policy.lanes(batch)
         for lane in range(batch):
-            lanes.load(lane, params_p)
-        lanes(obs[:batch])
-        start = time.perf_counter()
-        for _ in range(max(1, repeats // batch)):
-            lanes(obs[:batch])
-        costs[batch] = (time.perf_counter() - start) / (max(1, repeats // batch) * batch) * 1e6
+            lanes.load(lane, members[lane])
+        baseline, frames = conv_baseline.Im2colLanes(policy, members[:batch]), obs[:batch]
+        baseline(frames), lanes(frames)  # warm the caches
+        old_s, new_s = [], []
+        for _ in range(rounds * max(1, repeats // batch)):
+            start = clock()
+            baseline(frames)
+            middle = clock()
+            lanes(frames)
+            old_s.append(middle - start)
+            new_s.append(clock() - middle)
+        old_us, new_us = common.median(old_s) / batch * 1e6, common.median(new_s) / batch * 1e6
+        costs[batch] = (old_us, new_us, old_us / new_us)
     env.close()
     return costs, bind_ms, policy.n_params, policy.useful_lanes(job.run.lanes)
+
+
+def forward_lines(forward):
+    lines = ["## Forward pass per observation (us), one member per lane: im2col (before) / now (ratio)", "",
+             "The two passes alternate call by call within this run; medians over calls, the ratio of the medians.",
+             "", "| network | parameters | lanes in training | " + " | ".join(f"batch {b}" for b in BATCHES)
+             + " | VBN bind ms/member |", "|---|---|---|" + "---|" * len(BATCHES) + "---|"]
+    for network, (costs, bind_ms, n_params, lanes) in forward.items():
+        cells = [f"{costs[b][0]:.0f} / {costs[b][1]:.0f} ({costs[b][2]:.2f}x)" for b in BATCHES]
+        lines.append(f"| {network} | {n_params} | {lanes} | " + " | ".join(cells) + f" | {bind_ms:.1f} |")
+    return lines + [""]
 
 
 def training_rate(game, network, vbn, ranks, pairs, steps, iterations, timeout, lanes):
@@ -160,6 +187,14 @@ def training_rate(game, network, vbn, ranks, pairs, steps, iterations, timeout, 
     return steps_i.sum() / ranks / seconds_i.sum(), float(np.median(seconds_i))
 
 
+def write_report(lines, name):
+    out = common.RESULTS / f"{name}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", default="ALE/Pong-v5")
@@ -169,13 +204,19 @@ def main():
     parser.add_argument("--steps", type=int, default=1000, help="episode step cap (agent steps)")
     parser.add_argument("--raw-steps", type=int, default=3000, help="agent steps per raw env measurement")
     parser.add_argument("--repeats", type=int, default=200, help="observations timed per forward measurement")
+    parser.add_argument("--rounds", type=int, default=9,
+                        help="forward timing: rounds of --repeats observations per batch size, each call timed alone")
+    parser.add_argument("--forward-only", action="store_true", help="time the forward passes only")
     parser.add_argument("--networks", nargs="+", default=["paper", "nature"])
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--name", default="atari")
     args = parser.parse_args()
 
     lines = [f"# Atari benchmark ({args.game})", "", f"`{common.command_line()}`", "", *common.machine_lines(), ""]
-    forward = {network: forward_costs(args.game, network, args.repeats) for network in args.networks}
+    forward = {network: forward_costs(args.game, network, args.repeats, args.rounds) for network in args.networks}
+    if args.forward_only:
+        write_report(lines + forward_lines(forward), args.name)
+        return
     lanes_used = max(lanes for *_, lanes in forward.values())
     gym_raw = gymnasium_rate(args.game, args.raw_steps)
     gym_concurrent = concurrent_gymnasium_rate(args.game, args.raw_steps, args.ranks)
@@ -191,13 +232,8 @@ def main():
               "| layer (network, index) | batch sizes 2-16 whose bits differ |", "|---|---|"]
     lines += [f"| {network} {index} | {', '.join(map(str, sizes)) or 'none'} |" for (network, index), sizes in flat.items()]
     lines.append("")
-    lines += ["## Forward pass per observation (us), one member per lane", "",
-              "| network | parameters | lanes in training | " + " | ".join(f"batch {b}" for b in BATCHES)
-              + " | VBN bind ms/member |", "|---|---|---|" + "---|" * len(BATCHES) + "---|"]
-    for network, (costs, bind_ms, n_params, lanes) in forward.items():
-        lines.append(f"| {network} | {n_params} | {lanes} | " + " | ".join(f"{costs[b]:.0f}" for b in BATCHES)
-                     + f" | {bind_ms:.1f} |")
-    lines += ["", f"## Training, {args.ranks} ranks, {args.pairs} pairs, episodes capped at {args.steps} steps", "",
+    lines += forward_lines(forward)
+    lines += [f"## Training, {args.ranks} ranks, {args.pairs} pairs, episodes capped at {args.steps} steps", "",
               "The gymnasium raw rates are measured right before each training run, so both see the same load.", "",
               "| network | VBN | run.lanes | agent steps/s per rank | gymnasium raw steps/s (1 process) | / gymnasium raw "
               f"| gymnasium raw, {args.ranks} at once | / that | s/iteration | VBN reference share of the iteration |",
@@ -216,11 +252,7 @@ def main():
         print(lines[-1], flush=True)
     lines += ["", "VBN share: one member's reference pass (the bind above) times the members per rank, over the "
                   "median iteration."]
-    out = common.RESULTS / f"{args.name}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out}")
+    write_report(lines, args.name)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ measures what does not sleep: placement, the tail of the longest episodes, waiti
 exchange, the update.
 
 Population = --episodes-per-rank x R (mirrored pairs), evaluation off (--eval-every to turn it
-on), the job's own lanes, placement and strategy settings otherwise. Parallel efficiency per run:
+on: its episodes then count as serial work too), the job's own lanes, placement and strategy
+settings otherwise. Parallel efficiency per run:
 
     efficiency = serial work / (R x wall time), summed over the iterations after the first,
 
@@ -57,8 +58,8 @@ import time
 import numpy as np
 
 import common
-from es_mpi.core.seeding import episode_seed
-from es_mpi.job.parse import job_from_text
+from es_mpi.core.seeding import Purpose, episode_seed
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.trace_env import TRACE_ENV_ID, TraceEnv, load_trace
 from learning import read_metrics
 
@@ -70,7 +71,10 @@ NOISE_SIZE = 1_000_000
 
 
 def yield_settings(nanosleep_us):
-    """Open MPI settings that make a waiting rank sleep instead of polling (see the module's doc)."""
+    """Open MPI settings that make a waiting rank sleep instead of polling (see the module's doc);
+    none for 0 (Open MPI's own waiting, to measure what it costs)."""
+    if nanosleep_us == 0:
+        return {}
     return {"OMPI_MCA_mpi_yield_when_idle": "1", "OMPI_MCA_threads_pthreads_yield_strategy": "nanosleep",
             "OMPI_MCA_threads_pthreads_nanosleep_time": str(int(nanosleep_us * 1000))}
 
@@ -101,14 +105,15 @@ def trace_job(trace_path, ranks, episodes_per_rank, iterations, time_scale, eval
     return job_from_text(recorded.to_toml(), trace_path, overrides)
 
 
-def asked_episodes(job, iteration, members):
-    """[(length, seconds)] that each member of `iteration` asks the trace env for: the recorded
-    episode its env seed draws, its seconds times the job's time scale; both cut at a fixed step cap."""
+def asked_episodes(job, iteration, members, purpose=Purpose.EPISODE):
+    """[(length, seconds)] that each member (or evaluation episode) of `iteration` asks the trace env
+    for: the recorded episode its env seed draws, its seconds times the job's time scale; both cut
+    at a fixed step cap."""
     env = TraceEnv(**job.env.kwargs)
     cap = job.env.step_cap if isinstance(job.env.step_cap, int) else math.inf
     out = []
     for m in members:
-        e = env.reset(seed=episode_seed(job.run.seed, iteration, m))[1]["episode"]
+        e = env.reset(seed=episode_seed(job.run.seed, iteration, m, purpose))[1]["episode"]
         length = int(env.lengths_e[e])
         out.append((min(length, cap), env.seconds_e[e] * min(1.0, cap / length)))
     return out
@@ -119,8 +124,9 @@ def population(job):
 
 
 def serial_work(job, rows):
-    """{iteration: serial seconds} of metrics rows, from the traces and the seeds; RuntimeError if the
-    metrics disagree (the timesteps with the drawn lengths, return_mean x episodes with the seconds)."""
+    """{iteration: serial seconds} of metrics rows, evaluation episodes included, from the traces and
+    the seeds; RuntimeError if the metrics disagree (the timesteps with the drawn lengths, return_mean
+    x episodes and eval_return x eval.episodes with the seconds)."""
     previous = {int(r["iteration"]): r["timesteps"] for r in rows}
     serial = {}
     for row in rows:
@@ -133,6 +139,12 @@ def serial_work(job, rows):
         if not math.isclose(seconds, row["return_mean"] * row["episodes"], rel_tol=1e-9):
             raise RuntimeError(f"iteration {t}: the traces ask {seconds} s, metrics.csv's returns "
                                f"{row['return_mean'] * row['episodes']} s")
+        if not math.isnan(row["eval_return"]):
+            evaluation = sum(s for _, s in asked_episodes(job, t, range(job.eval.episodes), Purpose.EVAL_EPISODE))
+            if not math.isclose(evaluation, row["eval_return"] * job.eval.episodes, rel_tol=1e-9):
+                raise RuntimeError(f"iteration {t}: the traces ask {evaluation} s for evaluation, metrics.csv's "
+                                   f"eval_return {row['eval_return'] * job.eval.episodes} s")
+            seconds += evaluation
         serial[t] = seconds
     return serial
 
@@ -291,7 +303,8 @@ def main(argv=None):
     parser.add_argument("--episodes-per-rank", type=int, default=10, help="population / ranks (even; default 10)")
     parser.add_argument("--iterations", type=int, default=3, help="iterations per run, the first not measured (default 3)")
     parser.add_argument("--episode-s", type=float, default=1.5, help="mean emulated episode in seconds (default 1.5)")
-    parser.add_argument("--nanosleep-us", type=int, default=2000, help="Open MPI's sleep while waiting (default 2000)")
+    parser.add_argument("--nanosleep-us", type=int, default=2000,
+                        help="Open MPI's sleep while waiting (default 2000; 0: Open MPI's defaults, which poll)")
     parser.add_argument("--eval-every", type=int, default=0, help="evaluation every N iterations (default 0: off)")
     parser.add_argument("--lanes", type=int, nargs="+", default=[None],
                         help="run.lanes, one run set each (default: the trace's job's)")

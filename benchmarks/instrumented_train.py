@@ -43,10 +43,11 @@ def expected_bytes(population, node_sizes, rank, obs_size, obs_probability, obs_
     reading trainer.step (eval off, openai_es).
 
     On every rank: the agreement's node Allgather (3 uint64 a rank: checksum, rank, intact) and two
-    node Allreduces (2 float64, 1 float64), and rank 0's records-written flag (an int64 world
-    Bcast). With more than one node, each leader also Bcasts the node rows (4 uint64 a node) and 3
+    node Allreduces (4 float64: busy s, stop signal, members
+    played and its negative; 1 float64), and rank 0's records-written flag (an int64 world
+    Bcast). With more than one node, each leader also Bcasts the node rows (4 uint64 a node) and 5
     float64 to its node, and the leaders swap the results blocks (population x 5 float64, in
-    place), the node rows (Allgather) and 3 float64 (Allreduces); with observation normalisation, the sampled episodes' [sum, sum of squares,
+    place), the node rows (Allgather) and 5 float64 (Allreduces); with observation normalisation, the sampled episodes' [sum, sum of squares,
     count] rows (2 x obs_size + 1 float64; a random sample, so its expected size is used). The
     results themselves never cross MPI within a node: the ranks write them into node-shared memory.
     """
@@ -55,15 +56,15 @@ def expected_bytes(population, node_sizes, rank, obs_size, obs_probability, obs_
     n_nodes, bounds = len(node_sizes), np.cumsum([0, *node_sizes])
     node = int(np.searchsorted(bounds, rank, side="right")) - 1
     leader, root = rank == bounds[node], rank == 0
-    sent, received = 24 + 24, 24 * node_sizes[node] + 24
+    sent, received = 24 + 40, 24 * node_sizes[node] + 40
     sent, received = sent + (8 if root else 0), received + (0 if root else 8)
     if n_nodes > 1:
-        bcast = 32 * n_nodes + 24
+        bcast = 32 * n_nodes + 40
         sent, received = sent + (bcast if leader else 0), received + (0 if leader else bcast)
     if n_nodes > 1 and leader:
         start, stop = member_blocks(population, 2, node_sizes)[node]
-        sent += 8 * RESULTS_COLUMNS * (stop - start) + 32 + 24
-        received += 8 * RESULTS_COLUMNS * population + 32 * n_nodes + 24
+        sent += 8 * RESULTS_COLUMNS * (stop - start) + 32 + 40
+        received += 8 * RESULTS_COLUMNS * population + 32 * n_nodes + 40
         if obs_norm:
             row_bytes = 8 * (2 * obs_size + 1)
             sent += row_bytes * obs_probability * (stop - start)
@@ -152,12 +153,13 @@ def counting_comm_class():
 
 
 def counting_node_layer(counting):
-    """trainer.NodeLayer whose node and leaders communicators count like the world."""
+    """node_runtime.NodeLayer whose node and leaders communicators count like the world (the same
+    MPI communicators, which the runtime frees through its own handles)."""
     from es_mpi.run.nodes import NodeLayer
 
     class CountingNodeLayer(NodeLayer):
-        def __init__(self, world, node_size=None):
-            super().__init__(world, node_size)
+        def __init__(self, world, node, leaders, nodes_on_machine):
+            super().__init__(world, node, leaders, nodes_on_machine)
             self.node = counting(self.node)
             self.node.label = "node"
             if self.leaders is not None:
@@ -170,7 +172,7 @@ def counting_node_layer(counting):
 def metered(trainer, records):
     """trainer.step, appending {cpu_s, lengths} to `records` per iteration (the lengths from the
     results exchange, copied before any rank can start the next iteration)."""
-    step, exchange, seen = trainer.step, trainer.results.exchange, {}
+    step, exchange, seen = trainer.step, trainer.runtime.results.exchange, {}
 
     def exchange_and_keep():
         results_n5, obs_rows = exchange()
@@ -183,7 +185,7 @@ def metered(trainer, records):
         records.append(dict(cpu_s=time.process_time() - cpu_start, lengths=seen.pop("lengths", [])))
         return out
 
-    trainer.results.exchange = exchange_and_keep
+    trainer.runtime.results.exchange = exchange_and_keep
     return metered_step
 
 
@@ -193,23 +195,26 @@ def main():
     parser.add_argument("--run-dir", required=True, help="run directory (must not exist)")
     args = parser.parse_args()
 
-    from es_mpi.job.parse import load_job
+    from es_mpi.core.environment import node_size_from_env
+    from es_mpi.parts.job_file import load_job
     from es_mpi.parts.build import build_task
     from es_mpi.run.mpi import install_abort_on_error, world
-    from es_mpi.run import trainer as trainer_module
+    from es_mpi.run import node_runtime
+    from es_mpi.run.trainer import Trainer
 
     task = build_task(load_job(args.job, (), args.run_dir))
     plain = world()
     install_abort_on_error(plain)
     counting = counting_comm_class()
     comm = counting(plain)
-    trainer_module.NodeLayer = counting_node_layer(counting)
-    trainer = trainer_module.Trainer(task, comm, log=lambda line: None)
-    before_sent, before_received = collections.Counter(comm.sent), collections.Counter(comm.received)
-    records = []
-    trainer.step = metered(trainer, records)
-    trainer.train()
-    trainer.close()
+    node_runtime.NodeLayer = counting_node_layer(counting)
+    with node_runtime.NodeRuntime.for_task(comm, task, node_size_from_env()) as runtime:
+        trainer = Trainer(task, runtime, log=lambda line: None)
+        before_sent, before_received = collections.Counter(comm.sent), collections.Counter(comm.received)
+        records = []
+        trainer.step = metered(trainer, records)
+        trainer.train()
+        trainer.close()
     iterations = len(records)
     per_site = {site: ((comm.sent[site] - before_sent[site]) / iterations,
                        (comm.received[site] - before_received[site]) / iterations)

@@ -18,7 +18,7 @@ seeds got there within the reference's budget: the paper's timesteps, or twice A
 env shows the median and min-max over the seeds of the evaluation return against training episodes, with
 the targets as lines (benchmarks/results/NAME-ENV.png).
 
-The README's table (add --reuse to read finished runs instead of training them again):
+The ES paper's table in docs/results.md (add --reuse to read finished runs instead of training them again):
     python benchmarks/learning.py jobs/inverted_pendulum.toml jobs/swimmer.toml \
         jobs/halfcheetah.toml jobs/hopper.toml jobs/walker2d.toml --ranks 1 --targets paper
 The registry thresholds within a wall-clock budget, one seed:
@@ -235,7 +235,7 @@ def train_command(job, seed, args, stop_return, max_timesteps, run_dir):
 
 def job_digest(job_path):
     """sha256 of the job's settings (comments and layout aside): --reuse needs the same job."""
-    from es_mpi.job.parse import load_job
+    from es_mpi.parts.job_file import load_job
 
     settings = json.dumps(load_job(job_path).to_dict(), sort_keys=True)
     return hashlib.sha256(settings.encode()).hexdigest()
@@ -283,7 +283,7 @@ def relative(path):
 
 def job_options(job_path, overrides):
     """The env id and 'key=value, ...' of the settings that tell the tuned jobs apart (eval.every included)."""
-    from es_mpi.job.parse import load_job
+    from es_mpi.parts.job_file import load_job
 
     job = load_job(job_path, overrides).to_dict()
     parts = [f"eval.every={job['eval']['every']}"]

@@ -27,16 +27,16 @@ def proc_kib(path, key):
 def worker(mode, n_floats):
     import numpy as np
 
+    from es_mpi.core.environment import node_size_from_env
     from es_mpi.run.mpi import world
-    from es_mpi.run.nodes import NodeLayer
+    from es_mpi.run.node_runtime import Handles
     from es_mpi.run.noise import SharedNoiseTable, local_table
 
     comm = world()
-    shared = None
+    handles = Handles()
     if mode == "shared":
-        nodes = NodeLayer.from_env(comm)
-        shared = SharedNoiseTable(n_floats, 123, nodes)
-        table = shared.array
+        nodes = handles.node_layer(comm, node_size_from_env())
+        table = SharedNoiseTable(n_floats, 123, nodes, handles.window).array
     elif mode == "private":
         table = local_table(n_floats, 123)
     else:
@@ -48,9 +48,7 @@ def worker(mode, n_floats):
     comm.Barrier()
     if comm.rank == 0:
         print(json.dumps(everyone))
-    if shared is not None:
-        shared.free()
-        nodes.free()
+    handles.free()
 
 
 def main():

@@ -40,11 +40,10 @@ def cpu_seconds(function, repeats):
 def strategy_for(name, n_params, pairs, table, share):
     import numpy as np
 
-    from es_mpi.job.strategy_sections import CEMSettings, CMAESSettings, NESSettings, OpenAIESSettings
-    from es_mpi.parts.strategies.cem import CEM
-    from es_mpi.parts.strategies.cma_es import CMAES
-    from es_mpi.parts.strategies.nes import NES
-    from es_mpi.parts.strategies.openai_es import OpenAIES
+    from es_mpi.parts.strategies.cem import CEM, CEMSettings
+    from es_mpi.parts.strategies.cma_es import CMAES, CMAESSettings
+    from es_mpi.parts.strategies.nes import NES, NESSettings
+    from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings
 
     initial_p = np.zeros(n_params, dtype=np.float32)
     if name == "openai_es":
@@ -67,7 +66,12 @@ def measure(name, n_params, pairs, table, per_node, repeats):
     draw = np.random.default_rng(per_node)
     strategy.ask(1)
     fitness_n = draw.standard_normal(strategy.population)
-    times = cpu_seconds(lambda: strategy.tell(fitness_n), repeats)
+
+    def tell():
+        with share.update_phase():  # as the node runtime runs it (run/node_runtime.py)
+            strategy.tell(fitness_n)
+
+    times = cpu_seconds(tell, repeats)
     start, stop = share.columns(n_params)
     return {"strategy": name, "population": strategy.population, "n_params": n_params, "per_node": per_node,
             "columns": stop - start, "tell_s": common.median(times), "tell_min_s": min(times),

@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 import common  # noqa: F401  (puts this checkout's es_mpi first on sys.path)
-from es_mpi.job.parse import job_from_text, load_job
+from es_mpi.parts.job_file import job_from_text, load_job
 from es_mpi.parts.build import build_task
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.run.evaluation import normalizer_for

@@ -52,7 +52,7 @@ def job_text(env_id, hidden, pairs):
 def measure_episodes(name, text):
     """Per episode: (length, seconds per step, seconds to bind the member's parameters)."""
     from es_mpi.core.seeding import episode_seed
-    from es_mpi.job.parse import job_from_text
+    from es_mpi.parts.job_file import job_from_text
     from es_mpi.parts.build import build_task
     from es_mpi.run.noise import local_table
     from es_mpi.run.rollout import run_episode

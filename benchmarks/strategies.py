@@ -18,8 +18,7 @@ import numpy as np
 from es_mpi.parts.strategies.blackbox import minimize
 from es_mpi.run.noise import local_table
 from es_mpi.parts.objectives import rastrigin, rosenbrock, sphere
-from es_mpi.job.strategy_sections import STRATEGY_SETTINGS
-from es_mpi.parts.strategies import make_strategy
+from es_mpi.parts.strategies import STRATEGIES as REGISTERED, make_strategy
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "strategies.md"
 # (function, initial point, initial sigma, target)
@@ -39,7 +38,7 @@ STRATEGIES = {
 def ours(name, settings, sigma, function, x0, dim, budget, target, noise):
     key = "sigma" if name != "openai_es" and name not in ("simple_es", "ga") else None
     settings = {**({key: sigma} if key else {}), **settings}
-    strategy = make_strategy(STRATEGY_SETTINGS[name](**settings), np.full(dim, x0, dtype=np.float32), noise, 0)
+    strategy = make_strategy(REGISTERED.settings(name, **settings), np.full(dim, x0, dtype=np.float32), noise, 0)
     return minimize(strategy, function, budget, target)
 
 
@@ -61,7 +60,7 @@ def cell(evaluations, best, target):
 
 
 def tell_seconds(variant, n_params, noise, repeats=3):
-    strategy = make_strategy(STRATEGY_SETTINGS["cma_es"](variant=variant), np.zeros(n_params, dtype=np.float32), noise, 0)
+    strategy = make_strategy(REGISTERED.settings("cma_es", variant=variant), np.zeros(n_params, dtype=np.float32), noise, 0)
     fitness_n = -np.arange(strategy.population, dtype=np.float64)
     times = []
     for t in range(1, repeats + 1):

@@ -70,7 +70,7 @@ def env_share_of_rollout(env_id, hidden, seconds, rounds):
     (as many lanes as training uses, observation normalisation on), for members of the initial
     population. The same states are visited in both, so this is the throughput ratio without the
     random-action bias and without load from other processes (which slows both alike)."""
-    from es_mpi.job.parse import job_from_text
+    from es_mpi.parts.job_file import job_from_text
     from es_mpi.run.obstat import ObsStat
     from es_mpi.run.rollout import EnvLanes, play, run_episode
     from es_mpi.parts.build import build_task

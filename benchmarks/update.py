@@ -84,8 +84,7 @@ def sweep_point(comm, nodes, noise, copy_target, copy_source, population, n_para
     """Timings of the update's parts at one size; rank 0 gets {part: [seconds per repeat]}."""
     import numpy as np
 
-    from es_mpi.job.strategy_sections import OpenAIESSettings
-    from es_mpi.parts.strategies.openai_es import OpenAIES, weighted_noise_sum
+    from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings, weighted_noise_sum
     from es_mpi.run import agreement
     from es_mpi.run.mpi import allgather_rows, allgather_variable, static_slice
     from es_mpi.run.obstat import ObsStat
@@ -120,15 +119,14 @@ def sweep_point(comm, nodes, noise, copy_target, copy_source, population, n_para
 def humanoid_point(comm, noise, args):
     """Per member expansion, metrics row, checkpoint write, and real episodes of Humanoid."""
     from es_mpi.records import checkpoint as ckpt_io
-    from es_mpi.job.parse import job_from_text
+    from es_mpi.parts.job_file import job_from_text
     from es_mpi.records.metrics import MetricsLog
     from es_mpi.run.obstat import ObsStat
     from es_mpi.run.rollout import run_episode
     from es_mpi.parts.build import build_task
     from es_mpi.run.evaluation import normalizer_for
     from es_mpi.core.seeding import Purpose, episode_seed, rng
-    from es_mpi.job.strategy_sections import OpenAIESSettings
-    from es_mpi.parts.strategies.openai_es import OpenAIES
+    from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings
 
     job = job_from_text(HUMANOID_JOB.format(hidden=list(args.hidden)), pathlib.Path("update.toml"))
     task = build_task(job)
@@ -221,14 +219,16 @@ def shmem_huge_pages():
 
 def worker(args):
     """Runs on every rank; rank 0 prints one JSON line."""
+    from es_mpi.core.environment import node_size_from_env
     from es_mpi.run.mpi import world
-    from es_mpi.run.nodes import NodeLayer
+    from es_mpi.run.node_runtime import Handles
     from es_mpi.run.noise import SharedNoiseTable
     from noise_sum import copy_buffers
 
     comm = world()
-    nodes = NodeLayer.from_env(comm)
-    noise = SharedNoiseTable(args.noise, 0, nodes)
+    handles = Handles()
+    nodes = handles.node_layer(comm, node_size_from_env())
+    noise = SharedNoiseTable(args.noise, 0, nodes, handles.window)
     humanoid = humanoid_point(comm, noise.array, args)
     n_params = comm.bcast(humanoid["n_params"] if comm.rank == 0 else None, root=0)
     obs_size = comm.bcast(humanoid["obs_size"] if comm.rank == 0 else None, root=0)
@@ -244,8 +244,7 @@ def worker(args):
     del copy_target, copy_source
     pairs = min(args.populations) // 2
     tables = table_comparison(comm, noise.array, n_params, pairs, args.repeats)
-    noise.free()
-    nodes.free()
+    handles.free()
     if comm.rank == 0:
         tables = dict(pairs=pairs, n_params=n_params, seconds=tables, shmem_huge_pages=shmem_huge_pages())
         print(json.dumps(dict(humanoid=humanoid, copy_bytes=copy_source_bytes, sweep=sweep, tables=tables)))

@@ -18,8 +18,9 @@ import time
 import gymnasium as gym
 import numpy as np
 
+from es_mpi.core.environment import node_size_from_env
 from es_mpi.run.mpi import world
-from es_mpi.run.nodes import NodeLayer
+from es_mpi.run.node_runtime import Handles
 from es_mpi.run.placement import Placement
 from es_mpi.run.rollout import Actors, EnvLanes, play
 
@@ -94,8 +95,9 @@ def claims(members, group, signals, held):
 def main():
     population, group, n_lanes, signal_dir = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     comm = world()
-    nodes = NodeLayer.from_env(comm)
-    placement = Placement("dynamic", nodes, population, group)
+    handles = Handles()
+    nodes = handles.node_layer(comm, node_size_from_env())
+    placement = Placement("dynamic", nodes, population, group, handles.window)
     signals = Signals(signal_dir, comm.rank, comm.size)
     held = dict(claimed=0, finished=0, most=0)
     lanes = EnvLanes([Counting(signals, held) for _ in range(n_lanes)])
@@ -109,8 +111,7 @@ def main():
         nodes.node.Barrier()  # as the results exchange does
         iterations.append(dict(played=sorted(episodes), most_held=held["most"]))
     everyone = comm.gather(dict(block=placement.block, share=placement.share, iterations=iterations), root=0)
-    placement.free()
-    nodes.free()
+    handles.free()
     if comm.rank == 0:
         print(json.dumps(everyone))
 

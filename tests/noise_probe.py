@@ -6,8 +6,9 @@ import sys
 
 import numpy as np
 
+from es_mpi.core.environment import node_size_from_env
 from es_mpi.run.mpi import world
-from es_mpi.run.nodes import NodeLayer
+from es_mpi.run.node_runtime import Handles
 from es_mpi.run.noise import SharedNoiseTable
 
 
@@ -29,8 +30,9 @@ def mapping_of(address):
 def main():
     size, seed = int(sys.argv[1]), int(sys.argv[2])
     comm = world()
-    nodes = NodeLayer.from_env(comm)
-    table = SharedNoiseTable(size, seed, nodes)
+    handles = Handles()
+    nodes = handles.node_layer(comm, node_size_from_env())
+    table = SharedNoiseTable(size, seed, nodes, handles.window)
     digest = hashlib.sha256(table.array.tobytes()).hexdigest()  # touches every page
     comm.Barrier()
     identity, path, pss_kb = mapping_of(table.array.ctypes.data)
@@ -39,8 +41,7 @@ def main():
     if comm.rank == 0:
         print(json.dumps(reports))
     comm.Barrier()
-    table.free()
-    nodes.free()
+    handles.free()
 
 
 if __name__ == "__main__":

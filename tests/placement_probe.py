@@ -8,16 +8,18 @@ import json
 import sys
 import time
 
+from es_mpi.core.environment import node_size_from_env
 from es_mpi.run.mpi import world
-from es_mpi.run.nodes import NodeLayer
+from es_mpi.run.node_runtime import Handles
 from es_mpi.run.placement import Placement
 
 
 def main():
     mode, population, group, slow_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     comm = world()
-    nodes = NodeLayer.from_env(comm)
-    placement = Placement(mode, nodes, population, group)
+    handles = Handles()
+    nodes = handles.node_layer(comm, node_size_from_env())
+    placement = Placement(mode, nodes, population, group, handles.window)
     played = []
     for _ in range(2):
         mine = []
@@ -28,8 +30,7 @@ def main():
         nodes.node.Barrier()  # as the results exchange does
         played.append(mine)
     everyone = comm.gather(dict(block=placement.block, played=played), root=0)
-    placement.free()
-    nodes.free()
+    handles.free()
     if comm.rank == 0:
         print(json.dumps(everyone))
 

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv, make_gymnasium_atari_env
 from es_mpi.parts.build import build_task
 from es_mpi.run.rollout import play, run_episode

@@ -10,7 +10,7 @@ import pytest
 from conftest import run_es, run_mpi
 from es_mpi.commands.plot import read_metrics, x_values
 from es_mpi.core.errors import ConfigError
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.build import build_task
 from es_mpi.run.vbn_reference import collect_reference
 

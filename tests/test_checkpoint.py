@@ -1,6 +1,8 @@
-"""HDF5 checkpoints: exact round trip, atomic writes, damaged files refused, --resume skipping
+"""HDF5 checkpoints: exact round trip, atomic writes, damaged files refused, every declared field
+written, checksummed and layout-checked, --resume skipping
 a damaged newest checkpoint."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -155,7 +157,8 @@ DAMAGE_REASONS = {
     "not HDF5": "not a sealed es-mpi checkpoint", "foreign HDF5": "not an es-mpi checkpoint",
     "foreign HDF5, sealed": "not an es-mpi checkpoint",
     "newer format version": "written by a newer es-mpi (checkpoint format 99",
-    "older format version": "format version 1 is not supported", "missing": "no such checkpoint file",
+    "older format version": "format version 1 is not supported here (expected 3 in a sealed file)",
+    "missing": "no such checkpoint file",
 }
 
 
@@ -241,3 +244,76 @@ def test_checkpoint_attributes_are_plain_data(tmp_path):
         kinds = set()
         f.visititems(lambda name, node: kinds.add(node.dtype.kind) if isinstance(node, h5py.Dataset) else None)
         assert kinds <= {"f", "i", "u", "b"}
+
+
+# ----------------------------------------------------------------- one declaration of the fields
+
+ENVELOPE = {"format", "format_version", "checksum"}  # the root's own attributes, not fields
+
+
+def test_the_file_holds_every_declared_field_and_nothing_else(tmp_path):
+    ckpt_io.save(tmp_path / "c.h5", sample_checkpoint())
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        assert set(f.attrs) - ENVELOPE == {store.name for store in ckpt_io.ATTRIBUTES.values()}
+        assert set(f) == {store.name for store in ckpt_io.ARRAYS.values()}
+    assert set(ckpt_io.ATTRIBUTES) | set(ckpt_io.ARRAYS) == set(ckpt_io.FIELDS)
+
+
+def changed(field, value):
+    """`value` of `field` with one thing different: a number, a character, a key or one byte."""
+    store = ckpt_io.FIELDS[field]
+    if isinstance(store, ckpt_io.Attribute):
+        return {int: lambda: value + 1, float: lambda: 0.5 if not np.isfinite(value) else value + 1.0,
+                str: lambda: value + "#", dict: lambda: {**value, "mpi4py": "0.0"}}[store.kind]()
+    if isinstance(store, ckpt_io.Group):
+        key = next(iter(value))
+        return {**value, key: changed("params", np.atleast_1d(value[key])).reshape(np.shape(value[key]))}
+    flipped = np.array(value)
+    flipped.view(np.uint8).reshape(-1)[0] ^= 1
+    return flipped
+
+
+@pytest.mark.parametrize("field", sorted(ckpt_io.FIELDS))
+def test_every_declared_field_is_checksummed(field):
+    ckpt = sample_checkpoint()
+    other = dataclasses.replace(ckpt, **{field: changed(field, getattr(ckpt, field))})
+    assert ckpt_io.content_checksum(other) != ckpt_io.content_checksum(ckpt)
+
+
+WRONG_KIND = {int: "7", float: "seven", str: np.int64(7), dict: "[1, 2]"}  # an attribute of another kind
+
+
+def refusal(path):
+    with pytest.raises(CheckpointError) as caught:
+        ckpt_io.load(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("field", sorted(ckpt_io.FIELDS))
+def test_every_declared_field_missing_or_of_another_kind_is_refused_naming_it(tmp_path, field):
+    """Each file is resealed, so only the layout check can refuse it, with one line naming the field."""
+    store = ckpt_io.FIELDS[field]
+    saved = sample_checkpoint()
+    saved.extra = {}  # an empty optional group, so that the file without it still matches its checksum
+    for damage in ("missing", "another kind"):
+        path = tmp_path / f"{damage}.h5"
+        ckpt_io.save(path, saved)
+        with h5py.File(path, "r+") as f:
+            if isinstance(store, ckpt_io.Attribute):
+                del f.attrs[store.name]
+                if damage == "another kind":
+                    f.attrs[store.name] = WRONG_KIND[store.kind]
+            else:
+                del f[store.name]
+                if damage == "another kind":
+                    if isinstance(store, ckpt_io.Group):
+                        f.create_dataset(store.name, data=np.zeros(3))
+                    else:
+                        f.create_group(store.name)
+        ckpt_io.seal(path)
+        if damage == "missing" and not getattr(store, "required", True):
+            assert getattr(ckpt_io.load(path), field) == {}  # files from before the optional field load
+            continue
+        assert refusal(path).startswith(f"{path}: {store.name}: "), damage

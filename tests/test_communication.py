@@ -92,5 +92,6 @@ def test_bytes_between_nodes_do_not_grow_with_the_ranks_per_node(write_job, tmp_
     assert wide_leaders[1] == wide_leaders[3] == (0, 0)
     row_bytes = 8 * (2 * 11 + 1)
     assert thin_leaders[0][1] > 12 * row_bytes  # the observation rows crossed
-    # node_bytes: the results (12 x 5 float64), the 12 observation rows and the agreement's rows
-    assert thin["node_bytes"] == wide["node_bytes"] == [12 * 40 + 12 * row_bytes + 2 * 32 + 48] * 2
+    # node_bytes: the results (12 x 5 float64), the 12 observation rows, the agreement's rows (2 nodes x
+    # 4 uint64) and its peaks and sums (2 x 5 float64)
+    assert thin["node_bytes"] == wide["node_bytes"] == [12 * 40 + 12 * row_bytes + 2 * 32 + 80] * 2

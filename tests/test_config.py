@@ -7,10 +7,10 @@ import pathlib
 import pytest
 
 from conftest import REPO, run_es
-from es_mpi.job.parse import job_from_text, load_job, parse_override
-from es_mpi.job.reference import job_reference
+from es_mpi.job.parse import parse_override
+from es_mpi.parts.job_file import job_from_text, job_reference, load_job
 from es_mpi.job.sections import SECTIONS
-from es_mpi.job.strategy_sections import STRATEGY_SETTINGS
+from es_mpi.parts.strategies import STRATEGIES
 from es_mpi.parts.build import build_task
 from es_mpi.core.errors import ConfigError
 
@@ -79,7 +79,7 @@ def test_config_errors_survive_pickling():
 def all_settings():
     for name, cls in SECTIONS.items():
         yield name, cls
-    for cls in STRATEGY_SETTINGS.values():
+    for cls in STRATEGIES.schemas.by_name.values():
         yield "strategy", cls
 
 

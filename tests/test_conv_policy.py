@@ -1,4 +1,5 @@
-"""Conv policies and VBN against naive float64 loop implementations; batch-independence of actions."""
+"""Conv policies and VBN against naive float64 loop implementations; batch-independence of actions;
+VBN reference statistics from the same arithmetic as play."""
 
 import pathlib
 
@@ -6,10 +7,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.policies import make_policy
-from es_mpi.parts.policies.conv import NETWORKS, ConvLayer, DenseLayer, build_layers
-from es_mpi.parts.policies.vbn import EPSILON, normalizing_affine
+from es_mpi.parts.policies.conv import NETWORKS, ConvLayer, DenseLayer, build_layers, frame_windows
+from es_mpi.parts.policies.vbn import EPSILON, channel_moments, normalizing_affine
 
 FRAMES = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 ACTIONS = gym.spaces.Discrete(6)
@@ -53,31 +54,56 @@ def layer_shapes():
     for network in NETWORKS:
         hidden, output = build_layers(network, FRAMES.shape, ACTIONS.n)
         shape = (84, 84, 4)
-        for layer in [*hidden, output]:
+        for index, layer in enumerate([*hidden, output]):
             shapes.add((type(layer).__name__, shape, getattr(layer, "filters", None) or layer.units,
-                        getattr(layer, "kernel", None), getattr(layer, "stride", None)))
+                        getattr(layer, "kernel", None), getattr(layer, "stride", None), index == 0))
             shape = layer.out_hwc
     return sorted(shapes, key=str)
 
 
-@pytest.mark.parametrize("kind, in_shape, units, kernel, stride", layer_shapes())
-def test_each_layer_matches_a_naive_loop(kind, in_shape, units, kernel, stride):
-    draw = np.random.default_rng(7)
-    x = draw.standard_normal((3, *in_shape)).astype(np.float32)
-    if kind == "ConvLayer":
-        layer = ConvLayer(in_shape, units, kernel, stride)
-        weights = draw.standard_normal((layer.fan_in, units)).astype(np.float32)
-        assert_close(layer(x, weights), naive_conv(x, weights, kernel, stride))
+def through_layer(layer, x_bhwc, weights_iu, frames_dtype=np.float32):
+    """One layer as play runs it: its input layout (frames: from channel-first frames of
+    `frames_dtype`), its weights layout, its linear part; -> (B, ...) pre-activations."""
+    weights = np.empty((1, *layer.weight_shape), dtype=np.float32)
+    layer.arrange_weights(weights_iu, out=weights[0])
+    if isinstance(layer, DenseLayer):
+        return layer.linear(x_bhwc, weights)
+    if layer.channels_first:
+        frames = x_bhwc.transpose(0, 3, 1, 2).astype(frames_dtype)
+        x = frame_windows(frames, frames.shape[1:], layer)
     else:
-        layer = DenseLayer(int(np.prod(in_shape)), units)
+        x = np.ascontiguousarray(layer.arrange(x_bhwc))
+    return layer.linear(x, weights)
+
+
+@pytest.mark.parametrize("kind, in_shape, units, kernel, stride, frames", layer_shapes())
+def test_each_layer_in_its_own_layouts_matches_a_naive_loop(kind, in_shape, units, kernel, stride, frames):
+    draw = np.random.default_rng(7)
+    x = draw.integers(0, 256, (3, *in_shape)).astype(np.float32) if frames else \
+        draw.standard_normal((3, *in_shape)).astype(np.float32)
+    if kind == "ConvLayer":
+        layer = ConvLayer(in_shape, units, kernel, stride, channels_first=frames,
+                          input_scale=np.float32(1 / 255) if frames else None)
         weights = draw.standard_normal((layer.fan_in, units)).astype(np.float32)
-        assert_close(layer(x, weights), naive_dense(x, weights))
+        expected = naive_conv(x / 255.0 if frames else x, weights, kernel, stride)
+        assert_close(through_layer(layer, x, weights), expected)
+        if frames:  # uint8 frames take the cast path: the same bits as float frames of the same values
+            assert np.array_equal(through_layer(layer, x, weights, np.uint8), through_layer(layer, x, weights))
+    else:
+        layer = DenseLayer(in_shape, units)
+        weights = draw.standard_normal((layer.fan_in, units)).astype(np.float32)
+        assert_close(through_layer(layer, x, weights), naive_dense(x, weights))
 
 
 def test_every_layer_shape_of_both_networks_is_covered():
-    convs = {(s[1], s[2], s[3], s[4]) for s in layer_shapes() if s[0] == "ConvLayer"}
-    assert convs == {((84, 84, 4), 16, 8, 4), ((20, 20, 16), 32, 4, 2),
-                     ((84, 84, 4), 32, 8, 4), ((20, 20, 32), 64, 4, 2), ((9, 9, 64), 64, 3, 1)}
+    convs = {(s[1], s[2], s[3], s[4], s[5]) for s in layer_shapes() if s[0] == "ConvLayer"}
+    assert convs == {((84, 84, 4), 16, 8, 4, True), ((20, 20, 16), 32, 4, 2, False),
+                     ((84, 84, 4), 32, 8, 4, True), ((20, 20, 32), 64, 4, 2, False), ((9, 9, 64), 64, 3, 1, False)}
+
+
+def test_a_stride_that_does_not_divide_the_kernel_is_refused():
+    with pytest.raises(ValueError, match="stride must divide the kernel"):
+        ConvLayer((84, 84, 4), 16, 8, 3)
 
 
 def naive_network(policy, params_p, obs, reference=None):
@@ -199,7 +225,30 @@ def test_lanes_give_each_member_its_batch_of_one_bits_at_every_batch_size(networ
         lanes.load(lane, params_p)
     for n in range(1, n_lanes + 1):
         assert np.array_equal(lanes.logits(obs[:n]), alone[:n]), f"batch of {n}"
-        assert lanes(obs[:n].astype(np.float32).reshape(n, -1)) == [int(np.argmax(row)) for row in alone[:n]]
+        assert np.array_equal(lanes.logits(obs[:n].astype(np.float32).reshape(n, -1)), alone[:n]), f"float batch of {n}"
+        assert lanes(obs[:n]) == [int(np.argmax(row)) for row in alone[:n]]
     lanes.move(n_lanes - 1, 0)
     assert np.array_equal(lanes.logits(obs[-1:]), alone[-1:])
     assert len({row.tobytes() for row in alone}) == n_lanes  # the members differ
+
+
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_vbn_reference_statistics_are_those_of_play(network):
+    """Each reference observation played alone, layer by layer (the loop reproduces play's logits bit
+    for bit), gives pre-activations whose channel moments are the member's VBN moments, bit for bit."""
+    policy = make_policy(policy_settings(network, True), FRAMES, ACTIONS)
+    reference = frames_batch(20, 12)  # more than one reference chunk
+    policy.set_reference(reference)
+    bound = policy.bind(random_member(policy, 13))
+    lane, per_layer = bound.lane, [[] for _ in policy.hidden]
+    for obs in reference:
+        x = frame_windows(obs[None], FRAMES.shape, policy.hidden[0])
+        for index, layer in enumerate(policy.hidden):
+            z = layer.linear(x, lane.weights[index])
+            per_layer[index].append(z)
+            x = policy.finish(index, z, lane.scales[index], lane.shifts[index])
+        logits = policy.output.linear(x, lane.weights[-1]) + lane.shifts[-1]
+        assert np.array_equal(logits, bound.logits(obs[None]))
+    for (mean, var), zs in zip(bound.moments, per_layer):
+        play_mean, play_var = channel_moments(np.concatenate(zs))
+        assert np.array_equal(mean, play_mean) and np.array_equal(var, play_var)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import MPIEXEC, PYTHON, REPO, run, run_es, run_mpi
+from strategy_cases import strategy_cases, strategy_toml
 from es_mpi.core.node_share import ALIGN, NodeShare, column_slice
 from es_mpi.parts.strategies.base import weighted_noise_moments
 from es_mpi.parts.strategies.openai_es import weighted_noise_sum
@@ -39,14 +40,14 @@ iterations = 4
 [strategy]
 """
 
-COOPERATIVE = {
-    "openai_es": "name = 'openai_es'\npairs = 4\n",
-    "openai_es_sgd_l2": "name = 'openai_es'\npairs = 4\noptimizer = 'sgd'\nl2 = 0.01\n",
-    "nes": "name = 'nes'\npopulation = 7\nmirrored = false\n",
-    "nes_mirrored": "name = 'nes'\npopulation = 8\nmirrored = true\n",
-    "cem": "name = 'cem'\npopulation = 7\nextra_std = 0.1\n",
-    "cma_es_separable": "name = 'cma_es'\nvariant = 'separable'\npopulation = 7\n",
-}
+# every registered cooperative strategy; these shrunk, in more than one variant, CMA-ES in the
+# variant that cooperates
+COOPERATIVE = {case: strategy_toml(name, settings) for case, (name, settings) in strategy_cases({
+    "openai_es": {"": dict(pairs=4), "sgd_l2": dict(pairs=4, optimizer="sgd", l2=0.01)},
+    "nes": {"": dict(population=7, mirrored=False), "mirrored": dict(population=8, mirrored=True)},
+    "cem": {"": dict(population=7, extra_std=0.1)},
+    "cma_es": {"separable": dict(variant="separable", population=7)},
+}, keep=lambda cls: cls.cooperative).items()}
 
 
 def table(size=300_000, seed=0):
@@ -95,13 +96,57 @@ def test_a_rank_sees_when_its_columns_changed_after_it_wrote_them():
     params_p = share.array(np.arange(DIM, dtype=np.float32), np.float32)
     assert share.holds(params_p) and not share.holds(params_p.copy()) and not share.writes
     assert not params_p.any(), "a rank other than the node's rank 0 wrote the initial values"
-    params_p[16:48] = np.arange(16, 48)
-    share.finish()
+    with share.update_phase(), share.column_phase():
+        params_p[16:48] = np.arange(16, 48)
     assert share.intact()
-    params_p[0] += 1  # another rank's columns: not this rank's to vouch for
+    with share.unlocked():
+        params_p[0] += 1  # another rank's columns: not this rank's to vouch for
     assert share.intact()
-    params_p[20] += 1
+    with share.unlocked():
+        params_p[20] += 1
     assert not share.intact()
+
+
+def one_process_share():
+    """A NodeShare of one rank holding private arrays: the guard must not need a second rank."""
+    return NodeShare(rank=0, size=1, allocate=lambda shape, dtype: np.zeros(shape, dtype))
+
+
+@pytest.mark.parametrize("name", sorted(COOPERATIVE))
+def test_a_strategy_writes_its_columns_only_inside_the_update_phase(name):
+    """One process: the node's arrays are read-only outside the update phase, so a write there fails at
+    once; tell outside the phase is refused; inside it, tell gives the bytes of a private strategy."""
+    from es_mpi.parts.job_file import job_from_text
+    from es_mpi.parts.strategies import make_strategy
+
+    settings = job_from_text(OBJECTIVE + COOPERATIVE[name], "job.toml").strategy
+    noise = table(10_000)
+    start_p = np.linspace(-1.0, 1.0, DIM)
+    share = one_process_share()
+    shared = make_strategy(settings, start_p, noise, 3, share=share)
+    private = make_strategy(settings, start_p, noise, 3)
+    held = [array for array in shared.state_dict().values() if share.holds(array)]
+    assert held, "a cooperative strategy keeps its vectors in the node's arrays"
+    for array in held:
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 1.0
+    fitness_n = np.linspace(0.0, 1.0, shared.population)
+    refused = make_strategy(settings, start_p, noise, 3, share=one_process_share())
+    for strategy in (shared, private, refused):
+        strategy.ask(1)
+    with pytest.raises(RuntimeError, match="update phase"):
+        refused.tell(fitness_n)
+    with share.update_phase():
+        shared.tell(fitness_n)
+    private.tell(fitness_n)
+    assert state_bytes_of(shared) == state_bytes_of(private)
+    for array in held:
+        with pytest.raises(ValueError, match="read-only"):
+            array[...] = 0.0
+
+
+def state_bytes_of(strategy):
+    return {key: np.asarray(value).tobytes() for key, value in strategy.state_dict().items()}
 
 
 def train(n_ranks, job, run_dir, node_size, *extra, env=None):

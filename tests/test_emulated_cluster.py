@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from es_mpi.core.seeding import Purpose
 from test_trace_env import write_trace
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -38,7 +39,7 @@ def trace(tmp_path):
 
 
 def test_efficiency_is_the_serial_work_of_the_metrics_over_ranks_times_iteration_s(trace, tmp_path):
-    job = bench.trace_job(trace, RANKS, EPISODES_PER_RANK, ITERATIONS, time_scale=1.0, eval_every=0,
+    job = bench.trace_job(trace, RANKS, EPISODES_PER_RANK, ITERATIONS, time_scale=1.0, eval_every=2,
                           placement="static")
     assert bench.population(job) == RANKS * EPISODES_PER_RANK and job.strategy.top_pairs == 20
     rows, cpu_s, wall_s, _ = bench.run_emulated(job, RANKS, NODE_SIZE, nanosleep_us=2000, timeout=240,
@@ -49,10 +50,17 @@ def test_efficiency_is_the_serial_work_of_the_metrics_over_ranks_times_iteration
     # The benchmark's serial work (from the traces and the seeds) is what the metrics report: it
     # raises if the drawn lengths are not the timesteps, or the seconds not return_mean x episodes.
     serial = bench.serial_work(job, rows)
+    evaluated = [not math.isnan(r["eval_return"]) for r in rows]
+    assert evaluated == [False, True, False]
+
+    def from_metrics(row):
+        evaluation = row["eval_return"] * job.eval.episodes if not math.isnan(row["eval_return"]) else 0.0
+        return row["return_mean"] * row["episodes"] + evaluation
+
     for row in rows:
-        assert serial[int(row["iteration"])] == pytest.approx(row["return_mean"] * row["episodes"], rel=1e-9)
-    from_metrics = sum(r["return_mean"] * r["episodes"] for r in rows[1:]) / (RANKS * sum(r["iteration_s"] for r in rows[1:]))
-    assert bench.efficiency(serial, rows[1:], RANKS) == pytest.approx(from_metrics, rel=1e-9)
+        assert serial[int(row["iteration"])] == pytest.approx(from_metrics(row), rel=1e-9)
+    expected = sum(map(from_metrics, rows[1:])) / (RANKS * sum(r["iteration_s"] for r in rows[1:]))
+    assert bench.efficiency(serial, rows[1:], RANKS) == pytest.approx(expected, rel=1e-9)
 
     # The ranks really sleep: with static placement rank 0 plays members 0-9 (its node's first
     # slice), and its busy seconds (episodes_s) are at least what those episodes asked for.
@@ -66,9 +74,14 @@ def test_a_disagreeing_metrics_row_is_caught(trace):
     job = bench.trace_job(trace, RANKS, EPISODES_PER_RANK, ITERATIONS, time_scale=1.0, eval_every=0)
     asked = bench.asked_episodes(job, 1, range(bench.population(job)))
     row = dict(iteration=1.0, timesteps=float(sum(n for n, _ in asked)), episodes=float(len(asked)),
-               return_mean=sum(s for _, s in asked) / len(asked), iteration_s=1.0)
+               return_mean=sum(s for _, s in asked) / len(asked), eval_return=math.nan, iteration_s=1.0)
     assert math.isclose(bench.serial_work(job, [row])[1], sum(s for _, s in asked))
     with pytest.raises(RuntimeError, match="steps"):
         bench.serial_work(job, [dict(row, timesteps=row["timesteps"] + 1)])
     with pytest.raises(RuntimeError, match="ask"):
         bench.serial_work(job, [dict(row, return_mean=row["return_mean"] * 1.01)])
+    evaluation = bench.asked_episodes(job, 1, range(job.eval.episodes), Purpose.EVAL_EPISODE)
+    evaluated = dict(row, eval_return=sum(s for _, s in evaluation) / len(evaluation))
+    assert math.isclose(bench.serial_work(job, [evaluated])[1], sum(s for _, s in asked + evaluation))
+    with pytest.raises(RuntimeError, match="evaluation"):
+        bench.serial_work(job, [dict(evaluated, eval_return=evaluated["eval_return"] * 1.01)])

@@ -27,7 +27,7 @@ from es_mpi.commands.launcher import find_mpiexec
 from es_mpi.core.array_state import StateError
 from es_mpi.core.environment import check_environment
 from es_mpi.core.errors import UserError
-from es_mpi.job.parse import job_from_text, load_job
+from es_mpi.parts.job_file import job_from_text, load_job
 from es_mpi.job.sections import SECTIONS
 from es_mpi.records import checkpoint as ckpt_io
 
@@ -169,14 +169,7 @@ def recompute_checksum(path):
     """Give a tampered file the checksum of what it now holds, so that only validation can catch it."""
     try:
         with h5py.File(path, "r") as f:
-            ckpt = ckpt_io.Checkpoint(
-                config_toml=str(f.attrs["config"]), iteration=int(f.attrs["iteration"]),
-                timesteps=int(f.attrs["timesteps"]), step_cap=int(f.attrs["step_cap"]),
-                best_eval_return=float(f.attrs["best_eval_return"]), eval_return=float(f.attrs["eval_return"]),
-                params=f["params"][()], strategy=ckpt_io._read_dict(f["strategy"]),
-                obstat=ckpt_io._read_dict(f["obstat"]), metrics=ckpt_io._read_dict(f["metrics"]),
-                versions=__import__("json").loads(f.attrs["versions"]),
-                extra=ckpt_io._read_dict(f["extra"]) if "extra" in f else {})
+            ckpt = ckpt_io.read(f)
         checksum = ckpt_io.content_checksum(ckpt)
     except Exception:  # the tampering broke what the checksum covers; the file stays as it is
         return
@@ -229,7 +222,7 @@ def edit_datasets(path, edits):
 def load_like_every_command(job_path, path):
     """What eval, inspect and --resume do with a checkpoint, in this process: they end in a UserError or work."""
     from es_mpi.commands.evaluate import load_for_play
-    from es_mpi.job.parse import load_job
+    from es_mpi.parts.job_file import load_job
     from es_mpi.parts.build import build_task
     from es_mpi.records.run_dir import check_compatible
     from es_mpi.run.noise import local_table

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import child_env, es_mpi_command, no_hang, run_cli, run_es, wait_for
 from es_mpi.core.errors import CheckpointError, ConfigError, UserError
-from es_mpi.job.parse import load_job
+from es_mpi.parts.job_file import load_job
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.records import run_lock
 from es_mpi.records.run_dir import decide_start

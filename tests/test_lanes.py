@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.job.sections import PolicySettings
 from es_mpi.parts.build import build_task
 from es_mpi.run.obstat import ObsStat

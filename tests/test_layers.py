@@ -2,7 +2,8 @@
 
 es_mpi/ is folders by what they do in a run (docs/architecture.md): core <- job <- parts <- records
 <- run <- commands. A module imports only from its own layer or the ones below, there is no
-import cycle, the parser knows no runtime, and strategies and policies know no MPI.
+import cycle, the parser knows no runtime, strategies and policies know no MPI, and only the node
+runtime makes MPI windows and communicators (so it can free them all).
 """
 
 import ast
@@ -13,6 +14,12 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "es_mpi"
 LAYERS = ("core", "job", "parts", "records", "run", "commands")
 RUNTIME_LIBRARIES = ("gymnasium", "mpi4py", "ale_py", "mujoco")
+NODE_RUNTIME = "es_mpi.run.node_runtime"  # the one module (or, were it a package, folder) that makes them
+# mpi4py methods that make a window or a communicator, which someone must free
+MPI_ALLOCATIONS = {"Allocate", "Allocate_shared", "Create", "Create_dynamic", "Split", "Split_type", "Dup", "Idup",
+                   "Dup_with_info", "Create_group", "Create_from_group", "Create_intercomm", "Merge", "Create_cart",
+                   "Create_graph", "Create_dist_graph", "Create_dist_graph_adjacent", "Spawn", "Spawn_multiple",
+                   "Accept", "Connect", "Join"}
 
 
 def module_name(path):
@@ -82,6 +89,13 @@ def layer(module):
     return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else len(LAYERS)
 
 
+def mpi_allocations(source, filename="<source>"):
+    """Lines of `source` that call a method named like one that makes an MPI window or communicator."""
+    return sorted(node.lineno for node in ast.walk(ast.parse(source, filename))
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr in MPI_ALLOCATIONS)
+
+
 def own(targets):
     return {t for t in targets if t == "es_mpi" or t.startswith("es_mpi.")}
 
@@ -120,3 +134,20 @@ def test_the_parser_knows_no_runtime(name):
 def test_strategies_and_policies_know_no_mpi(name):
     targets = import_graph()[name]
     assert sorted(t for t in targets if t.split(".")[0] == "mpi4py" or t.startswith("es_mpi.run")) == []
+
+
+def test_the_allocation_finder_finds_windows_and_communicators():
+    source = ("from mpi4py import MPI\n"
+              "window = MPI.Win.Allocate_shared(8, 8, comm=node)\n"
+              "node = world.Split_type(MPI.COMM_TYPE_SHARED)\n"
+              "copy = node.Dup()\n"
+              "node.Barrier()\n")
+    assert mpi_allocations(source) == [2, 3, 4]
+
+
+def test_only_the_node_runtime_makes_mpi_windows_and_communicators():
+    """Whatever makes one must free it, on every path: the runtime does (run/node_runtime.py: Handles)."""
+    found = {name: mpi_allocations(path.read_text(), str(path)) for name, path in modules().items()
+             if name != NODE_RUNTIME and not name.startswith(NODE_RUNTIME + ".")}
+    assert {name: lines for name, lines in found.items() if lines} == {}
+    assert mpi_allocations((PACKAGE / "run" / "node_runtime.py").read_text())  # the rule guards something

@@ -70,7 +70,7 @@ def eval_return_of_es_mpi_eval(run_dir):
 
 
 def own_loop_return(run_dir):
-    """The README's loop, on the episode seeds `eval` uses by default."""
+    """The loop in docs/running.md, on the episode seeds `eval` uses by default."""
     import es_mpi
 
     policy = es_mpi.load_policy(run_dir)

@@ -1,6 +1,7 @@
 """Placement (run/placement.py): node blocks, claims from the node counter, and that dynamic and
 static placement give the bytes of one rank."""
 
+import csv
 import json
 
 import pytest
@@ -64,7 +65,7 @@ def test_static_placement_is_a_fixed_slice_whatever_the_speed():
 def test_dynamic_and_static_placement_give_the_bytes_of_one_rank(write_job, tmp_path):
     """Hopper with ARS options: episodes end at different times, every episode records observations."""
     job = write_job(HOPPER_ARS.replace("probability = 0.6", "probability = 1.0"))
-    digests = {}
+    digests, counts = {}, {}
     for name, n_ranks, placement, node_size in (("one", 1, "static", None), ("static3", 3, "static", None),
                                                 ("dynamic3", 3, "dynamic", None), ("dynamic-nodes", 5, "dynamic", 2),
                                                 ("static-nodes", 5, "static", 2)):
@@ -73,7 +74,14 @@ def test_dynamic_and_static_placement_give_the_bytes_of_one_rank(write_job, tmp_
                          env_extra=env)
         assert result.returncode == 0, result.stderr[-3000:]
         digests[name] = state_digest(tmp_path / name / "ckpt-00000004.h5")
+        with open(tmp_path / name / "metrics.csv") as fh:
+            counts[name] = {(int(row["members_min"]), int(row["members_max"])) for row in csv.DictReader(fh)}
     assert set(digests.values()) == {digests["one"]}, digests
+    # members_min/max: 5 pairs in static slices of whole pairs, 2+2+1 on one node of 3 ranks, one pair
+    # each on 2+2+1 nodes; dynamic claims play every member once, so the counts bracket an even split
+    assert counts["one"] == {(10, 10)} and counts["static3"] == {(2, 4)} and counts["static-nodes"] == {(2, 2)}
+    for name, n_ranks in (("dynamic3", 3), ("dynamic-nodes", 5)):
+        assert all(low * n_ranks <= 10 <= high * n_ranks and low % 2 == high % 2 == 0 for low, high in counts[name])
 
 
 @pytest.mark.mpi

@@ -30,6 +30,23 @@ episodes = 1
 iterations = {iterations}
 """
 
+OBJECTIVE_JOB = """
+[objective]
+function = "es_mpi.objectives:sphere"
+dim = 3
+[strategy]
+pairs = 2
+[noise]
+size = 10000
+[obs_norm]
+enabled = false
+[eval]
+every = 1
+episodes = 1
+[stop]
+iterations = 2
+"""
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
@@ -63,6 +80,18 @@ def test_group_by_overrides_the_grouping(runs):
     assert group_runs(runs, ["env.id"]) == [("env.id=Pendulum-v1", runs)]
     by_seed = group_runs(runs, ["run.seed"])
     assert [members for _, members in by_seed] == [[runs[0], runs[3]], [runs[1]], [runs[2]]]
+
+
+def test_runs_of_different_kinds_are_grouped_apart(runs, tmp_path):
+    """A run whose job has keys the others lack (an objective's) is its own group, not a KeyError."""
+    job = tmp_path / "sphere.toml"
+    job.write_text(OBJECTIVE_JOB)
+    run_dir = tmp_path / "sphere"
+    done = run_es("train", job, "--run-dir", run_dir, timeout=120)
+    assert done.returncode == 0, done.stderr
+    groups = group_runs([runs[0], run_dir])
+    assert [members for _, members in groups] == [[runs[0]], [run_dir]]
+    assert groups[1][0].startswith("es_mpi.objectives:sphere")
 
 
 def test_band_is_median_and_min_max_where_all_runs_have_data():

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from conftest import run_es
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.core.errors import ConfigError
 from es_mpi.run.noise import local_table
 from es_mpi.run.rollout import run_episode
 from es_mpi.parts.build import build_task
 from es_mpi.parts.strategies import make_strategy
-from es_mpi.job.strategy_sections import OpenAIESSettings
+from es_mpi.parts.strategies.openai_es import OpenAIESSettings
 
 
 def sgd_es(noise, **options):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import run_es
 
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.job.sections import PolicySettings
 from es_mpi.parts.build import build_task
 from es_mpi.core.errors import ConfigError

@@ -4,9 +4,11 @@ run equals one that never stopped, and `es-mpi eval` plays the checkpoints."""
 import numpy as np
 import pytest
 
+from es_mpi.parts.strategies import STRATEGIES
 from es_mpi.records import checkpoint as ckpt_io
 
 from conftest import run_es, run_mpi
+from strategy_cases import strategy_cases, strategy_toml
 
 pytestmark = pytest.mark.mpi
 
@@ -30,18 +32,7 @@ iterations = 4
 [strategy]
 """
 
-STRATEGIES = {
-    "openai_es": "name = 'openai_es'\npairs = 4\n",
-    "nes": "name = 'nes'\npopulation = 7\nmirrored = false\n",
-    "simple_es": "name = 'simple_es'\npopulation = 7\n",
-    "ga": "name = 'ga'\npopulation = 9\ntruncation = 0.3\n",
-    "cma_es_full": "name = 'cma_es'\nvariant = 'full'\npopulation = 7\n",
-    "cma_es_separable": "name = 'cma_es'\nvariant = 'separable'\npopulation = 7\n",
-    "cem": "name = 'cem'\npopulation = 7\nextra_std = 0.1\n",
-}
-
-ENV_JOBS = {
-    "cem_tabular": """
+TAXI_TABULAR = """
 [env]
 id = "Taxi-v4"
 step_cap = 40
@@ -51,11 +42,6 @@ kind = "tabular"
 enabled = false
 [noise]
 size = 10000
-[strategy]
-name = "cem_tabular"
-policies = 7
-percentile = 50.0
-memory = 2
 [eval]
 every = 2
 episodes = 3
@@ -64,8 +50,10 @@ every = 2
 keep = 5
 [stop]
 iterations = 4
-""",
-    "cem_action": """
+[strategy]
+"""
+
+CARTPOLE_MLP = """
 [env]
 id = "CartPole-v1"
 step_cap = 60
@@ -76,12 +64,6 @@ enabled = true
 probability = 0.5
 [noise]
 size = 10000
-[strategy]
-name = "cem_action"
-population = 7
-percentile = 50.0
-batch_size = 16
-memory = 1
 [eval]
 every = 2
 episodes = 3
@@ -90,10 +72,30 @@ every = 2
 keep = 5
 [stop]
 iterations = 4
-""",
-}
+[strategy]
+"""
 
-JOBS = {**{name: OBJECTIVE + body for name, body in STRATEGIES.items()}, **ENV_JOBS}
+# every registered strategy; these shrunk to small or odd populations, CMA-ES in both variants
+CASES = strategy_cases({
+    "openai_es": {"": dict(pairs=4)},
+    "nes": {"": dict(population=7, mirrored=False)},
+    "simple_es": {"": dict(population=7)},
+    "ga": {"": dict(population=9, truncation=0.3)},
+    "cma_es": {"full": dict(variant="full", population=7), "separable": dict(variant="separable", population=7)},
+    "cem": {"": dict(population=7, extra_std=0.1)},
+    "cem_tabular": {"": dict(policies=7, percentile=50.0, memory=2)},
+    "cem_action": {"": dict(population=7, percentile=50.0, batch_size=16, memory=1)},
+})
+
+
+def job_frame(name):
+    """An objective, unless the strategy needs an environment: tabular CEM its Taxi, others CartPole."""
+    if not STRATEGIES.classes[name].needs_environment:
+        return OBJECTIVE
+    return TAXI_TABULAR if name == "cem_tabular" else CARTPOLE_MLP
+
+
+JOBS = {case: job_frame(name) + strategy_toml(name, settings) for case, (name, settings) in CASES.items()}
 
 
 def state_bytes(path):

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import run_es
 from es_mpi.core.errors import ConfigError
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.build import build_task
 
 LENGTHS = [3, 7, 12, 20]

@@ -12,8 +12,7 @@ from es_mpi.parts.policies import make_policy
 from es_mpi.core.seeding import Purpose, episode_seed, rng
 from es_mpi.parts.strategies.shaping import centered_ranks
 from es_mpi.parts.strategies import make_strategy
-from es_mpi.job.strategy_sections import OpenAIESSettings
-from es_mpi.parts.strategies.openai_es import weighted_noise_sum
+from es_mpi.parts.strategies.openai_es import OpenAIESSettings, weighted_noise_sum
 
 
 def test_centered_ranks_span_minus_half_to_half_and_keep_order():

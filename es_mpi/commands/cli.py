@@ -132,7 +132,7 @@ def main(argv=None):
 
             return inspect_command(args)
         if args.command == "keys":
-            from es_mpi.job.reference import job_reference
+            from es_mpi.parts.job_file import job_reference
 
             print(job_reference())
     except BrokenPipeError:  # `es-mpi keys | head`: the reader had enough (train never gets here: core/console.py)

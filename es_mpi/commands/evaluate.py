@@ -9,8 +9,8 @@ import numpy as np
 
 from es_mpi.commands import video
 from es_mpi.core.errors import CheckpointError, UserError
-from es_mpi.job.parse import job_from_text
 from es_mpi.parts.envs import uses_mujoco
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.run.evaluation import evaluate_center, evaluation_return
 from es_mpi.run.trained_policy import ready_to_play

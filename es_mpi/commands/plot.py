@@ -14,7 +14,7 @@ import numpy as np
 
 from es_mpi.core.errors import UserError
 from es_mpi.core.guarded_read import UnreadableFile, read_text
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.records.metrics import METRICS_NAME
 
@@ -88,7 +88,8 @@ def group_label(settings, run_dir, group_by, differing):
     name = f"{settings['env.id']} {settings['strategy.name']}"
     if settings.get("objective.function"):
         name = f"{settings['objective.function']} {settings['strategy.name']}"
-    extra = [f"{key}={settings[key]}" for key in differing if key not in ("env.id", "strategy.name")]
+    extra = [f"{key}={settings[key]}" for key in differing
+             if key in settings and key not in ("env.id", "strategy.name")]
     return " ".join([name, *extra[:3]])
 
 

@@ -9,11 +9,11 @@ only rank 0 reports it: one line, not one per rank.
 import os
 import time
 
-from es_mpi.job.parse import load_job
 from es_mpi.parts.build import build_task
+from es_mpi.parts.job_file import load_job
 from es_mpi.core.console import say
-from es_mpi.core.environment import check_environment
-from es_mpi.core.errors import EXIT_BAD_INPUT, UserError
+from es_mpi.core.environment import check_environment, node_size_from_env
+from es_mpi.core.errors import EXIT_BAD_INPUT, AgreedError, UserError
 from es_mpi.core.stop_signals import ignore_stop_signals
 from es_mpi.records.tensorboard import check_available as check_tensorboard
 
@@ -85,18 +85,23 @@ def report_once(comm, error):
 
 
 def train(task, args, comm):
+    """Train in the node runtime, which frees its windows and communicators when the block ends (not when
+    one rank alone fails: the abort hook ends the job, and a collective free would wait for that rank)."""
     from es_mpi.run.mpi import abort_with_one_line, install_abort_on_error
-    from es_mpi.run.trainer import AgreedError, Trainer
+    from es_mpi.run.node_runtime import NodeRuntime
+    from es_mpi.run.trainer import Trainer
 
     install_abort_on_error(comm)
     try:
-        trainer = Trainer(task, comm, resume=args.resume, force=args.force, log=say,
-                          strict_versions=args.strict_versions)
+        with NodeRuntime.for_task(comm, task, node_size_from_env()) as runtime:
+            try:
+                trainer = Trainer(task, runtime, resume=args.resume, force=args.force, log=say,
+                                  strict_versions=args.strict_versions)
+            except UserError as err:  # this rank's alone: the others may be waiting for it in a collective
+                abort_with_one_line(comm, err, EXIT_BAD_INPUT)
+            code = trainer.train()
+            trainer.close()
     except AgreedError as agreed:
         return report_once(comm, agreed.error)
-    except UserError as err:  # this rank's alone: the others may be waiting for it in a collective
-        abort_with_one_line(comm, err, EXIT_BAD_INPUT)
-    code = trainer.train()
-    trainer.close()  # collective: never on an error path, where it would wait for a dead rank
     ignore_stop_signals()
     return code

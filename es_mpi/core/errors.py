@@ -37,3 +37,13 @@ class RunFailure(Exception):
 
 class CheckpointWriteError(RunFailure):
     """Writing a checkpoint failed (disk full, quota, I/O error); the previous one is intact."""
+
+
+class AgreedError(Exception):
+    """A UserError that every rank raised at the same point from the same data (rank 0's verdict on the
+    run directory, the broadcast checkpoint, a setting the node runtime refused): reported once, and
+    every rank exits 2 by itself."""
+
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error

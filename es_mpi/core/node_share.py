@@ -3,17 +3,24 @@
 
 A cooperative strategy keeps its centre, optimizer moments and gradient scratch in arrays from
 `zeros`; each rank of the node computes only its own contiguous column slice `columns(n)` of
-the update, writing in place, and `finish` ends the column phase with `sync` (the node barrier)
-before anything reads whole vectors. Elementwise arithmetic does not depend on where a slice
-starts, so any layout gives the bytes of one rank.
+the update, writing in place inside `with share.column_phase():`, which opens with `sync` (the
+node barrier: no rank still reads the last state) and closes with a seal and `sync` before anything
+reads whole vectors. Elementwise arithmetic does not depend on where a slice starts, so any layout
+gives the bytes of one rank.
 
-`SOLO` (one process, `eval`, unit tests) gives private numpy arrays, all columns, and a no-op sync.
+The node's arrays are read-only (`flags.writeable = False`) outside a column phase, and a column
+phase runs only inside the node runtime's update phase (`update_phase`, run/node_runtime.py): a
+strategy that writes outside it fails at once, on one rank as on many.
+
+`SOLO` (one process, `eval`, unit tests) gives private numpy arrays, all columns, a no-op sync and
+no guard: nothing is shared, so nothing can race.
 
 Each rank also keeps a digest of the columns it wrote (`seal`), so that it can tell later whether
 its node's copy still holds what it computed (`intact`): the repair then knows which node's copy
-was corrupted after the update, even when it is rank 0's (run/trainer.py, `_agree`).
+was corrupted after the update, even when it is rank 0's (run/node_runtime.py, `agree`).
 """
 
+import contextlib
 import hashlib
 
 import numpy as np
@@ -36,6 +43,7 @@ class NodeShare:
         self._allocate, self._sync = allocate, sync
         self._held = []  # the node-shared arrays handed out, in allocation order
         self._seals = {}
+        self._updating = False  # inside the runtime's update phase
 
     @property
     def writes(self):
@@ -53,6 +61,7 @@ class NodeShare:
         if self._allocate is None:
             return np.zeros(shape, dtype=dtype)
         array = self._allocate(shape, dtype)
+        array.flags.writeable = False
         self._held.append(array)
         return array
 
@@ -61,7 +70,8 @@ class NodeShare:
         values = np.asarray(values, dtype=dtype)
         array = self.zeros(values.shape, dtype)
         if self._allocate is None or self.writes:
-            array[...] = values
+            with self.unlocked():
+                array[...] = values
         self.sync()
         self.seal()
         return array
@@ -74,15 +84,45 @@ class NodeShare:
         """Write [(shared array, values)] once per node, between two syncs (nobody reads meanwhile)."""
         self.sync()
         if self.writes:
-            for array, values in pairs:
-                array[...] = values
+            with self.unlocked():
+                for array, values in pairs:
+                    array[...] = values
         self.sync()
         self.seal()
 
-    def finish(self):
-        """End of a column phase: remember what this rank wrote, then wait for the node's other ranks."""
+    @contextlib.contextmanager
+    def update_phase(self):
+        """The node runtime's update phase (run/node_runtime.py): the one time column phases may run,
+        after every rank of the node copied the results and before the agreement."""
+        self._updating = True
+        try:
+            yield
+        finally:
+            self._updating = False
+
+    @contextlib.contextmanager
+    def column_phase(self):
+        """Wait until no rank of the node reads the last state; this rank writes its columns (the
+        node's arrays are writable only in here: take the column views inside); remember what it wrote
+        and wait for the node's other ranks, so whole vectors may be read after it."""
+        if self._held and not self._updating:
+            raise RuntimeError("node-shared columns are written only inside the node runtime's update phase")
+        self.sync()
+        with self.unlocked():
+            yield
         self.seal()
         self.sync()
+
+    @contextlib.contextmanager
+    def unlocked(self):
+        """The node's arrays writable: whole-array writes (initial values, loads) and fault injection."""
+        for array in self._held:
+            array.flags.writeable = True
+        try:
+            yield
+        finally:
+            for array in self._held:
+                array.flags.writeable = False
 
     def _own_columns(self):
         for index, array in enumerate(self._held):

@@ -1,8 +1,10 @@
 """TOML job file -> frozen, validated `Job`: types, ranges, unknown keys, settings that clash.
 
 Nothing here knows the runtime: no gymnasium, MPI, environments, policies or strategies
-(tests/test_layers.py keeps it so). Whether the environment exists and fits the policy is the
-build step's question (parts/build.py). Every error names the file, the key and the reason.
+(tests/test_layers.py keeps it so). The strategies' schemas come in as `strategies`, a
+job.strategy_sections.StrategySchemas; parts/job_file.py passes the registered ones. Whether
+the environment exists and fits the policy is the build step's question (parts/build.py).
+Every error names the file, the key and the reason.
 """
 
 import dataclasses
@@ -17,7 +19,7 @@ from es_mpi.core.errors import ConfigError
 from es_mpi.core.guarded_read import MAX_NESTING, UnreadableFile, nesting_depth, read_text
 from es_mpi.job.sections import SECTIONS
 from es_mpi.job.settings import build_section, is_utf8, section_to_dict
-from es_mpi.job.strategy_sections import DEFAULT_STRATEGY, STRATEGY_SETTINGS, OpenAIESSettings
+from es_mpi.job.strategy_sections import check_clashes
 from es_mpi.job.toml_text import dump_toml
 
 
@@ -74,14 +76,14 @@ def parse_override(text, path):
     return parts[0], parts[1], value
 
 
-def load_job(path, overrides=(), run_dir=None):
+def load_job(path, overrides=(), run_dir=None, *, strategies):
     """Read, override and validate a job file. Raises ConfigError; does no other work."""
     path = pathlib.Path(path)
     try:
         text = read_text(path, MAX_JOB_BYTES, "job file")
     except UnreadableFile as err:
         raise ConfigError(path, None, err.reason) from None
-    return job_from_text(text, path, overrides, run_dir)
+    return job_from_text(text, path, overrides, run_dir, strategies=strategies)
 
 
 def from_override(key, overridden):
@@ -89,7 +91,7 @@ def from_override(key, overridden):
     return key is not None and any(k == key or k.startswith(f"{key}.") for k in overridden)
 
 
-def job_from_text(text, path, overrides=(), run_dir=None):
+def job_from_text(text, path, overrides=(), run_dir=None, *, strategies):
     """The job in `text` (a job file's, or the one a checkpoint stores); `path` names it in errors."""
     try:
         raw = tomllib.loads(text)
@@ -108,14 +110,14 @@ def job_from_text(text, path, overrides=(), run_dir=None):
     if nesting_depth(raw) > MAX_NESTING:
         raise ConfigError(path, None, f"nested more than {MAX_NESTING} levels deep")
     try:
-        return _build_job(raw, pathlib.Path(path), run_dir)
+        return _build_job(raw, pathlib.Path(path), run_dir, strategies)
     except ConfigError as err:
         if from_override(err.key, overridden):
             raise ConfigError(path, err.key, f"{err.reason} (from --set)") from None
         raise
 
 
-def _build_job(raw, path, run_dir):
+def _build_job(raw, path, run_dir, strategies):
     for section in raw:
         if section not in SECTIONS and section != "strategy":
             known = ", ".join(sorted([*SECTIONS, "strategy"]))
@@ -135,25 +137,8 @@ def _build_job(raw, path, run_dir):
         built["run"] = dataclasses.replace(built["run"], dir=str(run_dir))
     if "atari" not in raw:
         built["atari"] = None
-    built["strategy"] = _build_strategy(raw.get("strategy", {}), path)
+    built["strategy"] = strategies.build(raw.get("strategy", {}), path)
     if built["objective"].function is not None and "env" in raw:
         raise ConfigError(path, "objective.function", "a job has either an [env] or an objective, not both")
-    _check_combinations(built, path)
+    check_clashes(built["strategy"], path)
     return Job(path=str(path), **built)
-
-
-def _build_strategy(table, path):
-    if not isinstance(table, dict):
-        raise ConfigError(path, "strategy", f"expected a table, got {table!r}")
-    table = dict(table)
-    name = table.pop("name", DEFAULT_STRATEGY)
-    if name not in STRATEGY_SETTINGS:
-        raise ConfigError(path, "strategy.name", f"unknown strategy {name!r} (known: {', '.join(STRATEGY_SETTINGS)})")
-    return build_section(STRATEGY_SETTINGS[name], table, path, "strategy")
-
-
-def _check_combinations(built, path):
-    """Settings that are valid alone but not together (those that need the environment: parts/build.py)."""
-    strategy = built["strategy"]
-    if isinstance(strategy, OpenAIESSettings) and strategy.top_pairs > strategy.pairs:
-        raise ConfigError(path, "strategy.top_pairs", f"{strategy.top_pairs} is more than strategy.pairs = {strategy.pairs}")

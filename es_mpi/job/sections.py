@@ -1,6 +1,7 @@
 """The job file's sections: one frozen dataclass per TOML table, every key typed, ranged and documented.
 
-The [strategy] section's schemas, one per strategy, are in `strategy_sections`.
+The [strategy] section's schemas are each in its strategy's file (parts/strategies/), handed to
+the parser by the registry; `strategy_sections` picks one by `strategy.name`.
 """
 
 import dataclasses

@@ -1,14 +1,10 @@
 """HDF5 checkpoints (docs/architecture.md, contract 6): atomic, versioned, pickle-free, loadable without MPI.
 
-Layout:
-  attrs     format, format_version, iteration, timesteps, step_cap, best_eval_return,
-            eval_return, config (job TOML), versions (JSON), checksum (of all the above and
-            every dataset: HDF5 itself does not checksum data, so a flipped byte would pass)
-  params    float32 centre parameters
-  strategy/ the strategy's state dict (optimizer included)
-  obstat/   sum, sumsq, count
-  metrics/  one dataset per metric column, one row per iteration
-  extra/    optional arrays (e.g. a VBN reference batch)
+`Checkpoint` declares every field once, with where the file keeps it (an attribute of the root, a
+dataset, a group of datasets); writing, reading, the content checksum and the layout check all
+walk that one declaration. Besides the fields the root holds three attributes of its own:
+format, format_version and checksum (of every field: HDF5 itself does not checksum data, so a
+flipped byte would pass).
 """
 
 import dataclasses
@@ -34,26 +30,183 @@ SEAL_MAGIC = b"es-mpi sealed checkpoint\n"
 DIGEST_HEX = 32
 NAME_RE = re.compile(r"^ckpt-(\d{8})\.h5$")
 BEST_NAME = "best.h5"
+OBSTAT_KEYS = ("count", "sum", "sumsq")
 
 
 class NewerCheckpoint(CheckpointError):
     """A checkpoint this es-mpi cannot read because a newer one wrote it: never skipped, replaced or deleted."""
 
 
+# ----------------------------------------------------------------- how a field is stored
+
+def at_least(low):
+    return (lambda value: value >= low), f"must be >= {low}"
+
+
+FINITE_OR_MINUS_INF = (lambda value: math.isfinite(value) or value == -math.inf), "must be finite or -inf"
+ATTRIBUTE_KINDS = {int: ("iu", "an integer"), float: ("iuf", "a number"),  # (numpy dtype kinds, words)
+                   str: (None, "text"), dict: (None, "a JSON object")}  # None: a str attribute
+
+
+@dataclasses.dataclass(frozen=True)
+class Attribute:
+    """A field kept as an attribute of the root: an integer, a number, text, or a JSON object as text."""
+    name: str
+    kind: type  # a key of ATTRIBUTE_KINDS
+    rule: tuple = ()  # (test, words): a loaded value must pass test, else "name = value: words"
+
+    def write(self, f, value):
+        f.attrs[self.name] = json.dumps(value) if self.kind is dict else value
+
+    def read(self, f):
+        stored = f.attrs[self.name]
+        return json.loads(stored) if self.kind is dict else self.kind(stored)
+
+    def canonical(self, value):
+        """What the checksum hashes: the value as `read` returns it."""
+        return value if self.kind is dict else self.kind(value)
+
+    def check_layout(self, path, f):
+        dtype_kinds, words = ATTRIBUTE_KINDS[self.kind]
+        if self.name not in f.attrs:
+            raise CheckpointError(path, f"{self.name}: missing")
+        stored = f.attrs[self.name]
+        if dtype_kinds is None:
+            fits = isinstance(stored, str) and (self.kind is str or _is_json_object(stored))
+        else:
+            fits = not isinstance(stored, str) and np.ndim(stored) == 0 and np.asarray(stored).dtype.kind in dtype_kinds
+        if not fits:
+            raise CheckpointError(path, f"{self.name}: expected {words} attribute")
+
+    def check_value(self, path, value):
+        if self.rule and not self.rule[0](value):
+            raise CheckpointError(path, f"{self.name} = {value}: {self.rule[1]}")
+
+
+def _is_json_object(text):
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A field kept as one array at the root; `check(path, name, dtype, shape)` refuses a wrong one."""
+    name: str
+    check: object
+    required = True
+
+    def write(self, f, value):
+        f.create_dataset(self.name, data=value)
+
+    def read(self, f):
+        return f[self.name][()]
+
+    def arrays(self, value):
+        return {self.name: value}
+
+    def datasets(self, path, f):
+        if not isinstance(f[self.name], h5py.Dataset):
+            raise CheckpointError(path, f"{self.name}: expected a dataset")
+        return {self.name: f[self.name]}
+
+    def check_shapes(self, path, layout):
+        self.check(path, self.name, *layout[self.name])
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """A field kept as a group: one dataset per key (keys with '/' nest), their order in the group's
+    'order' attribute, since HDF5 lists names alphabetically. `check(path, {key: (dtype, shape)})`
+    refuses wrong contents; an optional group may be absent (it reads as {})."""
+    name: str
+    check: object = None
+    required: bool = True
+
+    def write(self, f, values):
+        group = f.create_group(self.name)
+        for key, value in values.items():
+            group.create_dataset(key, data=np.asarray(value))
+        group.attrs["order"] = json.dumps(list(values))
+
+    def read(self, f):
+        if self.name not in f:
+            return {}
+        out = {key: node[()] for key, node in _datasets_in(f[self.name]).items()}
+        order = json.loads(f[self.name].attrs.get("order", "[]"))
+        return {key: out[key] for key in [*order, *sorted(set(out) - set(order))] if key in out}
+
+    def arrays(self, values):
+        return {f"{self.name}/{key}": value for key, value in values.items()}
+
+    def datasets(self, path, f):
+        if self.name not in f:
+            return {}
+        if not isinstance(f[self.name], h5py.Group):
+            raise CheckpointError(path, f"{self.name}: expected a group")
+        return {f"{self.name}/{key}": node for key, node in _datasets_in(f[self.name]).items()}
+
+    def check_shapes(self, path, layout):
+        if self.check:
+            prefix = f"{self.name}/"
+            self.check(path, {name[len(prefix):]: value for name, value in layout.items() if name.startswith(prefix)})
+
+
+def _datasets_in(group):
+    """{path inside the group: dataset}, nested groups included."""
+    found = {}
+    group.visititems(lambda key, node: found.__setitem__(key, node) if isinstance(node, h5py.Dataset) else None)
+    return found
+
+
+def _check_params(path, name, dtype, shape):
+    if dtype != np.float32 or len(shape) != 1 or shape[0] < 1:
+        raise CheckpointError(path, f"{name}: dtype {dtype}, shape {shape}; expected a non-empty 1-D float32 array")
+
+
+def _check_obstat(path, obstat):
+    if sorted(obstat) != list(OBSTAT_KEYS):
+        raise CheckpointError(path, f"obstat: holds {sorted(obstat)}, expected {list(OBSTAT_KEYS)}")
+    if any(dtype != np.float64 for dtype, _ in obstat.values()):
+        raise CheckpointError(path, "obstat: expected float64 arrays")
+    if obstat["count"][1] != () or len(obstat["sum"][1]) != 1 or obstat["sumsq"][1] != obstat["sum"][1]:
+        raise CheckpointError(path, f"obstat: sum {obstat['sum'][1]}, sumsq {obstat['sumsq'][1]}, "
+                                    f"count {obstat['count'][1]}; expected two equal 1-D shapes and a scalar")
+
+
+def _check_metrics(path, columns):
+    first = next(iter(columns.values()), (None, None))[1]
+    for key, (_, shape) in columns.items():
+        if len(shape) != 1 or shape != first:
+            raise CheckpointError(path, f"metrics/{key}: shape {shape}, the first column has {first}; expected one "
+                                        "1-D column per metric, all of the same length (ragged metrics)")
+
+
+def _stored(store, **field_options):
+    return dataclasses.field(metadata={"stored": store}, **field_options)
+
+
 @dataclasses.dataclass
 class Checkpoint:
-    config_toml: str
-    iteration: int
-    timesteps: int
-    step_cap: int
-    best_eval_return: float
-    eval_return: float
-    params: np.ndarray
-    strategy: dict
-    obstat: dict
-    metrics: dict
-    versions: dict
-    extra: dict = dataclasses.field(default_factory=dict)
+    """Every field a checkpoint holds and where the file keeps it, in the order it is written."""
+    iteration: int = _stored(Attribute("iteration", int, at_least(0)))
+    timesteps: int = _stored(Attribute("timesteps", int, at_least(0)))
+    step_cap: int = _stored(Attribute("step_cap", int, at_least(1)))
+    best_eval_return: float = _stored(Attribute("best_eval_return", float, FINITE_OR_MINUS_INF))
+    eval_return: float = _stored(Attribute("eval_return", float))
+    config_toml: str = _stored(Attribute("config", str))  # the resolved job file
+    versions: dict = _stored(Attribute("versions", dict))  # package_versions() of the writer
+    params: np.ndarray = _stored(Dataset("params", _check_params))  # float32 centre parameters
+    strategy: dict = _stored(Group("strategy"))  # the strategy's state dict, optimizer included
+    obstat: dict = _stored(Group("obstat", _check_obstat))  # sum, sumsq, count
+    metrics: dict = _stored(Group("metrics", _check_metrics))  # one column per metric, one row per iteration
+    extra: dict = _stored(Group("extra", required=False), default_factory=dict)  # e.g. a VBN reference batch
+
+
+FIELDS = {field.name: field.metadata["stored"] for field in dataclasses.fields(Checkpoint)}
+ATTRIBUTES = {name: store for name, store in FIELDS.items() if isinstance(store, Attribute)}
+ARRAYS = {name: store for name, store in FIELDS.items() if not isinstance(store, Attribute)}
 
 
 def package_versions():
@@ -78,36 +231,16 @@ def version_changes(saved, current):
 def content_checksum(ckpt):
     """blake2b of everything the checkpoint holds, in a fixed order (names, dtypes, shapes, bytes)."""
     digest = hashlib.blake2b(digest_size=16)
-    scalars = dict(config=str(ckpt.config_toml), iteration=int(ckpt.iteration), timesteps=int(ckpt.timesteps),
-                   step_cap=int(ckpt.step_cap), best_eval_return=float(ckpt.best_eval_return),
-                   eval_return=float(ckpt.eval_return), versions=ckpt.versions)
+    scalars = {store.name: store.canonical(getattr(ckpt, field)) for field, store in ATTRIBUTES.items()}
     digest.update(json.dumps(scalars, sort_keys=True).encode())
-    arrays = {"params": ckpt.params}
-    for group in ("strategy", "obstat", "metrics", "extra"):
-        arrays.update({f"{group}/{key}": value for key, value in getattr(ckpt, group).items()})
+    arrays = {}
+    for field, store in ARRAYS.items():
+        arrays.update(store.arrays(getattr(ckpt, field)))
     for name in sorted(arrays):
         array = np.asarray(arrays[name])
         digest.update(f"{name} {array.dtype.str} {array.shape}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
-
-
-def _write_dict(group, values):
-    for key, value in values.items():
-        group.create_dataset(key, data=np.asarray(value))
-    group.attrs["order"] = json.dumps(list(values))  # HDF5 lists names alphabetically
-
-
-def _read_dict(group):
-    out = {}
-
-    def visit(name, node):
-        if isinstance(node, h5py.Dataset):
-            out[name] = node[()]
-
-    group.visititems(visit)
-    order = json.loads(group.attrs.get("order", "[]"))
-    return {key: out[key] for key in [*order, *sorted(set(out) - set(order))] if key in out}
 
 
 def save(path, ckpt):
@@ -124,14 +257,17 @@ def save(path, ckpt):
 
 def _write_hdf5(tmp, ckpt):
     with h5py.File(tmp, "w", userblock_size=USER_BLOCK) as f:
-        f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, iteration=ckpt.iteration,
-                       timesteps=ckpt.timesteps, step_cap=ckpt.step_cap,
-                       best_eval_return=ckpt.best_eval_return, eval_return=ckpt.eval_return,
-                       config=ckpt.config_toml, versions=json.dumps(ckpt.versions),
-                       checksum=content_checksum(ckpt))
-        f.create_dataset("params", data=ckpt.params)
-        for name in ("strategy", "obstat", "metrics", "extra"):
-            _write_dict(f.create_group(name), getattr(ckpt, name))
+        f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION)
+        for field, store in ATTRIBUTES.items():
+            store.write(f, getattr(ckpt, field))
+        f.attrs["checksum"] = content_checksum(ckpt)
+        for field, store in ARRAYS.items():
+            store.write(f, getattr(ckpt, field))
+
+
+def read(f):
+    """The Checkpoint an open file holds, unchecked: `load` checks the layout first and the values after."""
+    return Checkpoint(**{field: store.read(f) for field, store in FIELDS.items()})
 
 
 def _digest_after_user_block(fh):
@@ -199,19 +335,11 @@ def load(path):
                                             "the run directory")
             if version != expected_version:
                 raise CheckpointError(path, f"checkpoint format version {version} is not supported here (expected "
-                                            f"{expected_version} in a{'' if expected_version == FORMAT_VERSION else 'n un'}"
+                                            f"{expected_version} in a{' ' if expected_version == FORMAT_VERSION else 'n un'}"
                                             "sealed file)")
             check_layout(path, f)
-            params = f["params"][()]
-            attrs = f.attrs
-            ckpt = Checkpoint(
-                config_toml=str(attrs["config"]), iteration=int(attrs["iteration"]),
-                timesteps=int(attrs["timesteps"]), step_cap=int(attrs["step_cap"]),
-                best_eval_return=float(attrs["best_eval_return"]), eval_return=float(attrs["eval_return"]),
-                params=params, strategy=_read_dict(f["strategy"]), obstat=_read_dict(f["obstat"]),
-                metrics=_read_dict(f["metrics"]), versions=json.loads(attrs["versions"]),
-                extra=_read_dict(f["extra"]) if "extra" in f else {})
-            stored_checksum = str(attrs["checksum"])
+            ckpt = read(f)
+            stored_checksum = str(f.attrs["checksum"])
         check_values(path, ckpt)
     except CheckpointError:
         raise
@@ -224,34 +352,29 @@ def load(path):
     return ckpt
 
 
-GROUPS = ("strategy", "obstat", "metrics", "extra")
-OBSTAT_KEYS = ("count", "sum", "sumsq")
-
-
 def check_layout(path, f):
     """Names, dtypes, shapes and storage of every dataset, from HDF5 metadata only, before any
     data is read: a small file that declares a huge, sparse or compressed dataset is refused
-    without allocating it (what es-mpi writes is contiguous, unfiltered and as large as it says)."""
+    without allocating it (what es-mpi writes is contiguous, unfiltered and as large as it says).
+    Then every declared attribute: present and of its kind."""
+    names = {store.name for store in ARRAYS.values()}
     for name in f:
-        if name not in ("params", *GROUPS):
+        if name not in names:
             raise CheckpointError(path, f"{name}: not part of an es-mpi checkpoint")
-    for name in ("params", "strategy", "obstat", "metrics"):
-        if name not in f:
-            raise CheckpointError(path, f"{name}: missing")
+    for store in ARRAYS.values():
+        if store.required and store.name not in f:
+            raise CheckpointError(path, f"{store.name}: missing")
     datasets = {}
-    for group in GROUPS:
-        if group in f:
-            if not isinstance(f[group], h5py.Group):
-                raise CheckpointError(path, f"{group}: expected a group")
-            f[group].visititems(lambda name, node, g=group: datasets.__setitem__(f"{g}/{name}", node)
-                                if isinstance(node, h5py.Dataset) else None)
-    if not isinstance(f["params"], h5py.Dataset):
-        raise CheckpointError(path, "params: expected a dataset")
-    datasets["params"] = f["params"]
+    for store in ARRAYS.values():
+        datasets.update(store.datasets(path, f))
     total = sum(_checked_nbytes(path, name, dataset) for name, dataset in datasets.items())
     if total > path.stat().st_size:
         raise CheckpointError(path, f"declares {total} bytes of data in a {path.stat().st_size}-byte file")
-    _check_shapes(path, {name: (dataset.dtype, dataset.shape) for name, dataset in datasets.items()})
+    layout = {name: (dataset.dtype, dataset.shape) for name, dataset in datasets.items()}
+    for store in ARRAYS.values():
+        store.check_shapes(path, layout)
+    for store in ATTRIBUTES.values():
+        store.check_layout(path, f)
 
 
 def _checked_nbytes(path, name, dataset):
@@ -268,39 +391,13 @@ def _checked_nbytes(path, name, dataset):
     return nbytes
 
 
-def _check_shapes(path, layout):
-    """{name: (dtype, shape)} -> CheckpointError unless params, obstat and metrics have their shapes."""
-    dtype, shape = layout["params"]
-    if dtype != np.float32 or len(shape) != 1 or shape[0] < 1:
-        raise CheckpointError(path, f"params: dtype {dtype}, shape {shape}; expected a non-empty 1-D float32 array")
-    obstat = {name.split("/", 1)[1]: value for name, value in layout.items() if name.startswith("obstat/")}
-    if sorted(obstat) != list(OBSTAT_KEYS):
-        raise CheckpointError(path, f"obstat: holds {sorted(obstat)}, expected {list(OBSTAT_KEYS)}")
-    if any(dtype != np.float64 for dtype, _ in obstat.values()):
-        raise CheckpointError(path, "obstat: expected float64 arrays")
-    if obstat["count"][1] != () or len(obstat["sum"][1]) != 1 or obstat["sumsq"][1] != obstat["sum"][1]:
-        raise CheckpointError(path, f"obstat: sum {obstat['sum'][1]}, sumsq {obstat['sumsq'][1]}, "
-                                    f"count {obstat['count'][1]}; expected two equal 1-D shapes and a scalar")
-    columns = {name: shape for name, (_, shape) in layout.items() if name.startswith("metrics/")}
-    first = next(iter(columns.values()), None)
-    for name, shape in columns.items():
-        if len(shape) != 1 or shape != first:
-            raise CheckpointError(path, f"{name}: shape {shape}, the first column has {first}; expected one "
-                                        "1-D column per metric, all of the same length (ragged metrics)")
-
-
 def check_values(path, ckpt):
-    """The counters' ranges and their agreement with the metrics history."""
-    for name, low in (("iteration", 0), ("timesteps", 0), ("step_cap", 1)):
-        if getattr(ckpt, name) < low:
-            raise CheckpointError(path, f"{name} = {getattr(ckpt, name)}: must be >= {low}")
+    """Each attribute's rule (the counters' ranges), then the metrics history against the iteration."""
+    for field, store in ATTRIBUTES.items():
+        store.check_value(path, getattr(ckpt, field))
     rows = len(next(iter(ckpt.metrics.values()))) if ckpt.metrics else 0
     if rows != ckpt.iteration:
         raise CheckpointError(path, f"metrics: {rows} rows for iteration {ckpt.iteration} (one row per iteration)")
-    if not isinstance(ckpt.versions, dict):
-        raise CheckpointError(path, "versions: expected a JSON object")
-    if not (math.isfinite(ckpt.best_eval_return) or ckpt.best_eval_return == -math.inf):
-        raise CheckpointError(path, f"best_eval_return = {ckpt.best_eval_return}: must be finite or -inf")
 
 
 def periodic_checkpoints(run_dir):

@@ -64,7 +64,7 @@ class MetricsLog:
         return (f"it {row['iteration']:5d} | steps {steps:>8} | return mean {num(row['return_mean'])} "
                 f"max {num(row['return_max'])} | eval {num(row['eval_return'])} | "
                 f"{row['timesteps_per_s']:.0f} steps/s | update {row['update_s']:.3f}s | "
-                f"imbalance {row['imbalance']:.2f} | capped {row['capped']} | "
+                f"imbalance {row['imbalance']:.2f} (members {row['members_min']}-{row['members_max']}) | capped {row['capped']} | "
                 f"nonfinite {row['nonfinite']} | repairs {row['repairs']}")
 
 

@@ -9,7 +9,7 @@ import pathlib
 import re
 
 from es_mpi.core.errors import CheckpointError, ConfigError
-from es_mpi.job.parse import job_from_text
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.records import run_lock
 from es_mpi.records.metrics import METRICS_NAME

@@ -34,27 +34,30 @@ def state_checksum(strategy, obstat):
     return np.frombuffer(digest.digest(), dtype=np.uint64)[0]
 
 
-def node_row(ranks_k3):
+def node_row(ranks_r3):
     """A node's row [checksum, source world rank, intact, unanimous] from its ranks' [checksum, world
     rank, intact]: the checksum most of its ranks hold (a tie: the lowest rank's), the lowest rank
     holding it, whether every rank found its columns intact, whether all ranks agree."""
-    sums_k, ranks_k = ranks_k3[:, 0], ranks_k3[:, 1]
-    values, counts = np.unique(sums_k, return_counts=True)
+    sums_r, ranks_r = ranks_r3[:, 0], ranks_r3[:, 1]
+    values, counts = np.unique(sums_r, return_counts=True)
     tied = values[counts == counts.max()]
-    holders = np.isin(sums_k, tied)
-    source = int(ranks_k[holders].min())
-    checksum = sums_k[ranks_k == source][0]
-    return np.array([checksum, source, int(ranks_k3[:, 2].all()), int(values.size == 1)], dtype=np.uint64)
+    holders = np.isin(sums_r, tied)
+    source = int(ranks_r[holders].min())
+    checksum = sums_r[ranks_r == source][0]
+    return np.array([checksum, source, int(ranks_r3[:, 2].all()), int(values.size == 1)], dtype=np.uint64)
 
 
 @dataclass
 class Agreement:
     """`rows_d4`: one row per node (see node_row); `stop_signal`: the largest any rank caught; busy
-    seconds over all ranks; bytes this node's leader sent and received."""
+    seconds over all ranks; the most and fewest members any rank played; bytes this node's leader
+    sent and received."""
     rows_d4: np.ndarray
     stop_signal: int
     busy_max_s: float
     busy_mean_s: float
+    members_max: int
+    members_min: int
     crossed_bytes: int
 
     def repair_source(self):
@@ -79,29 +82,30 @@ class Agreement:
         return int(rows[node, SOURCE]), node
 
 
-def exchange(nodes, checksum, busy_s, stop_signal, intact=True):
-    """One Agreement, the same on every rank."""
+def exchange(nodes, checksum, busy_s, stop_signal, intact=True, members=0):
+    """One Agreement, the same on every rank; `members`: how many members this rank played."""
     from mpi4py import MPI
 
     node, leaders = nodes.node, nodes.leaders
-    ranks_k3 = np.empty((node.size, 3), dtype=np.uint64)
-    node.Allgather(np.array([checksum, nodes.world.rank, int(intact)], dtype=np.uint64), ranks_k3)
-    peaks_2 = np.array([busy_s, stop_signal], dtype=np.float64)
-    node.Allreduce(MPI.IN_PLACE, peaks_2, op=MPI.MAX)
+    ranks_r3 = np.empty((node.size, 3), dtype=np.uint64)
+    node.Allgather(np.array([checksum, nodes.world.rank, int(intact)], dtype=np.uint64), ranks_r3)
+    peaks_4 = np.array([busy_s, stop_signal, members, -members], dtype=np.float64)  # the fewest as the largest -n
+    node.Allreduce(MPI.IN_PLACE, peaks_4, op=MPI.MAX)
     totals_1 = np.array([busy_s], dtype=np.float64)
     node.Allreduce(MPI.IN_PLACE, totals_1, op=MPI.SUM)
     rows_d4 = np.empty((nodes.count, 4), dtype=np.uint64)
     crossed = 0
     if nodes.count == 1:
-        rows_d4[0] = node_row(ranks_k3)
+        rows_d4[0] = node_row(ranks_r3)
     elif leaders is not None:
-        leaders.Allgather(node_row(ranks_k3), rows_d4)
-        leaders.Allreduce(MPI.IN_PLACE, peaks_2, op=MPI.MAX)
+        leaders.Allgather(node_row(ranks_r3), rows_d4)
+        leaders.Allreduce(MPI.IN_PLACE, peaks_4, op=MPI.MAX)
         leaders.Allreduce(MPI.IN_PLACE, totals_1, op=MPI.SUM)
-        crossed = rows_d4.nbytes + 2 * (peaks_2.nbytes + totals_1.nbytes)  # own row out, the others in
+        crossed = rows_d4.nbytes + 2 * (peaks_4.nbytes + totals_1.nbytes)  # own row out, the others in
     if nodes.count > 1:
         node.Bcast(rows_d4, root=0)
-        floats_3 = np.concatenate([peaks_2, totals_1])
-        node.Bcast(floats_3, root=0)
-        peaks_2, totals_1 = floats_3[:2], floats_3[2:]
-    return Agreement(rows_d4, int(peaks_2[1]), float(peaks_2[0]), float(totals_1[0]) / nodes.world.size, crossed)
+        floats_5 = np.concatenate([peaks_4, totals_1])
+        node.Bcast(floats_5, root=0)
+        peaks_4, totals_1 = floats_5[:4], floats_5[4:]
+    return Agreement(rows_d4, int(peaks_4[1]), float(peaks_4[0]), float(totals_1[0]) / nodes.world.size,
+                     int(peaks_4[2]), -int(peaks_4[3]), crossed)

@@ -5,7 +5,9 @@
 - ES_MPI_FAIL_AT=RANK:PLACE makes that rank alone fail at one place: `start` (a one-line input error
   only that rank sees, after MPI started), `iteration` (an exception after its episodes of iteration
   1) or `checkpoint` (an OSError while writing the first checkpoint). Whatever fails, the whole job
-  must end within seconds (docs/architecture.md, contract 5).
+  must end within seconds (docs/architecture.md, contract 5). `ES_MPI_FAIL_AT=all:runtime` makes
+  every rank refuse, alike, once the node runtime holds its communicators and some windows: the
+  start-up that fails partway must free them all and end with one line.
 """
 
 import os
@@ -20,11 +22,15 @@ def flip_parameter(rank, iteration, center_p):
         center_p[0] += np.float32(1.0)
 
 
+EVERY_RANK = ("runtime",)  # places where failing on one rank alone would be a different test
+
+
 def fail_at(rank, place):
-    if os.environ.get("ES_MPI_FAIL_AT", "") != f"{rank}:{place}":
+    if os.environ.get("ES_MPI_FAIL_AT", "") != (f"all:{place}" if place in EVERY_RANK else f"{rank}:{place}"):
         return
-    if place == "start":
-        raise UserError("injected input error at start-up (ES_MPI_FAIL_AT)")
+    if place in ("start", "runtime"):
+        raise UserError(f"injected input error at {'start-up' if place == 'start' else 'runtime start-up'} "
+                        "(ES_MPI_FAIL_AT)")
     if place == "checkpoint":
         raise OSError("injected write error (ES_MPI_FAIL_AT)")
     raise RuntimeError(f"injected failure at {place} (ES_MPI_FAIL_AT)")

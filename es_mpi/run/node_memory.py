@@ -3,7 +3,8 @@
 The node's leader allocates the bytes and every rank of the node maps them, so a write by any rank
 is seen by all of them after a node barrier (docs/architecture.md, "node-shared state"). The window
 also serves one-sided atomics on its first element (`fetch_add`), which dynamic placement uses as
-the node's work counter.
+the node's work counter. The windows come from the node runtime's `window(comm, nbytes, itemsize)`
+(run/node_runtime.py), which also frees them.
 """
 
 import numpy as np
@@ -12,13 +13,11 @@ import numpy as np
 class NodeArray:
     """A zero-filled array of `shape` and `dtype`, one copy per node; `.array` is this rank's view."""
 
-    def __init__(self, nodes, shape, dtype):
-        from mpi4py import MPI
-
+    def __init__(self, nodes, shape, dtype, window):
         self.dtype = np.dtype(dtype)
         count = int(np.prod(shape, dtype=np.int64))
         nbytes = max(count, 1) * self.dtype.itemsize if nodes.node.rank == 0 else 0
-        self.window = MPI.Win.Allocate_shared(nbytes, self.dtype.itemsize, comm=nodes.node)
+        self.window = window(nodes.node, nbytes, self.dtype.itemsize)
         buffer, _ = self.window.Shared_query(0)
         self.array = np.ndarray(buffer=buffer, dtype=self.dtype, shape=shape)
         if nodes.node.rank == 0:
@@ -45,26 +44,18 @@ class NodeArray:
         self.window.Accumulate(put, 0, 0, MPI.REPLACE)
         self.window.Unlock(0)
 
-    def free(self):
-        self.window.Free()
-
 
 class NodeArrays:
     """The node-shared arrays of a cooperative strategy (core/node_share.py): `share` allocates them
-    here as NodeArrays, with the node barrier as its sync; `free` releases them all (collective on the node)."""
+    here as NodeArrays, with the node barrier as its sync."""
 
-    def __init__(self, nodes):
+    def __init__(self, nodes, window):
         from es_mpi.core.node_share import NodeShare
 
-        self.nodes, self.windows = nodes, []
+        self.nodes, self.window, self.windows = nodes, window, []
         self.share = NodeShare(nodes.node.rank, nodes.node.size, self._allocate, nodes.node.Barrier)
 
     def _allocate(self, shape, dtype):
-        window = NodeArray(self.nodes, shape, dtype)
-        self.windows.append(window)
-        return window.array
-
-    def free(self):
-        for window in reversed(self.windows):
-            window.free()
-        self.windows = []
+        array = NodeArray(self.nodes, shape, dtype, self.window)
+        self.windows.append(array)
+        return array.array

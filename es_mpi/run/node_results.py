@@ -18,12 +18,12 @@ HAS_OBS_ROW = 4
 
 class NodeResults:
     """`blocks[i]`: node i's [start, stop) members; `obs_width`: columns of an observation row
-    (None without observation normalisation)."""
+    (None without observation normalisation); `window` allocates the arrays' windows (run/node_runtime.py)."""
 
-    def __init__(self, nodes, population, blocks, obs_width=None):
+    def __init__(self, nodes, population, blocks, obs_width, window):
         self.nodes, self.blocks, self.obs_width = nodes, blocks, obs_width
-        self.results = NodeArray(nodes, (population, RESULT_COLUMNS), np.float64)
-        self.obs_rows = NodeArray(nodes, (population, obs_width), np.float64) if obs_width else None
+        self.results = NodeArray(nodes, (population, RESULT_COLUMNS), np.float64, window)
+        self.obs_rows = NodeArray(nodes, (population, obs_width), np.float64, window) if obs_width else None
         self.crossed_bytes = 0  # by this node's leader since the last `take_crossed_bytes`
 
     def write(self, member, episode):
@@ -35,7 +35,7 @@ class NodeResults:
             self.obs_rows.array[member] = episode.obs_stats
 
     def exchange(self):
-        """Wait for the node's members, let the leaders swap blocks; -> (results_n5, obs_rows_kw): private
+        """Wait for the node's members, let the leaders swap blocks; -> (results_n5, obs_rows_kf): private
         copies, in member order (obs rows of the members that have one, None without normalisation).
 
         Every rank copies before it enters the iteration's agreement, which no rank of the node leaves
@@ -65,20 +65,15 @@ class NodeResults:
             return
         has_obs_n = rows_n5[:, HAS_OBS_ROW] > 0
         start, stop = self.blocks[index]
-        own_kw = np.ascontiguousarray(self.obs_rows.array[start:stop][has_obs_n[start:stop]])
+        own_kf = np.ascontiguousarray(self.obs_rows.array[start:stop][has_obs_n[start:stop]])
         counts = np.array([np.count_nonzero(has_obs_n[a:b]) * self.obs_width for a, b in self.blocks],
                           dtype=np.int64)
         displacements = np.concatenate([[0], np.cumsum(counts)[:-1]])
         gathered = np.empty(int(counts.sum()), dtype=np.float64)
-        leaders.Allgatherv(own_kw.reshape(-1), [gathered, counts, displacements, MPI.DOUBLE])
+        leaders.Allgatherv(own_kf.reshape(-1), [gathered, counts, displacements, MPI.DOUBLE])
         self.obs_rows.array[has_obs_n] = gathered.reshape(-1, self.obs_width)
         self.crossed_bytes += 8 * int(counts.sum())
 
     def take_crossed_bytes(self):
         crossed, self.crossed_bytes = self.crossed_bytes, 0
         return crossed
-
-    def free(self):
-        self.results.free()
-        if self.obs_rows is not None:
-            self.obs_rows.free()

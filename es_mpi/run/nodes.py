@@ -7,9 +7,8 @@ random depends on the layout (docs/architecture.md, contract 1); it only decides
 memory lives.
 
 The knob is parsed in core/environment.py, which imports no MPI, so the command checks it before MPI starts.
+The communicators themselves are split, and freed, by the node runtime (run/node_runtime.py: `Handles`).
 """
-
-from es_mpi.core.environment import node_size_from_env
 
 
 class NodeLayer:
@@ -18,27 +17,11 @@ class NodeLayer:
     ranks of each node, in that order; `nodes_on_machine`: how many nodes (so shared tables) this
     machine's memory holds."""
 
-    def __init__(self, world, node_size=None):
-        from mpi4py import MPI
-
-        self.world = world
-        machine = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.rank)
-        if node_size is None:
-            self.node = machine.Dup()
-        else:
-            self.node = machine.Split(color=world.rank // node_size, key=world.rank)
-        is_leader = self.node.rank == 0
-        self.nodes_on_machine = machine.allreduce(int(is_leader))
-        machine.Free()
-        leaders = world.Split(color=0 if is_leader else MPI.UNDEFINED, key=world.rank)
-        self.leaders = leaders if is_leader else None
-        place = (leaders.rank, tuple(leaders.allgather(self.node.size))) if is_leader else None
-        self.index, self.sizes = self.node.bcast(place, root=0)
+    def __init__(self, world, node, leaders, nodes_on_machine):
+        self.world, self.node, self.leaders, self.nodes_on_machine = world, node, leaders, nodes_on_machine
+        place = (leaders.rank, tuple(leaders.allgather(node.size))) if leaders is not None else None
+        self.index, self.sizes = node.bcast(place, root=0)
         self.count = len(self.sizes)
-
-    @classmethod
-    def from_env(cls, world):
-        return cls(world, node_size_from_env())
 
     @property
     def is_leader(self):
@@ -47,8 +30,3 @@ class NodeLayer:
     def describe(self):
         """For the start line: '' on one node, else the ranks per node."""
         return "" if self.count == 1 else f" (nodes of {'+'.join(map(str, self.sizes))})"
-
-    def free(self):
-        if self.leaders is not None:
-            self.leaders.Free()
-        self.node.Free()

@@ -38,24 +38,20 @@ def local_table(size, seed):
 
 
 class SharedNoiseTable:
-    """One table per (virtual) node of `nodes` (run/nodes.py) in an MPI shared-memory window;
-    `.array` is this rank's view. The node layer owns the communicators; `free` frees the window only."""
+    """One table per (virtual) node of `nodes` (run/nodes.py) in an MPI shared-memory window that
+    `window(comm, nbytes, itemsize)` allocates (the node runtime's, which also frees it); `.array`
+    is this rank's view."""
 
-    def __init__(self, size, seed, nodes):
-        from mpi4py import MPI
-
+    def __init__(self, size, seed, nodes, window):
         node = nodes.node
         check_shared_memory(size * 4, nodes.nodes_on_machine, nodes.world, node)
         nbytes = size * 4 if node.rank == 0 else 0
-        self.window = MPI.Win.Allocate_shared(nbytes, 4, comm=node)
+        self.window = window(node, nbytes, 4)
         buffer, _ = self.window.Shared_query(0)
         self.array = np.ndarray(buffer=buffer, dtype=np.float32, shape=(size,))
         fill_chunks(self.array, seed, range(node.rank, n_chunks(size), node.size))
         node.Barrier()
         self.array.flags.writeable = False
-
-    def free(self):
-        self.window.Free()
 
 
 def shared_memory_free(directory=SHARED_MEMORY_DIR):

@@ -30,13 +30,13 @@ def member_blocks(population, group, node_sizes):
 
 class Placement:
     """This rank's members each iteration: `members()` yields them lazily (a dynamic claim is made
-    only when the next member is wanted). `block` is this node's [start, stop) members; `share` the
-    most members a rank holds at once (its lanes take no more, rollout.play's `most_held`): the
-    block's units over the node's ranks, rounded up so the shares cover the block. So a rank that
-    starts its iteration late still finds its share; a rank whose share is done helps with what is
-    left, one unit per lane that frees up."""
+    only when the next member is wanted). `block` is this node's [start, stop) members; `window` allocates
+    the counter's (run/node_runtime.py). `share` is the most members a rank holds at once (its lanes
+    take no more, rollout.play's `most_held`): the block's units over the node's ranks, rounded up so
+    the shares cover the block. So a rank that starts its iteration late still finds its share; a
+    rank whose share is done helps with what is left, one unit per lane that frees up."""
 
-    def __init__(self, mode, nodes, population, group):
+    def __init__(self, mode, nodes, population, group, window):
         if mode not in PLACEMENTS:
             raise ValueError(f"unknown placement {mode!r}")
         self.mode, self.group = mode, group
@@ -46,7 +46,7 @@ class Placement:
         self.node_rank, self.node_size = nodes.node.rank, nodes.node.size
         n_units = self.unit_block[1] - self.unit_block[0]
         self.share = max(1, -(-n_units // self.node_size)) * group
-        self.counter = NodeArray(nodes, (1,), np.int64) if mode == "dynamic" else None
+        self.counter = NodeArray(nodes, (1,), np.int64, window) if mode == "dynamic" else None
         self.claims_before = 0  # the counter's value when this iteration's claims began
 
     def members(self):
@@ -75,7 +75,3 @@ class Placement:
             if unit >= n_units:
                 return
             yield first + unit
-
-    def free(self):
-        if self.counter is not None:
-            self.counter.free()

@@ -11,9 +11,9 @@ import numpy as np
 
 from es_mpi.core.array_state import StateError
 from es_mpi.core.errors import CheckpointError
-from es_mpi.job.parse import job_from_text
 from es_mpi.parts.build import build_task
 from es_mpi.parts.envs import make_env
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.atari import make_atari_env
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.run.evaluation import normalizer_for

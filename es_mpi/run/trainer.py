@@ -1,4 +1,5 @@
-"""The MPI training loop: the only place with per-iteration collectives (docs/architecture.md)."""
+"""The training loop: ask, play, tell and the records, on the node runtime's phases (run/node_runtime.py,
+which owns every window, communicator and node barrier; docs/architecture.md)."""
 
 import math
 import signal
@@ -7,31 +8,23 @@ import time
 
 import numpy as np
 
-from es_mpi.core.array_state import StateError
-from es_mpi.core.errors import (EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, CheckpointError, ConfigError, RunFailure,
-                                UserError)
+from es_mpi.core.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, RunFailure
 from es_mpi.core.seeding import Purpose, episode_seed, rng
 from es_mpi.core.stop_signals import catch_stop_signals
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.records.metrics import METRICS_NAME, MetricsLog
 from es_mpi.records import run_lock
-from es_mpi.records.run_dir import decide_start
 from es_mpi.records.status import status_record, write_status
 from es_mpi.records.tensorboard import TensorBoardScalars
-from es_mpi.run import agreement, faults
+from es_mpi.run import faults
 from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer_for
-from es_mpi.run.mpi import allgather_rows, allgather_variable, max_over_ranks, static_slice
-from es_mpi.run.node_memory import NodeArrays
-from es_mpi.run.node_results import NodeResults
-from es_mpi.run.nodes import NodeLayer
-from es_mpi.run.noise import SharedNoiseTable
+from es_mpi.run.mpi import allgather_rows, max_over_ranks, static_slice
 from es_mpi.run.obstat import ObsStat
-from es_mpi.run.placement import Placement, member_blocks
+from es_mpi.run.start import agree_on_start, restore_state, vbn_reference
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv
 from es_mpi.run.rollout import Actors, EnvLanes, play
 from es_mpi.run.vector_rollout import VectorLanes
 from es_mpi.run.vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
-from es_mpi.run.vbn_reference import collect_reference, reference_from_checkpoint
 
 
 def transition_width(env):
@@ -39,41 +32,23 @@ def transition_width(env):
     return int(np.prod(env.observation_space.shape)) + int(np.prod(env.action_space.shape))
 
 
-class AgreedError(Exception):
-    """A UserError that every rank raised at the same point from the same data (rank 0's verdict on the
-    run directory, the broadcast checkpoint): reported once, and every rank exits 2 by itself."""
-
-    def __init__(self, error):
-        super().__init__(str(error))
-        self.error = error
-
-
 class Trainer:
+    """Trains `runtime.strategy` (run/node_runtime.py: the runtime owns its node arrays) on `task`."""
     write_failure = None  # rank 0's first failed record write of the iteration (see _rank0_write)
 
-    def __init__(self, task, comm, resume=False, force=False, log=print, strict_versions=False):
-        self.task, self.job, self.comm, self.log = task, task.job, comm, log
+    def __init__(self, task, runtime, resume=False, force=False, log=print, strict_versions=False):
+        self.task, self.job, self.runtime, self.log = task, task.job, runtime, log
+        self.comm, self.strategy, self.nodes = runtime.world, runtime.strategy, runtime.nodes
         self.strict_versions, self.version_changes = strict_versions, []
         job = self.job
-        self.rank, self.size = comm.rank, comm.size
+        self.rank, self.size = self.comm.rank, self.comm.size
         self.run_dir = job.run_dir()
         self.stop_flag = catch_stop_signals()
         self.env, self.policy = task.env, task.policy
-        start = self._agree_on_start(resume, force)
-        faults.fail_at(self.rank, "start")
+        start = agree_on_start(self.comm, job, resume, force, log)
         self.lock = start.lock if self.rank == 0 else None  # rank 0 took it and lets it go
         self.last_checkpoint = start.path
-        try:
-            self.vbn_reference = self._vbn_reference(start)
-        except CheckpointError as err:
-            raise AgreedError(err) from None
-        self.nodes = NodeLayer.from_env(comm)
-        try:
-            self.noise = SharedNoiseTable(job.noise.size, job.noise.seed, self.nodes)
-        except UserError as err:  # the free shared memory is allgathered first: every rank refuses alike
-            raise AgreedError(err) from None
-        self.node_arrays = NodeArrays(self.nodes)  # a cooperative strategy's state: one copy per node
-        self.strategy = task.make_strategy(self.noise.array, self.node_arrays.share)
+        self.vbn_reference = vbn_reference(self.comm, task, start)
         self.lanes, self.lanes_forward = self._lanes()
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
         self.iteration, self.timesteps = 0, 0
@@ -84,12 +59,7 @@ class Trainer:
             self._restore(start)
         if self.rank == 0 and job.log.tensorboard:
             self.metrics.mirror = TensorBoardScalars(self.run_dir, self.timesteps)
-        population, group = self.strategy.population, self.strategy.group
-        self.placement = Placement(job.run.placement, self.nodes, population, group)
-        obs_width = 2 * self.obstat.sum_o.size + 1 if job.obs_norm.enabled else None
-        self.results = NodeResults(self.nodes, population, member_blocks(population, group, self.nodes.sizes),
-                                   obs_width)
-        self.stopped_before_start = max_over_ranks(comm, self.stop_flag.signal)
+        self.stopped_before_start = max_over_ranks(self.comm, self.stop_flag.signal)
 
     def _lanes(self):
         """Where members play (rollout.play) and their forward pass: up to `run.lanes` members at once
@@ -101,48 +71,11 @@ class Trainer:
             return VectorLanes(AtariLanes(self.job.env, self.job.atari, n_lanes)), self.policy.lanes(n_lanes)
         return EnvLanes.around(self.env, self.task.make_env, n_lanes), self.policy.lanes(n_lanes)
 
-    # ----------------------------------------------------------------- start / resume
-    def _agree_on_start(self, resume, force):
-        """Rank 0 decides and loads once (records/run_dir.py); every rank gets the Start or the error."""
-        outcome = None
-        if self.rank == 0:
-            try:
-                outcome = decide_start(self.job, resume, force, self.log)
-            except (CheckpointError, ConfigError) as err:
-                outcome = err
-        outcome = self.comm.bcast(outcome, root=0)
-        if isinstance(outcome, Exception):
-            raise AgreedError(outcome)
-        return outcome
-
-    def _vbn_reference(self, start):
-        """With policy.vbn: the checkpoint's reference batch on resume, else rank 0 collects it and broadcasts it once."""
-        if not self.job.policy.vbn:
-            return None
-        space = self.env.observation_space
-        if start.checkpoint is not None:
-            reference = reference_from_checkpoint(start.path, start.checkpoint, self.job, space)
-        else:
-            reference = np.empty((self.job.policy.vbn_batch, *space.shape), dtype=space.dtype)
-            if self.rank == 0:
-                reference[...] = collect_reference(self.env, self.job.policy.vbn_batch, self.job.policy.vbn_probability,
-                                                   self.job.run.seed, self.task.step_limit)
-            self.comm.Bcast(reference, root=0)
-        self.policy.set_reference(reference)
-        return reference
-
+    # ----------------------------------------------------------------- resume
     def _restore(self, start):
-        """The same checkpoint on every rank, so a state that does not fit fails alike everywhere."""
+        """The checkpoint's state (run/start.py) and progress counters."""
         ckpt = start.checkpoint
-        for group, target in (("strategy", self.strategy), ("obstat", self.obstat)):
-            try:
-                target.load_state_dict(getattr(ckpt, group))
-            except StateError as err:
-                raise AgreedError(CheckpointError(start.path, f"{group}/{err.key}: {err.reason}")) from None
-        self.version_changes = ckpt_io.version_changes(ckpt.versions, ckpt_io.package_versions())
-        if self.version_changes and self.strict_versions:
-            raise AgreedError(CheckpointError(start.path, "was written with other package versions ("
-                                              + ", ".join(self.version_changes) + "); --strict-versions refuses"))
+        self.version_changes = restore_state(start, self.strategy, self.obstat, self.strict_versions)
         if self.rank == 0:
             for change in self.version_changes:
                 self.log(f"warning: {change} since {start.path.name} was written: the run may no longer be "
@@ -155,7 +88,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- the iteration
     def _evaluate_members(self, iteration, normalizer):
-        """Play this rank's members (run/placement.py), writing each result into the node's arrays;
+        """Play this rank's members (the runtime's play phase), writing each result into the node's arrays;
         -> {member: transition rows} when the strategy learns from transitions."""
         seed, alone = self.job.run.seed, isinstance(self.lanes_forward, Actors)
 
@@ -163,11 +96,11 @@ class Trainer:
             player = self.strategy.member_actor(m, self.policy) if alone else self.strategy.member_params(m)
             return player, episode_seed(seed, iteration, m), self._records_obs(iteration, m)
 
-        episodes = play(self.lanes, self.lanes_forward, self.placement.members(), member, self.step_cap, normalizer,
-                        self.job.env.alive_bonus, self.strategy.wants_transitions, self.placement.share)
+        episodes = play(self.lanes, self.lanes_forward, self.runtime.members(), member, self.step_cap, normalizer,
+                        self.job.env.alive_bonus, self.strategy.wants_transitions, self.runtime.placement.share)
         transitions = {}
         for member, episode in episodes.items():
-            self.results.write(member, episode)
+            self.runtime.write(member, episode)
             if episode.transitions is not None:
                 transitions[member] = episode.transitions
         return transitions
@@ -176,23 +109,6 @@ class Trainer:
         """Whether this member's observations join the normalisation statistics (a seeded coin)."""
         return self.job.obs_norm.enabled and \
             rng(self.job.run.seed, iteration, member, purpose=Purpose.OBS_SAMPLE).random() < self.job.obs_norm.probability
-
-    def _gather_elite_transitions(self, elite_members, transitions):
-        """[(member, rows_tf)] of the elite members from every rank, in global member order.
-
-        The one gather that is not O(population): tabular and action-space CEM learn from the
-        elite's (input, action) steps, so those rows must reach every rank. A member's rows come
-        from the one rank that played it, so a stable sort by member restores member order.
-        """
-        width = transition_width(self.env)
-        elite = set(int(m) for m in elite_members)
-        mine = [np.column_stack([np.full(len(rows), member, dtype=np.float64), rows.reshape(-1, width)])
-                for member, rows in sorted(transitions.items()) if member in elite and rows.size]
-        local = np.concatenate(mine) if mine else np.zeros((0, width + 1))
-        rows = allgather_variable(self.comm, local, width + 1)
-        rows = rows[np.argsort(rows[:, 0], kind="stable")]
-        splits = np.flatnonzero(np.diff(rows[:, 0])) + 1
-        return [(int(chunk[0, 0]), chunk[:, 1:]) for chunk in np.split(rows, splits) if len(chunk)]
 
     def _evaluate_center(self, iteration):
         episodes = self.job.eval.episodes
@@ -204,26 +120,26 @@ class Trainer:
         return allgather_rows(self.comm, local, episodes, 1, slices)[:, 0]
 
     def step(self):
-        """One iteration, identical float operations on every rank."""
+        """One iteration, identical float operations on every rank: ask, then the runtime's phases
+        (play, exchange, update, agree), then the metrics row, written only from a finite centre."""
         t = self.iteration + 1
         t_start = time.perf_counter()
         self.strategy.ask(t)
         normalizer = normalizer_for(self.job, self.obstat)
         busy_start = time.perf_counter()
         transitions = self._evaluate_members(t, normalizer)
-        if t == 1:
-            faults.fail_at(self.rank, "iteration")
         busy_end = time.perf_counter()
-        results_n5, obs_rows_kw = self.results.exchange()
+        results_n5, obs_rows_kf = self.runtime.exchange(t)
         gathered = time.perf_counter()
         returns_n, lengths_n = results_n5[:, 0], results_n5[:, 1]
         if self.strategy.wants_transitions:
             elite_members = self.strategy.elite_members(returns_n.copy())
-            tell_metrics = self.strategy.tell(returns_n, self._gather_elite_transitions(elite_members, transitions))
+            elite = self.runtime.gather_elite(elite_members, transitions, transition_width(self.env))
+            tell_metrics = self.runtime.update(returns_n, elite)
         else:
-            tell_metrics = self.strategy.tell(returns_n)
-        if obs_rows_kw is not None:
-            self.obstat.add(obs_rows_kw)
+            tell_metrics = self.runtime.update(returns_n)
+        if obs_rows_kf is not None:
+            self.obstat.add(obs_rows_kf)
         self.iteration, self.timesteps = t, self.timesteps + int(lengths_n.sum())
         if self.job.env.step_cap == "adaptive":
             self.step_cap = min(max(1, int(math.ceil(2.0 * lengths_n.mean()))), self.task.step_limit)
@@ -239,6 +155,7 @@ class Trainer:
                 self.log(f"warning: iteration {t}: {eval_nonfinite} of {eval_returns.size} evaluation episodes "
                          "diverged (non-finite); scored -inf, this evaluation cannot set best.h5 or the target")
         repaired, stop_signal, agreed = self._agree(busy_end - busy_start)
+        self._check_finite_center()
         end = time.perf_counter()
         iteration_s = end - t_start
         finite = returns_n[np.isfinite(returns_n)]
@@ -251,8 +168,9 @@ class Trainer:
             iteration_s=iteration_s, episodes_s=busy_end - busy_start, wait_s=gathered - busy_end,
             update_s=(busy_start - t_start) + (end - gathered - eval_s), eval_s=eval_s,
             imbalance=agreed.busy_max_s / agreed.busy_mean_s if agreed.busy_mean_s > 0 else 1.0,
+            members_max=agreed.members_max, members_min=agreed.members_min,
             capped=int(results_n5[:, 2].sum()), nonfinite=int(results_n5[:, 3].sum()),
-            node_bytes=self.results.take_crossed_bytes() + agreed.crossed_bytes,
+            node_bytes=self.runtime.take_crossed_bytes() + agreed.crossed_bytes,
             repairs=self.metrics.last("repairs", 0) + repaired, step_cap=self.step_cap,
             versions_changed=len(self.version_changes),
             wall_time=time.time(), **tell_metrics)
@@ -280,36 +198,24 @@ class Trainer:
                              f"{self.iteration}, last good checkpoint {self.last_checkpoint or 'none'}")
 
     def _check_finite_center(self):
-        """Diverged parameters end the run before anything is written from them (every rank alike)."""
+        """Diverged parameters end the run before anything is written from them (every rank alike):
+        no metrics row, TensorBoard scalar, checkpoint or progress line."""
         if not np.all(np.isfinite(self.strategy.center())):
             raise RunFailure(f"iteration {self.iteration}: the centre parameters are not finite (NaN or inf; "
                              f"try a smaller strategy.sigma or learning rate); nothing was written from them, "
                              f"last good checkpoint {self.last_checkpoint or 'none'}")
 
     def _agree(self, busy_s):
-        """Checksums, busy times and stop flags of all ranks (run/agreement.py); on a mismatch, repair
-        from an intact copy (the state of the most intact nodes, never a node whose copy was altered);
-        -> (repaired, stop signal, Agreement)."""
-        faults.flip_parameter(self.rank, self.iteration, self.strategy.center())
-        share = self.node_arrays.share
-        share.sync()  # an injected fault is in place on the whole node before anyone looks
-        agreed = agreement.exchange(self.nodes, agreement.state_checksum(self.strategy, self.obstat), busy_s,
-                                    self.stop_flag.signal, share.intact())
+        """The runtime's agreement (and repair); -> (repaired, stop signal, Agreement)."""
         try:
-            source = agreed.repair_source()
+            agreed, source = self.runtime.agree(self.iteration, self.obstat, busy_s, self.stop_flag.signal)
         except RunFailure as failure:
             raise RunFailure(f"iteration {self.iteration}: {failure}; last good checkpoint "
                              f"{self.last_checkpoint or 'none'}") from None
-        repaired = 0
-        if source is not None:
-            repaired, (source, node) = 1, source
-            state = self.comm.bcast((self.strategy.state_dict(), self.obstat.state_dict()), root=source)
-            self.strategy.load_state_dict(state[0])
-            self.obstat.load_state_dict(state[1])
-            if self.rank == 0:
-                self.log(f"warning: parameter checksums differed across ranks at iteration {self.iteration}; "
-                         f"repaired from rank {source} (node {node})")
-        return repaired, agreed.stop_signal, agreed
+        if source is not None and self.rank == 0:
+            self.log(f"warning: parameter checksums differed across ranks at iteration {self.iteration}; "
+                     f"repaired from rank {source[0]} (node {source[1]})")
+        return int(source is not None), agreed.stop_signal, agreed
 
     # ----------------------------------------------------------------- stopping, saving
     def _stop_reason(self):
@@ -382,7 +288,6 @@ class Trainer:
             row, stop_signal = self.step()
             if self.rank == 0:
                 self.log(self.metrics.progress_line(row))
-            self._check_finite_center()
             improved = math.isfinite(row["eval_return"]) and row["eval_return"] > self.best_eval_return
             if improved:
                 self.best_eval_return = row["eval_return"]
@@ -403,12 +308,8 @@ class Trainer:
         return EXIT_OK
 
     def close(self):
+        """Records, envs and the run lock (not collective: the runtime frees the MPI resources)."""
         self.metrics.close()
         self.env.close()
         self.lanes.close()  # what was made for the lanes (the task's env is closed above)
-        self.node_arrays.free()
-        self.noise.free()
-        self.placement.free()
-        self.results.free()
-        self.nodes.free()
         run_lock.release(self.lock)

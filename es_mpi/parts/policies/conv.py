@@ -1,12 +1,19 @@
 """Convolutional policies for Atari frames: numpy float32 over a flat parameter vector.
 
-Layout is channels-last (batch, height, width, channels); the channel-first frame stack is read
-through a transposed view by the one ufunc that scales it to float32. A convolution is im2col
-through stride tricks (a view, then one copy) and one BLAS matmul per layer. While playing, a
-layer is one stacked matmul over the observations ((B, Q, I) @ (B or 1, I, U)), which numpy runs
-as one BLAS call per observation with the shapes a batch of one has, so each observation's floats
-are those it would get alone (tests/test_conv_policy.py checks every batch size). Only the VBN
-reference batch, always passed whole, goes through flat (B*Q, I) @ (I, U) matmuls.
+Every convolution of both networks has a stride that divides its kernel (8/4, 4/2, 3/1), so
+it is kernel / stride vertical "taps": cut the input into bands of `stride` rows; for each
+output position, a band's `stride` x kernel window (all channels) is one row vector; tap d is
+one matmul of those rows, d bands down, by the kernel rows d * stride.. of the weights; the taps'
+outputs are added. The rows of all taps are one array (the windows of consecutive bands) read at
+row offsets, so the only copy is the one that lays the windows out: for frames, one copy that
+moves each kernel-wide run of pixels as a single item; for later layers, the affine that finishes
+the layer before writes its output straight into that layout. The 1/255 pixel scale is folded
+into the first layer's weights, so frames are cast, never scaled.
+
+While playing, a layer is one stacked matmul over the observations, which numpy runs as one
+BLAS call per observation and tap with the shapes a batch of one has; everything else is
+elementwise. So each observation's floats are those it would get alone (tests/test_conv_policy.py
+checks every batch size from 1 to 16). The VBN reference batch goes through the very same calls.
 """
 
 import functools
@@ -22,65 +29,100 @@ NETWORKS = {
     "nature": ([(32, 8, 4), (64, 4, 2), (64, 3, 1)], [512]),
 }
 PIXEL_SCALE = np.float32(1.0 / 255.0)
-IM2COL_CHUNK = 16  # observations per im2col copy: bounds the temporary for a reference batch
+REFERENCE_CHUNK = 16  # reference observations per stacked matmul: bounds the temporaries
 CONV_LANE_WEIGHT_BYTES = 12 * 2**20  # see ConvPolicy.useful_lanes; measured in benchmarks/atari.py
 
 
-def relu(x):
-    return np.maximum(x, 0, out=x)
+def relu(x, zeros):
+    """max(x, 0) in place; numpy's maximum against an array of zeros runs vectorised, against 0 not."""
+    return np.maximum(x, zeros, out=x)
 
 
 class ConvLayer:
-    """VALID convolution; weights_iu has rows ordered (kernel row, kernel column, input channel)."""
+    """VALID convolution whose stride divides its kernel, as kernel / stride vertical taps.
 
-    def __init__(self, in_hwc, filters, kernel, stride):
+    Input layout (`arrange`): (band, output column, window), a window being the stride x kernel
+    input patch of one band at one output column, ordered (row in band, column, channel) for
+    hidden layers, whose channels-last outputs give each row of it as one contiguous run, and
+    (channel, row in band, column) for frames, which come channel-first. Neighbouring windows
+    overlap (kernel > stride), so the layout holds some inputs more than once. `weights_iu` (the
+    parameter layout) has rows ordered (kernel row, kernel column, input channel); `arrange_weights`
+    sorts them into one (window, filters) matrix per tap. With `input_scale`, the weights also
+    carry the input's scale.
+    """
+
+    def __init__(self, in_hwc, filters, kernel, stride, channels_first=False, input_scale=None):
         height, width, channels = in_hwc
-        self.kernel, self.stride, self.filters = kernel, stride, filters
+        if kernel % stride:
+            raise ValueError(f"a {kernel}x{kernel} convolution with stride {stride}: the stride must divide the kernel")
+        self.kernel, self.stride, self.filters, self.channels = kernel, stride, filters, channels
         self.out_hwc = ((height - kernel) // stride + 1, (width - kernel) // stride + 1, filters)
         if min(self.out_hwc[:2]) < 1:
             raise ValueError(f"a {kernel}x{kernel} convolution does not fit a {height}x{width} input")
+        self.taps = kernel // stride
+        self.bands = self.out_hwc[0] + self.taps - 1
+        self.window = stride * kernel * channels
         self.fan_in = kernel * kernel * channels
-        self.positions = self.out_hwc[0] * self.out_hwc[1]
+        self.channels_first, self.input_scale = channels_first, input_scale
+        window = (channels, stride, kernel) if channels_first else (stride, kernel, channels)
+        self.input_shape = (self.bands, self.out_hwc[1], *window)
+        self.weight_shape = (self.taps, self.window, filters)
 
-    def patches(self, x_bhwc):
-        """im2col: (B, out positions, fan_in) from a strided view, one copy."""
-        b, k, s = x_bhwc.shape[0], self.kernel, self.stride
-        sb, sh, sw, sc = x_bhwc.strides
-        out_h, out_w, _ = self.out_hwc
-        view = np.lib.stride_tricks.as_strided(
-            x_bhwc, shape=(b, out_h, out_w, k, k, x_bhwc.shape[3]),
-            strides=(sb, s * sh, s * sw, sh, sw, sc), writeable=False)
-        return view.reshape(b, self.positions, self.fan_in)
+    def arrange(self, x_bhwc):
+        """A view of channels-last maps (B, H, W, C) as this layer's input (B, *input_shape)."""
+        x_bhwc = np.ascontiguousarray(x_bhwc, dtype=np.float32)  # no copy for the layer before's output
+        s, k, c = self.stride, self.kernel, self.channels
+        sb, sh, sw, _ = x_bhwc.strides
+        return np.ndarray((x_bhwc.shape[0], self.bands, self.out_hwc[1], s, k * c), np.float32, x_bhwc, 0,
+                          (sb, s * sh, s * sw, sh, 4)).reshape(-1, *self.input_shape)
 
-    def __call__(self, x_bhwc, weights_iu):
-        """A whole batch through one weight matrix as flat (B*Q, I) @ (I, U) matmuls (the VBN reference pass)."""
-        b = x_bhwc.shape[0]
-        out_bqu = np.empty((b, self.positions, self.filters), dtype=np.float32)
-        for start in range(0, b, IM2COL_CHUNK):
-            patches = self.patches(x_bhwc[start:start + IM2COL_CHUNK])
-            out = out_bqu[start:start + IM2COL_CHUNK]
-            np.matmul(patches.reshape(-1, self.fan_in), weights_iu, out=out.reshape(-1, self.filters))
-        return out_bqu.reshape(b, *self.out_hwc)
+    def arrange_weights(self, weights_iu, out):
+        """Parameter-layout weights into `out`, (taps, window, filters), times `input_scale` if set."""
+        t, s, k, c, f = self.taps, self.stride, self.kernel, self.channels, self.filters
+        w = weights_iu.reshape(t, s, k, c, f)
+        if self.channels_first:
+            w = w.transpose(0, 3, 1, 2, 4)
+        out = out.reshape(w.shape)
+        if self.input_scale is None:
+            np.copyto(out, w)
+        else:
+            np.multiply(w, self.input_scale, out=out)
 
-    def lanes(self, x_bhwc, weights_biu):
-        """Observation b through weights_biu[b] (or all through weights_1iu): one (Q, I) @ (I, U) matmul
-        each, the call a batch of one makes, so no observation's floats depend on the others."""
-        return np.matmul(self.patches(x_bhwc), weights_biu).reshape(x_bhwc.shape[0], *self.out_hwc)
+    def linear(self, x_b, weights):
+        """Input (B, *input_shape), contiguous, through tap weights (B or 1, taps, window, filters)
+        -> pre-activations (B, out h, out w, filters), contiguous."""
+        b, t, i = x_b.shape[0], self.taps, self.window
+        out_h, out_w, f = self.out_hwc
+        n = out_h * out_w
+        # (B, taps, Q, I): tap d reads the windows from band d on; a view, overlapping across taps
+        rows = np.ndarray((b, t, n, i), np.float32, x_b, 0, (x_b[0].nbytes, 4 * i * out_w, 4 * i, 4))
+        per_tap = np.matmul(rows, weights)  # (B, taps, Q, U)
+        if t == 1:
+            return per_tap.reshape(b, out_h, out_w, f)
+        z_bqu = np.add(per_tap[:, 0], per_tap[:, 1])
+        for tap in range(2, t):
+            z_bqu += per_tap[:, tap]
+        return z_bqu.reshape(b, out_h, out_w, f)
 
 
 class DenseLayer:
-    """Fully connected over the flattened input."""
+    """Fully connected over the flattened input, channels-last maps or a vector."""
 
-    def __init__(self, fan_in, units):
-        self.fan_in, self.units, self.out_hwc = fan_in, units, (units,)
+    def __init__(self, in_shape, units):
+        self.input_shape, self.units, self.out_hwc = tuple(in_shape), units, (units,)
+        self.fan_in = int(np.prod(in_shape))
+        self.weight_shape = (self.fan_in, units)
 
-    def __call__(self, x_b, weights_iu):
-        return x_b.reshape(x_b.shape[0], self.fan_in) @ weights_iu
+    def arrange(self, x_b):
+        return x_b
 
-    def lanes(self, x_b, weights_biu):
-        """One (1, I) @ (I, U) row per observation, as in ConvLayer.lanes."""
+    def arrange_weights(self, weights_iu, out):
+        np.copyto(out, weights_iu)
+
+    def linear(self, x_b, weights):
+        """One (1, I) @ (I, U) row per observation through weights (B or 1, I, U)."""
         b = x_b.shape[0]
-        return np.matmul(x_b.reshape(b, 1, self.fan_in), weights_biu).reshape(b, self.units)
+        return np.matmul(x_b.reshape(b, 1, self.fan_in), weights).reshape(b, self.units)
 
 
 def build_layers(network, obs_chw, n_outputs):
@@ -89,73 +131,86 @@ def build_layers(network, obs_chw, n_outputs):
     shape = (obs_chw[1], obs_chw[2], obs_chw[0])
     hidden = []
     for filters, kernel, stride in conv_specs:
-        hidden.append(ConvLayer(shape, filters, kernel, stride))
+        first = not hidden
+        hidden.append(ConvLayer(shape, filters, kernel, stride, channels_first=first,
+                                input_scale=PIXEL_SCALE if first else None))
         shape = hidden[-1].out_hwc
     for units in dense_units:
-        hidden.append(DenseLayer(int(np.prod(shape)), units))
+        hidden.append(DenseLayer(shape, units))
         shape = hidden[-1].out_hwc
-    return hidden, DenseLayer(int(np.prod(shape)), n_outputs)
+    return hidden, DenseLayer(shape, n_outputs)
 
 
-def prepare_frames(obs, obs_chw):
-    """Observations (uint8 or float, any batch shape) -> (B, H, W, C) float32 in [0, 1].
+def frame_windows(obs, obs_chw, layer):
+    """Observations (uint8 or float, any batch shape) -> the first layer's input (B, *input_shape), float32.
 
-    One ufunc pass reads the channel-first stack through a transposed view and writes the
-    scaled float32 frames channels-last; for uint8 input the bits are float32(v) * (1/255).
+    The values are the pixels themselves (the 1/255 is in the weights). One copy moves each
+    kernel-wide run of a frame row, as one opaque item, to its place in a window; a cast to
+    float32 follows unless the frames already are float32.
     """
-    x_bchw = np.asarray(obs).reshape(-1, *obs_chw)
-    x_bhwc = np.empty((x_bchw.shape[0], obs_chw[1], obs_chw[2], obs_chw[0]), dtype=np.float32)
-    return np.multiply(x_bchw.transpose(0, 2, 3, 1), PIXEL_SCALE, out=x_bhwc)
-
-
-def _hidden_shape(layer):
-    """How a per-unit (scale, shift) row broadcasts over one lane's layer output."""
-    return (1,) * (len(layer.out_hwc) - 1) + (layer.out_hwc[-1],)
+    channels, height, width = obs_chw
+    x = np.ascontiguousarray(np.asarray(obs).reshape(-1, channels, height, width))
+    b, size, s, k = x.shape[0], x.itemsize, layer.stride, layer.kernel
+    run = np.dtype((np.void, k * size))
+    runs = np.ndarray((b, layer.bands, layer.out_hwc[1], channels, s), run, x, 0,
+                      (x[0].nbytes, s * width * size, s * size, height * width * size, width * size))
+    out = np.empty((b, *layer.input_shape), dtype=np.float32)
+    if x.dtype == np.float32:
+        np.copyto(out.view(run).reshape(runs.shape), runs)
+        return out
+    moved = np.empty(runs.shape, dtype=run)
+    np.copyto(moved, runs)
+    np.copyto(out, moved.view(x.dtype).reshape(out.shape), casting="same_kind")
+    return out
 
 
 class ConvLanes:
     """The forward pass of several members at once, one lane each (see rollout.play).
 
-    Each layer keeps its lanes' weights in one (lanes, I, U) array and the lanes' VBN affines
-    (or biases) in (lanes, ..., U) rows; a layer is one stacked matmul over the lanes, which numpy
-    runs as one BLAS call per lane with the shapes a lone member's call has. So a lane's actions
-    are bit for bit those of the member played alone (`ConvPolicy.bind` is a one-lane ConvLanes).
+    Each layer keeps its lanes' weights in one (lanes, ...) array in the layer's own layout and the
+    lanes' VBN affines (or biases) tiled over the next layer's input; a layer is one stacked matmul over
+    the lanes, which numpy runs as BLAS calls per lane with the shapes a lone member's calls have.
+    So a lane's actions are bit for bit those of the member played alone (`ConvPolicy.bind` is a
+    one-lane ConvLanes).
     """
 
     def __init__(self, policy, n_lanes):
         self.policy, self.head = policy, policy.head
         layers = [*policy.hidden, policy.output]
-        self.weights = [np.zeros((n_lanes, layer.fan_in, layer.out_hwc[-1]), dtype=np.float32) for layer in layers]
-        self.scales = [np.ones((n_lanes, *_hidden_shape(layer)), dtype=np.float32) for layer in policy.hidden]
-        self.shifts = [np.zeros((n_lanes, *_hidden_shape(layer)), dtype=np.float32) for layer in layers]
+        self.weights = [np.zeros((n_lanes, *layer.weight_shape), dtype=np.float32) for layer in layers]
+        self.scales = [np.ones((n_lanes, *policy.affine_shape(i)), dtype=np.float32) for i in range(len(policy.hidden))]
+        self.shifts = [np.zeros((n_lanes, *policy.affine_shape(i)), dtype=np.float32) for i in range(len(layers))]
         self.moments = [None] * n_lanes  # per lane, the VBN reference (mean_c, var_c) of each hidden layer
+        self.affines = [None] * n_lanes  # per lane, the (scale or None, shift) of each hidden layer
 
     def load(self, lane, params_p):
         """A member's parameters into `lane`; with VBN, its reference pass fixes the lane's affines."""
         hidden, (out_weights, out_bias) = self.policy.unflatten(params_p)
-        affines, self.moments[lane] = self.policy.fit_affines(hidden)
-        for weights, parts in zip(self.weights, hidden):
-            weights[lane] = parts[0]
-        self.weights[-1][lane] = out_weights
-        for scale, shift, (layer_scale, layer_shift) in zip(self.scales, self.shifts, affines):
-            scale[lane] = 1.0 if layer_scale is None else layer_scale.reshape(scale.shape[1:])
-            shift[lane] = layer_shift.reshape(shift.shape[1:])
+        for layer, weights, parts in zip(self.policy.hidden, self.weights, hidden):
+            layer.arrange_weights(parts[0], out=weights[lane])
+        self.policy.output.arrange_weights(out_weights, out=self.weights[-1][lane])
+        arranged = [weights[lane:lane + 1] for weights in self.weights]
+        self.affines[lane], self.moments[lane] = self.policy.fit_affines(hidden, arranged)
+        for scale, shift, (layer_scale, layer_shift) in zip(self.scales, self.shifts, self.affines[lane]):
+            scale[lane] = 1.0 if layer_scale is None else layer_scale
+            shift[lane] = layer_shift
         self.shifts[-1][lane] = out_bias
 
     def move(self, source, target):
         """Copy one lane's parameters into another lane."""
         for array in (*self.weights, *self.scales, *self.shifts):
             array[target] = array[source]
-        self.moments[target] = self.moments[source]
+        self.moments[target], self.affines[target] = self.moments[source], self.affines[source]
 
     def logits(self, obs, lanes=None):
         """(B, n_outputs): observation b through lane b (lanes=None), or every observation through lane `lanes`."""
-        x = prepare_frames(obs, self.policy.obs_chw)
+        policy = self.policy
+        x = frame_windows(obs, policy.obs_chw, policy.hidden[0])
         pick = slice(0, len(x)) if lanes is None else slice(lanes, lanes + 1)
-        for layer, weights, scale, shift in zip(self.policy.hidden, self.weights, self.scales, self.shifts):
-            z = layer.lanes(x, weights[pick])
-            x = finish_hidden(z, scale[pick] if self.policy.vbn else None, shift[pick], relu)
-        return self.policy.output.lanes(x, self.weights[-1][pick]) + self.shifts[-1][pick]
+        for index, layer in enumerate(policy.hidden):
+            z = layer.linear(x, self.weights[index][pick])
+            x = policy.finish(index, z, self.scales[index][pick] if policy.vbn else None, self.shifts[index][pick])
+        return policy.output.linear(x, self.weights[-1][pick]) + self.shifts[-1][pick]
 
     def __call__(self, obs):
         """Observations of the first len(obs) lanes -> one action per lane."""
@@ -169,7 +224,7 @@ class BoundConvNet:
         self.policy, self.lane = policy, ConvLanes(policy, 1)
         self.lane.load(0, params_p)
         self.moments = self.lane.moments[0]  # per hidden layer (mean_c, var_c) of the reference batch; None without VBN
-        self.affines = [(scale[0].ravel(), shift[0].ravel()) for scale, shift in zip(self.lane.scales, self.lane.shifts)]
+        self.affines = self.lane.affines[0]  # per hidden layer (scale_u or None, shift_u)
 
     def logits(self, obs):
         """(B, n_outputs) for a batch of observations; row b depends on observation b only."""
@@ -191,15 +246,28 @@ class ConvPolicy(Policy):
         self.n_params = sum(layer.fan_in * units + per_unit * units
                             for layer, units in self._hidden_units()) + \
             self.output.fan_in * self.output.units + self.output.units
-        self.reference = self.reference_frames = None
+        self.reference = self.reference_windows = None
+        self._following = [*self.hidden[1:], self.output]  # the layer that reads each hidden layer's output
+        self._relus = [functools.partial(relu, zeros=np.zeros(following.input_shape, dtype=np.float32))
+                       for following in self._following]
 
     def _hidden_units(self):
         return [(layer, layer.out_hwc[-1]) for layer in self.hidden]
 
+    def affine_shape(self, index):
+        """Layer `index`'s per-unit (scale, shift), tiled over one observation's input to the next layer
+        (the output layer's bias: its outputs), so that the affine's ufuncs run long inner loops."""
+        return self._following[index].input_shape if index < len(self.hidden) else (self.output.units,)
+
+    def finish(self, index, z, scale, shift):
+        """Hidden layer `index`'s affine (or bias) and ReLU, written in the layout the next layer reads."""
+        view = self._following[index].arrange(z)
+        return finish_hidden(view, scale, shift, self._relus[index], out=np.empty(view.shape, dtype=np.float32))
+
     def set_reference(self, observations):
         """The VBN reference batch (raw observations, e.g. uint8 frames), shared by every member."""
         self.reference = np.asarray(observations)
-        self.reference_frames = prepare_frames(self.reference, self.obs_chw)
+        self.reference_windows = frame_windows(self.reference, self.obs_chw, self.hidden[0])
 
     def init_params(self, draw):
         """Normalised-column Gaussian weights (output layer `init_scale`); zero biases; gamma 1, beta 0."""
@@ -239,11 +307,19 @@ class ConvPolicy(Policy):
     def lanes(self, n_lanes):
         return ConvLanes(self, n_lanes)
 
-    def fit_affines(self, hidden):
-        """Per hidden layer (scale or None, shift) to play with, and the VBN reference moments (None without VBN)."""
+    def fit_affines(self, hidden, arranged):
+        """Per hidden layer (scale or None, shift) to play with, and the VBN reference moments (None
+        without VBN); `arranged` holds the member's weights as play reads them, (1, ...) per layer."""
         if not self.vbn:
             return [(None, parts[1]) for parts in hidden], None
         if self.reference is None:
             raise RuntimeError("policy.vbn is on but no reference batch was set")
-        linears = [functools.partial(layer, weights_iu=parts[0]) for layer, parts in zip(self.hidden, hidden)]
-        return fit_reference(self.reference_frames, linears, [parts[1:] for parts in hidden], relu)
+        linears = [functools.partial(self._reference_linear, layer, weights)
+                   for layer, weights in zip(self.hidden, arranged)]
+        return fit_reference(self.reference_windows, linears, [parts[1:] for parts in hidden], self.finish)
+
+    @staticmethod
+    def _reference_linear(layer, weights, x_b):
+        """`layer.linear` over the whole reference batch, a chunk at a time (the same calls play makes)."""
+        return np.concatenate([layer.linear(x_b[start:start + REFERENCE_CHUNK], weights)
+                               for start in range(0, len(x_b), REFERENCE_CHUNK)])

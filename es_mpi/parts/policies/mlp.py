@@ -144,8 +144,9 @@ class MLPPolicy(Policy):
         if self.reference is None:
             raise RuntimeError("policy.vbn is on but no reference batch was set")
         linears = [(lambda x, w=weights: x @ w) for weights, _, _ in hidden]
-        affines, _ = fit_reference(self.reference, linears, [parts[1:] for parts in hidden], self.activation)
         activation, head = self.activation, self.head
+        affines, _ = fit_reference(self.reference, linears, [parts[1:] for parts in hidden],
+                                   lambda _, z, scale, shift: finish_hidden(z, scale, shift, activation))
 
         def act(x):
             for linear, (scale, shift) in zip(linears, affines):

@@ -25,25 +25,34 @@ def normalizing_affine(mean_c, var_c, gamma_c, beta_c):
     return scale_c.astype(np.float32), shift_c.astype(np.float32)
 
 
-def finish_hidden(z, scale, shift, activation):
-    """Affine (VBN) or bias (scale None), then the nonlinearity: the same ops for reference and play."""
-    if scale is not None:
-        z *= scale
-    z += shift
-    return activation(z)
+def finish_hidden(z, scale, shift, activation, out=None):
+    """Affine (VBN) or bias (scale None), then the nonlinearity: the same ops for reference and play.
+
+    With `out`, the first op writes z there (z may be any view: a layout change for free), else
+    z itself is updated.
+    """
+    out = z if out is None else out
+    if scale is None:
+        np.add(z, shift, out=out)
+    else:
+        np.multiply(z, scale, out=out)
+        out += shift
+    return activation(out)
 
 
-def fit_reference(reference, linears, norms, activation):
+def fit_reference(reference, linears, norms, finish):
     """Run the reference batch through hidden layers `linears` with VBN parameters `norms`.
 
-    Returns the per-layer (scale, shift) to play with and the (mean, var) they came from.
+    `finish(index, z, scale, shift)` is what play does after linear layer `index` (the affine and
+    the nonlinearity, see finish_hidden). Returns the per-layer (scale, shift) to play with and the
+    (mean, var) they came from.
     """
     x, affines, moments = reference, [], []
-    for linear, (gamma_c, beta_c) in zip(linears, norms):
+    for index, (linear, (gamma_c, beta_c)) in enumerate(zip(linears, norms)):
         z = linear(x)
         mean_c, var_c = channel_moments(z)
         scale_c, shift_c = normalizing_affine(mean_c, var_c, gamma_c, beta_c)
-        x = finish_hidden(z, scale_c, shift_c, activation)
+        x = finish(index, z, scale_c, shift_c)
         affines.append((scale_c, shift_c))
         moments.append((mean_c, var_c))
     return affines, moments

@@ -1,5 +1,13 @@
-"""Strategy registry: `strategy.name` in a job file -> the class (its settings schema is in job/strategy_sections.py)."""
+"""The strategies, one line each (docs/architecture.md, "Adding a strategy").
 
+A strategy is one file in this folder: its settings schema, its class (`Settings` names the
+schema) and its capabilities (base.py). Registering it is the one line below: from here the
+parser learns its keys (`STRATEGIES.schemas`, passed on by parts/job_file.py, since job/ imports
+no strategy code), `es-mpi keys` lists them, the build step makes it, and the tests enumerate it.
+The order is the order `es-mpi keys` and the error messages list them in.
+"""
+
+from es_mpi.parts.strategies.registry import StrategyRegistry
 from es_mpi.parts.strategies.cem import CEM
 from es_mpi.parts.strategies.cem_action import ActionCEM
 from es_mpi.parts.strategies.cem_tabular import TabularCEM
@@ -9,16 +17,6 @@ from es_mpi.parts.strategies.nes import NES
 from es_mpi.parts.strategies.openai_es import OpenAIES
 from es_mpi.parts.strategies.simple_es import SimpleES
 
-STRATEGY_CLASSES = {cls.name: cls for cls in (OpenAIES, NES, SimpleES, GA, CMAES, CEM, TabularCEM, ActionCEM)}
-
-
-def strategy_class(settings):
-    return STRATEGY_CLASSES[settings.name]
-
-
-def make_strategy(settings, initial_params_p, noise, seed, policy=None, share=None):
-    """The strategy; a cooperative one gets `share` (core/node_share.py) when given."""
-    cls = strategy_class(settings)
-    if cls.cooperative and share is not None:
-        return cls(settings, initial_params_p, noise, seed, policy, share=share)
-    return cls(settings, initial_params_p, noise, seed, policy)
+STRATEGIES = StrategyRegistry(OpenAIES, NES, SimpleES, GA, CMAES, CEM, TabularCEM, ActionCEM, default="openai_es")
+strategy_class = STRATEGIES.strategy_class
+make_strategy = STRATEGIES.make

@@ -1,5 +1,10 @@
 """The strategy contract (docs/architecture.md, contract 4): pure numpy, no MPI, exact state round-trip.
 
+A strategy is one file in this folder, registered by one line in `__init__.py`. The file
+declares its settings schema (the [strategy] keys, job/strategy_sections.py says what a schema
+is), its class with `Settings` naming that schema (the class's `name` is the schema's), and its
+capabilities (the class attributes below, where their defaults are).
+
 Every rank builds the same strategy and calls the same methods with the same arguments, so
 every rank holds the same bytes. A strategy is built as `cls(settings, initial_params_p, noise,
 seed, policy)` and offers:
@@ -36,6 +41,7 @@ from es_mpi.core.seeding import Purpose, rng
 
 
 class Strategy(ArrayState):
+    Settings = None  # the settings schema; its `name` is the strategy's
     name = "base"
     population = 0
     group = 1
@@ -44,6 +50,11 @@ class Strategy(ArrayState):
     needs_environment = False  # an objective job (no environment) cannot use it
     cooperative = False  # built with a `share`: the node's ranks split the update by columns
     share = SOLO
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.Settings is not None:
+            cls.name = cls.Settings.name
 
     @classmethod
     def check_policy(cls, policy):
@@ -106,13 +117,13 @@ def weighted_noise_moments(noise, offsets_n, weights_n, n_params, columns=None, 
     element's result.
     """
     start, stop = columns or (0, n_params)
-    first_c, second_c = np.zeros(stop - start), np.zeros(stop - start)
+    first_v, second_v = np.zeros(stop - start), np.zeros(stop - start)
     row_b, scaled_b = np.empty(max(0, min(chunk, stop - start))), np.empty(max(0, min(chunk, stop - start)))
     weights_n = np.asarray(weights_n, dtype=np.float64)
     offsets = [int(offset) for offset in offsets_n]
     for low in range(start, stop, chunk):
         high = min(low + chunk, stop)
-        first, second, row, scaled = first_c[low - start:high - start], second_c[low - start:high - start], \
+        first, second, row, scaled = first_v[low - start:high - start], second_v[low - start:high - start], \
             row_b[:high - low], scaled_b[:high - low]
         for offset, weight in zip(offsets, weights_n):
             row[...] = noise[offset + low:offset + high]
@@ -120,7 +131,7 @@ def weighted_noise_moments(noise, offsets_n, weights_n, n_params, columns=None, 
             first += scaled
             scaled *= row
             second += scaled
-    return first_c, second_c
+    return first_v, second_v
 
 
 def ranking(fitness_n):

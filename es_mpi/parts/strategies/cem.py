@@ -2,29 +2,44 @@
 elite fraction, smooth the refit into the old values, optionally add decaying extra noise
 to the std (Szita & Lorincz 2006) so that it does not collapse too early."""
 
+import dataclasses
+
 import numpy as np
 
 from es_mpi.core.array_state import Array
 from es_mpi.core.node_share import SOLO
+from es_mpi.job.settings import setting
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking
 
 
-def elite_moments(rows_ec):
+@dataclasses.dataclass(frozen=True)
+class CEMSettings:
+    name = "cem"
+    population: int = setting(50, "int", lo=2, hi=10_000_000, doc="samples per iteration")
+    elite_fraction: float = setting(0.2, "float", lo=0.0, hi=1.0, doc="share of samples the Gaussian is refit to (at least 2)")
+    sigma: float = setting(0.1, "float", lo=1e-12, doc="initial standard deviation of every parameter")
+    smoothing: float = setting(0.0, "float", lo=0.0, hi=0.999999,
+                               doc="weight of the old mean/std in each update (0: plain refit)")
+    extra_std: float = setting(0.0, "float", lo=0.0, doc="extra noise added to the refit std")
+    extra_std_decay: float = setting(0.95, "float", lo=0.0, hi=1.0, doc="the extra noise is multiplied by this each iteration")
+
+
+def elite_moments(rows_ev):
     """Mean and (biased) variance over the elite, row after row in elite order: each column's
-    result depends on that column alone, whatever slice of columns `rows_ec` holds."""
-    total_c = np.zeros(rows_ec.shape[1])
-    for row_c in rows_ec:
-        total_c += row_c
-    mean_c = total_c / len(rows_ec)
-    squares_c = np.zeros(rows_ec.shape[1])
-    for row_c in rows_ec:
-        deviation_c = row_c - mean_c
-        squares_c += deviation_c * deviation_c
-    return mean_c, squares_c / len(rows_ec)
+    result depends on that column alone, whatever slice of columns `rows_ev` holds."""
+    total_v = np.zeros(rows_ev.shape[1])
+    for row_v in rows_ev:
+        total_v += row_v
+    mean_v = total_v / len(rows_ev)
+    squares_v = np.zeros(rows_ev.shape[1])
+    for row_v in rows_ev:
+        deviation_v = row_v - mean_v
+        squares_v += deviation_v * deviation_v
+    return mean_v, squares_v / len(rows_ev)
 
 
 class CEM(Strategy):
-    name = "cem"
+    Settings = CEMSettings
     cooperative = True
 
     def __init__(self, settings, initial_params_p, noise, seed, policy=None, share=SOLO):
@@ -50,15 +65,14 @@ class CEM(Strategy):
 
     def _update(self, fitness_n, transitions):
         start, stop = self.columns
-        mean_c, std_c = self.mean_p[start:stop], self.std_p[start:stop]
-        self.share.sync()  # no rank of the node still reads the last mean and std
-        elite_ec = np.stack([mean_c + std_c * noise_row(self.noise, self.offsets_n[int(m)] + start, stop - start)
-                             for m in ranking(fitness_n)[:self.n_elite]])
-        elite_mean_c, elite_var_c = elite_moments(elite_ec)
-        keep = self.settings.smoothing
-        mean_c[...] = keep * mean_c + (1 - keep) * elite_mean_c
-        std_c[...] = keep * std_c + (1 - keep) * (np.sqrt(elite_var_c) + self.extra_std)
-        self.share.finish()
+        with self.share.column_phase():
+            mean_v, std_v = self.mean_p[start:stop], self.std_p[start:stop]
+            elite_ev = np.stack([mean_v + std_v * noise_row(self.noise, self.offsets_n[int(m)] + start, stop - start)
+                                 for m in ranking(fitness_n)[:self.n_elite]])
+            elite_mean_v, elite_var_v = elite_moments(elite_ev)
+            keep = self.settings.smoothing
+            mean_v[...] = keep * mean_v + (1 - keep) * elite_mean_v
+            std_v[...] = keep * std_v + (1 - keep) * (np.sqrt(elite_var_v) + self.extra_std)
         self.extra_std = np.float64(self.extra_std * self.settings.extra_std_decay)
         return {"std_mean": float(self.std_p.mean()), "param_norm": float(np.linalg.norm(self.mean_p))}
 

@@ -8,10 +8,13 @@ The pairs are gathered from all ranks in global member order (the trainer does t
 every rank takes the same steps. Evaluation plays the greedy policy.
 """
 
+import dataclasses
+
 import numpy as np
 
 from es_mpi.core.array_state import Array, Part
 from es_mpi.core.seeding import Purpose, rng
+from es_mpi.job.settings import setting
 from es_mpi.parts.policies.mlp import MLPPolicy
 from es_mpi.parts.strategies.base import Strategy, percentile_elite
 from es_mpi.parts.strategies.elite_memory import EliteMemory, stack_transitions
@@ -19,9 +22,23 @@ from es_mpi.parts.strategies.mlp_fit import loss_and_gradient
 from es_mpi.parts.strategies.optim import Adam
 
 
+@dataclasses.dataclass(frozen=True)
+class ActionCEMSettings:
+    name = "cem_action"
+    population: int = setting(50, "int", lo=2, hi=1_000_000, doc="sessions played per iteration")
+    percentile: float = setting(70.0, "float", lo=0.0, hi=100.0, doc="keep sessions returning at or above this percentile")
+    epochs: int = setting(5, "int", lo=1, doc="passes over the elite pairs per iteration")
+    batch_size: int = setting(128, "int", lo=1, doc="pairs per gradient step")
+    learning_rate: float = setting(0.01, "float", lo=0.0, doc="Adam step size")
+    entropy: float = setting(0.0, "float", lo=0.0, doc="entropy bonus coefficient (discrete heads): keeps exploring")
+    action_std: float = setting(0.5, "float", lo=0.0, doc="initial std of sampled continuous actions")
+    action_std_decay: float = setting(0.98, "float", lo=0.0, hi=1.0, doc="action_std is multiplied by this each iteration")
+    action_std_min: float = setting(0.05, "float", lo=0.0, doc="lower bound of action_std")
+    memory: int = setting(0, "int", lo=0, doc="also train on the elite pairs of this many previous iterations")
+
 
 class ActionCEM(Strategy):
-    name = "cem_action"
+    Settings = ActionCEMSettings
     wants_transitions = True
     plays_params = False
     needs_environment = True

@@ -17,18 +17,35 @@ counts: Laplace-smoothed with `count_smoothing`, blended into the old pi with we
   with per-step sampling and switches to per-policy after that many iterations.
 """
 
+import dataclasses
+
 import numpy as np
 
 from es_mpi.core.array_state import Array, Part
 from es_mpi.core.seeding import Purpose, rng
+from es_mpi.job.settings import setting
 from es_mpi.parts.policies.tabular import TabularPolicy
 from es_mpi.parts.strategies.base import Strategy, percentile_elite
 from es_mpi.parts.strategies.elite_memory import EliteMemory, stack_transitions
 
 
+@dataclasses.dataclass(frozen=True)
+class TabularCEMSettings:
+    name = "cem_tabular"
+    policies: int = setting(100, "int", lo=2, hi=1_000_000, doc="policies per iteration (x simulations = sessions)")
+    sampling: str = setting("per_step", "str", choices=("per_step", "per_policy"),
+                            doc="draw each action from pi, or draw a deterministic policy from pi per member")
+    switch_after: int = setting(0, "int", lo=0,
+                                doc="with sampling = per_step: switch to per_policy after this many iterations (0: never)")
+    simulations: int = setting(1, "int", lo=1, hi=10_000, doc="episodes per policy (per_policy: its score is their mean)")
+    percentile: float = setting(70.0, "float", lo=0.0, hi=100.0, doc="keep policies scoring at or above this percentile")
+    count_smoothing: float = setting(0.0, "float", lo=0.0, doc="pseudo-count added to every (state, action) of a visited state")
+    learning_rate: float = setting(0.5, "float", lo=0.0, hi=1.0, doc="weight of the refit pi (1: replace the old pi)")
+    memory: int = setting(0, "int", lo=0, doc="also count the elite sessions of this many previous iterations")
+
 
 class TabularCEM(Strategy):
-    name = "cem_tabular"
+    Settings = TabularCEMSettings
     wants_transitions = True
     plays_params = False
     needs_environment = True

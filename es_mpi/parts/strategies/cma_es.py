@@ -15,25 +15,37 @@ full variant keeps private arrays: at <= 1000 parameters its update is small bes
 and the eigendecomposition needs the whole matrix.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 
 from es_mpi.core.array_state import Array
 from es_mpi.core.node_share import SOLO
+from es_mpi.job.settings import setting
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking
 
 
-def weighted_rows(weights_m, rows_mc):
+@dataclasses.dataclass(frozen=True)
+class CMAESSettings:
+    name = "cma_es"
+    population: int = setting(0, "int", lo=0, hi=10_000_000, doc="samples per iteration; 0: 4 + 3 ln(n)")
+    sigma: float = setting(0.5, "float", lo=1e-12, doc="initial step size")
+    variant: str = setting("auto", "str", choices=("auto", "full", "separable"),
+                           doc="full covariance, diagonal (separable), or auto by parameter count")
+    full_max_params: int = setting(1000, "int", lo=1, doc="auto uses the full covariance up to this many parameters")
+
+
+def weighted_rows(weights_m, rows_mv):
     """sum_m w_m row_m, row after row in order: each column's result depends on that column alone."""
-    total_c = np.zeros(rows_mc.shape[1])
-    for weight, row_c in zip(weights_m, rows_mc):
-        total_c += weight * row_c
-    return total_c
+    total_v = np.zeros(rows_mv.shape[1])
+    for weight, row_v in zip(weights_m, rows_mv):
+        total_v += weight * row_v
+    return total_v
 
 
 class CMAES(Strategy):
-    name = "cma_es"
+    Settings = CMAESSettings
     cooperative = True
 
     def __init__(self, settings, initial_params_p, noise, seed, policy=None, share=SOLO):
@@ -127,25 +139,24 @@ class CMAES(Strategy):
         """This rank's columns of the mean, the paths and the diagonal, in two phases around the
         norm of the whole step-size path; -> that norm."""
         start, stop = self.columns
-        mean_c, path_sigma_c, path_c_c = self.mean_p[start:stop], self.path_sigma_p[start:stop], \
-            self.path_c_p[start:stop]
-        scales_c, cov_c = self.scales_p[start:stop], self.cov_p[start:stop]
-        self.share.sync()  # no rank of the node still reads the last state
-        z_mc = np.stack([noise_row(self.noise, self.offsets_n[int(m)] + start, stop - start) for m in selected])
-        y_mc = scales_c * z_mc
-        y_mean_c = weighted_rows(self.weights_m, y_mc)
-        z_mean_c = weighted_rows(self.weights_m, z_mc)  # = C^(-1/2) y_mean
-        rank_mu_c = weighted_rows(self.weights_m, np.square(y_mc))
-        mean_c += self.sigma * y_mean_c
-        path_sigma_c[...] = (1 - self.c_sigma) * path_sigma_c + \
-            math.sqrt(self.c_sigma * (2 - self.c_sigma) * self.mueff) * z_mean_c
-        self.share.finish()
+        with self.share.column_phase():
+            mean_v, path_sigma_v = self.mean_p[start:stop], self.path_sigma_p[start:stop]
+            z_mv = np.stack([noise_row(self.noise, self.offsets_n[int(m)] + start, stop - start) for m in selected])
+            y_mv = self.scales_p[start:stop] * z_mv
+            y_mean_v = weighted_rows(self.weights_m, y_mv)
+            z_mean_v = weighted_rows(self.weights_m, z_mv)  # = C^(-1/2) y_mean
+            rank_mu_v = weighted_rows(self.weights_m, np.square(y_mv))
+            mean_v += self.sigma * y_mean_v
+            path_sigma_v[...] = (1 - self.c_sigma) * path_sigma_v + \
+                math.sqrt(self.c_sigma * (2 - self.c_sigma) * self.mueff) * z_mean_v
         norm_ps = float(np.linalg.norm(self.path_sigma_p))
         h_sigma, decay = self._h_sigma(norm_ps)
-        path_c_c[...] = (1 - self.c_c) * path_c_c + h_sigma * math.sqrt(self.c_c * (2 - self.c_c) * self.mueff) * y_mean_c
-        cov_c[...] = decay * cov_c + self.c_1 * np.square(path_c_c) + self.c_mu * rank_mu_c
-        scales_c[...] = np.sqrt(cov_c)
-        self.share.finish()
+        with self.share.column_phase():
+            path_c_v, cov_v, scales_v = self.path_c_p[start:stop], self.cov_p[start:stop], self.scales_p[start:stop]
+            path_c_v[...] = (1 - self.c_c) * path_c_v + \
+                h_sigma * math.sqrt(self.c_c * (2 - self.c_c) * self.mueff) * y_mean_v
+            cov_v[...] = decay * cov_v + self.c_1 * np.square(path_c_v) + self.c_mu * rank_mu_v
+            scales_v[...] = np.sqrt(cov_v)
         return norm_ps
 
     def _maybe_decompose(self):

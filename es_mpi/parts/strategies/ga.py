@@ -9,17 +9,29 @@ members are the best parents unchanged: they are played again every generation, 
 re-evaluates them on a fresh episode (no multi-episode re-evaluation of the elite).
 """
 
+import dataclasses
+
 import numpy as np
 
 from es_mpi.core.array_state import Array
 from es_mpi.core.seeding import Purpose, rng
+from es_mpi.job.settings import setting
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, ranking
 
 
+@dataclasses.dataclass(frozen=True)
+class GASettings:
+    name = "ga"
+    population: int = setting(100, "int", lo=2, hi=10_000_000, doc="members per generation")
+    truncation: float = setting(0.1, "float", lo=0.0, hi=1.0, doc="share of the generation kept as parents (at least 1)")
+    elites: int = setting(1, "int", lo=0, doc="best parents copied unchanged into the next generation")
+    sigma: float = setting(0.02, "float", lo=0.0, doc="mutation standard deviation")
+    crossover: float = setting(0.5, "float", lo=0.0, hi=1.0,
+                               doc="probability that a child mixes two parents (uniform crossover) before mutation")
 
 
 class GA(Strategy):
-    name = "ga"
+    Settings = GASettings
 
     def __init__(self, settings, initial_params_p, noise, seed, policy=None):
         self.settings, self.noise, self.seed = settings, noise, seed

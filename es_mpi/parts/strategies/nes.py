@@ -2,13 +2,27 @@
 per-parameter sigma; mean and log-sigma follow their natural gradients under rank-based
 utilities. Optional mirrored sampling (z and -z)."""
 
+import dataclasses
 import math
 
 import numpy as np
 
 from es_mpi.core.array_state import Array
 from es_mpi.core.node_share import SOLO
+from es_mpi.job.settings import setting
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking, weighted_noise_moments
+
+
+@dataclasses.dataclass(frozen=True)
+class NESSettings:
+    name = "nes"
+    population: int = setting(0, "int", lo=0, hi=10_000_000,
+                              doc="samples per iteration; 0: 4 + 3 ln(n) (made even when mirrored)")
+    sigma: float = setting(0.1, "float", lo=1e-12, doc="initial standard deviation of every parameter")
+    learning_rate_mean: float = setting(1.0, "float", lo=0.0, doc="step size of the mean (1 is the NES default)")
+    learning_rate_sigma: float = setting(0.0, "float", lo=0.0,
+                                         doc="step size of log-sigma; 0: (3 + ln n) / (5 sqrt n)")
+    mirrored: bool = setting(True, "bool", doc="evaluate each sample z together with -z")
 
 
 def nes_utilities(population):
@@ -18,7 +32,7 @@ def nes_utilities(population):
 
 
 class NES(Strategy):
-    name = "nes"
+    Settings = NESSettings
     cooperative = True
 
     def __init__(self, settings, initial_params_p, noise, seed, policy=None, share=SOLO):
@@ -53,22 +67,21 @@ class NES(Strategy):
         utilities_n = np.empty(self.population)
         utilities_n[ranking(fitness_n)] = nes_utilities(self.population)
         start, stop = self.columns
-        self.share.sync()  # no rank of the node still reads the last mean and sigma
-        if self.settings.mirrored:
-            pairs_n2 = utilities_n.reshape(-1, 2)
-            mean_weights, square_weights = pairs_n2[:, 0] - pairs_n2[:, 1], pairs_n2.sum(axis=1)
-            grad_mean_c, _ = weighted_noise_moments(self.noise, self.offsets_n, mean_weights, self.n_params,
-                                                    self.columns)
-            _, weighted_squares_c = weighted_noise_moments(self.noise, self.offsets_n, square_weights, self.n_params,
-                                                           self.columns)
-        else:
-            grad_mean_c, weighted_squares_c = weighted_noise_moments(self.noise, self.offsets_n, utilities_n,
-                                                                     self.n_params, self.columns)
-        grad_log_sigma_c = weighted_squares_c - utilities_n.sum()
-        mean_c, sigma_c = self.mean_p[start:stop], self.sigma_p[start:stop]
-        mean_c += self.settings.learning_rate_mean * sigma_c * grad_mean_c
-        sigma_c *= np.exp(0.5 * self.learning_rate_sigma * grad_log_sigma_c)
-        self.share.finish()
+        with self.share.column_phase():
+            if self.settings.mirrored:
+                pairs_n2 = utilities_n.reshape(-1, 2)
+                mean_weights, square_weights = pairs_n2[:, 0] - pairs_n2[:, 1], pairs_n2.sum(axis=1)
+                grad_mean_v, _ = weighted_noise_moments(self.noise, self.offsets_n, mean_weights, self.n_params,
+                                                        self.columns)
+                _, weighted_squares_v = weighted_noise_moments(self.noise, self.offsets_n, square_weights,
+                                                               self.n_params, self.columns)
+            else:
+                grad_mean_v, weighted_squares_v = weighted_noise_moments(self.noise, self.offsets_n, utilities_n,
+                                                                         self.n_params, self.columns)
+            grad_log_sigma_v = weighted_squares_v - utilities_n.sum()
+            mean_v, sigma_v = self.mean_p[start:stop], self.sigma_p[start:stop]
+            mean_v += self.settings.learning_rate_mean * sigma_v * grad_mean_v
+            sigma_v *= np.exp(0.5 * self.learning_rate_sigma * grad_log_sigma_v)
         return {"sigma_mean": float(self.sigma_p.mean()), "param_norm": float(np.linalg.norm(self.mean_p))}
 
     def center(self):

@@ -6,13 +6,41 @@ pairs whose better member scored highest, and `shaping = "return_std"` weighs a 
 (r+ - r-) / std of the kept returns, so the step size does not depend on the reward scale.
 """
 
+import dataclasses
+
 import numpy as np
 
 from es_mpi.core.array_state import Array, Part
 from es_mpi.core.node_share import SOLO
+from es_mpi.job.settings import setting
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets
 from es_mpi.parts.strategies.optim import make_optimizer
 from es_mpi.parts.strategies.shaping import shape_fitness
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenAIESSettings:
+    name = "openai_es"
+    pairs: int = setting(50, "int", lo=1, hi=10_000_000, doc="mirrored pairs per iteration (population = 2 x pairs)")
+    sigma: float = setting(0.02, "float", lo=1e-8, doc="perturbation standard deviation")
+    learning_rate: float = setting(0.01, "float", lo=0.0, doc="optimizer step size")
+    optimizer: str = setting("adam", "str", choices=("adam", "sgd"), doc="adam, or sgd with momentum")
+    momentum: float = setting(0.9, "float", lo=0.0, hi=0.999999, doc="sgd momentum")
+    beta1: float = setting(0.9, "float", lo=0.0, hi=0.999999, doc="adam beta1")
+    beta2: float = setting(0.999, "float", lo=0.0, hi=0.999999, doc="adam beta2")
+    l2: float = setting(0.005, "float", lo=0.0, doc="L2 weight decay coefficient")
+    shaping: str = setting("centered_rank", "str", choices=("centered_rank", "return_std", "none"),
+                           doc="fitness shaping: centered ranks; return_std (ARS: raw returns over the std of the kept "
+                               "pairs' returns; with sgd, momentum 0, ARS's step alpha and noise nu are "
+                               "learning_rate = 2 nu alpha, sigma = nu); none (raw returns)")
+    top_pairs: int = setting(0, "int", lo=0, hi=10_000_000,
+                             doc="ARS top-b: update from the b pairs with the highest max(r+, r-); 0 keeps all pairs")
+
+    def clashes(self):
+        """(key, reason) of the settings that are valid alone but not together."""
+        if self.top_pairs > self.pairs:
+            yield "top_pairs", f"{self.top_pairs} is more than strategy.pairs = {self.pairs}"
+
 
 NOISE_SUM_CHUNK = 1 << 16  # floats per column chunk: partial sum + scratch (512 KB) stay in L2
 
@@ -28,22 +56,22 @@ def weighted_noise_sum(noise, offsets_n, weights_n, n_params, chunk=NOISE_SUM_CH
     an element's result, so the ranks of a node can each sum their own columns.
     """
     start, stop = columns or (0, n_params)
-    total_c = np.empty(stop - start, dtype=np.float32) if out is None else out
-    total_c[...] = 0
+    total_v = np.empty(stop - start, dtype=np.float32) if out is None else out
+    total_v[...] = 0
     scratch = np.empty(max(0, min(chunk, stop - start)), dtype=np.float32)
     weights_n = np.asarray(weights_n, dtype=np.float32)
     offsets = [int(offset) for offset in offsets_n]
     for first in range(start, stop, chunk):
         last = min(first + chunk, stop)
-        total_slice, scaled_slice = total_c[first - start:last - start], scratch[:last - first]
+        total_slice, scaled_slice = total_v[first - start:last - start], scratch[:last - first]
         for offset, weight in zip(offsets, weights_n):
             np.multiply(noise[offset + first:offset + last], weight, out=scaled_slice)
             total_slice += scaled_slice
-    return total_c
+    return total_v
 
 
 class OpenAIES(Strategy):
-    name = "openai_es"
+    Settings = OpenAIESSettings
     group = 2
     cooperative = True
 
@@ -82,14 +110,13 @@ class OpenAIES(Strategy):
         shaped_k2 = shape_fitness(fitness_n2[kept_k], self.settings.shaping)
         weights_k = shaped_k2[:, 0] - shaped_k2[:, 1]
         start, stop = self.columns
-        params_c, gradient_c = self.params_p[start:stop], self.gradient_p[start:stop]
-        self.share.sync()  # no rank of the node still reads the last centre
-        weighted_noise_sum(self.noise, self.offsets_n[kept_k], weights_k, self.n_params, columns=self.columns,
-                           out=gradient_c)
-        gradient_c /= np.float32(2 * kept_k.size * self.settings.sigma)
-        descent_c = -gradient_c + np.float32(self.settings.l2) * params_c
-        params_c += self.optimizer.step(descent_c, slice(start, stop))
-        self.share.finish()
+        with self.share.column_phase():
+            params_v, gradient_v = self.params_p[start:stop], self.gradient_p[start:stop]
+            weighted_noise_sum(self.noise, self.offsets_n[kept_k], weights_k, self.n_params, columns=self.columns,
+                               out=gradient_v)
+            gradient_v /= np.float32(2 * kept_k.size * self.settings.sigma)
+            descent_v = -gradient_v + np.float32(self.settings.l2) * params_v
+            params_v += self.optimizer.step(descent_v, slice(start, stop))
         return {"gradient_norm": float(np.linalg.norm(self.gradient_p)),
                 "param_norm": float(np.linalg.norm(self.params_p))}
 

@@ -4,16 +4,25 @@ With `keep_center` the current solution is member 0 and is played again each ite
 so it is only replaced by a member that beats its fresh evaluation (elitist (1+lambda)).
 """
 
+import dataclasses
+
 import numpy as np
 
 from es_mpi.core.array_state import Array
+from es_mpi.job.settings import setting
 from es_mpi.parts.strategies.base import Strategy, check_noise_size, draw_offsets, noise_row, ranking
 
 
+@dataclasses.dataclass(frozen=True)
+class SimpleESSettings:
+    name = "simple_es"
+    population: int = setting(50, "int", lo=2, hi=10_000_000, doc="members per iteration")
+    sigma: float = setting(0.05, "float", lo=1e-12, doc="fixed noise standard deviation")
+    keep_center: bool = setting(True, "bool", doc="re-evaluate the current solution as member 0 (elitist)")
 
 
 class SimpleES(Strategy):
-    name = "simple_es"
+    Settings = SimpleESSettings
 
     def __init__(self, settings, initial_params_p, noise, seed, policy=None):
         self.settings, self.noise, self.seed = settings, noise, seed
