@@ -57,3 +57,24 @@ def test_static_placement_is_a_fixed_slice_whatever_the_speed():
     ranks = probe("static", 3, None, population=24)
     assert [rank["played"][0] for rank in ranks] == [list(range(0, 8)), list(range(8, 16)), list(range(16, 24))]
     assert all(rank["played"][0] == rank["played"][1] for rank in ranks)
+
+
+@pytest.mark.mpi
+def test_lanes_take_their_share_so_a_rank_that_starts_late_finds_its_own(tmp_path):
+    """4 ranks of 16 lanes on 16 pairs (the whole block fits in one rank's lanes); the last rank makes
+    its first claim only after the others have filled their lanes. No rank holds more than its share
+    (4 pairs) plus one unit while units remain, so the late rank still finds its share."""
+    population, group = 32, 2
+    command = [MPIEXEC, "-n", "4", "--oversubscribe", "--bind-to", "none", PYTHON,
+               str(REPO / "tests" / "lanes_share_probe.py"), str(population), str(group), "16", str(tmp_path)]
+    result = run(command, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ranks = json.loads(result.stdout.strip().splitlines()[-1])
+    share = population // 4
+    assert [rank["share"] for rank in ranks] == [share] * 4
+    for iteration in range(2):
+        played = [rank["iterations"][iteration]["played"] for rank in ranks]
+        assert sorted(m for mine in played for m in mine) == list(range(population))
+        for rank in ranks:
+            assert rank["iterations"][iteration]["most_held"] <= share + group
+        assert len(played[-1]) == share  # the late rank: the others left its share for it

@@ -44,3 +44,15 @@ class ObsStat(ArrayState):
         size = self.sum_o.size
         return [Array("sum", "sum_o", np.float64, (size,)), Array("sumsq", "sumsq_o", np.float64, (size,)),
                 Array("count", "count", np.float64)]
+
+
+def normalize(x, normalizer):
+    """The policy's input: x (float32, any batch shape) standardised by `ObsStat.normalizer` and clipped
+    to [-clip, clip]; x itself without a normalizer. Training, evaluation and `es_mpi.load_policy` all
+    normalise here, so they agree bit for bit. Direct ufuncs: min(max(v, -clip), clip) gives
+    np.clip's bits without its Python wrapper's cost, which matters once per step."""
+    if normalizer is None:
+        return x
+    mean_o, inv_std_o, clip = normalizer
+    z = np.multiply(np.subtract(x, mean_o), inv_std_o)
+    return np.minimum(np.maximum(z, -clip, out=z), clip, out=z)

@@ -3,9 +3,9 @@
 The population's units (a mirrored pair, or the strategy's `group`) are cut into one contiguous
 block per node, in proportion to the node's ranks. Within its node's block a rank plays either a
 fixed slice (`run.placement = "static"`) or, by default, whatever unit is next when it (or one of
-its lanes) frees up: the node's ranks draw from one shared counter (`NodeArray.fetch_add`). Every
-result lands at its member index and every reduction runs in member order, so who played what
-never changes a bit (contract 1).
+its lanes) frees up: the node's ranks draw from one shared counter (`NodeArray.fetch_add`), each
+holding no more than its `share` of the block at once. Every result lands at its member index and
+every reduction runs in member order, so who played what never changes a bit (contract 1).
 """
 
 import numpy as np
@@ -31,7 +31,10 @@ def member_blocks(population, group, node_sizes):
 class Placement:
     """This rank's members each iteration: `members()` yields them lazily (a dynamic claim is made
     only when the next member is wanted). `block` is this node's [start, stop) members; `window` allocates
-    the counter's (run/node_runtime.py)."""
+    the counter's (run/node_runtime.py). `share` is the most members a rank holds at once (its lanes
+    take no more, rollout.play's `most_held`): the block's units over the node's ranks, rounded up so
+    the shares cover the block. So a rank that starts its iteration late still finds its share; a
+    rank whose share is done helps with what is left, one unit per lane that frees up."""
 
     def __init__(self, mode, nodes, population, group, window):
         if mode not in PLACEMENTS:
@@ -41,6 +44,8 @@ class Placement:
         self.unit_block = units[nodes.index]
         self.block = (self.unit_block[0] * group, self.unit_block[1] * group)
         self.node_rank, self.node_size = nodes.node.rank, nodes.node.size
+        n_units = self.unit_block[1] - self.unit_block[0]
+        self.share = max(1, -(-n_units // self.node_size)) * group
         self.counter = NodeArray(nodes, (1,), np.int64, window) if mode == "dynamic" else None
         self.claims_before = 0  # the counter's value when this iteration's claims began
 

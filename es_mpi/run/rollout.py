@@ -1,9 +1,17 @@
-"""One episode: parameters, env seed, step cap -> return, length, flags, observation stats."""
+"""The one episode loop: members play in lanes, one forward pass per step for every lane in play.
+
+A lane is where one member's episode runs. Two sources of lanes: `EnvLanes` (gymnasium envs, one
+per lane) and `vector_rollout.VectorLanes` (the lanes of one ale-py vector env). Two forward
+passes: a policy's batched one (`policy.lanes(n)`, loaded with member parameters) and `Actors`
+(loaded with functions obs -> action). A member playing alone is a lane of one (`run_episode`).
+"""
 
 import dataclasses
 import math
 
 import numpy as np
+
+from es_mpi.run.obstat import normalize
 
 
 @dataclasses.dataclass
@@ -16,155 +24,206 @@ class Episode:
     transitions: np.ndarray = None  # rows [policy input..., action...] when recorded
 
 
-def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False, record_transitions=False,
-                reward_offset=0.0):
-    """Play one episode. A NaN/inf observation or reward ends it as the worst fitness (-inf).
+class _InPlay:
+    """A member in a slot: its lane, return and length so far, observation sums, recorded steps."""
 
-    `record_transitions` keeps each step's policy input and action (tabular / action-space CEM);
-    `reward_offset` is subtracted from every reward (the alive bonus, during training only).
+    __slots__ = ("index", "lane", "total", "length", "record_obs", "sums_2o", "steps")
 
-    The per-step path calls ufuncs directly (np.clip's Python wrapper costs more than the
-    arithmetic); min(max(v, -clip), clip) gives the same bits as np.clip(v, -clip, clip).
-    """
-    obs, _ = env.reset(seed=seed)
-    if normalizer is not None:
-        mean_o, inv_std_o, clip = normalizer
-        low = -clip
-    size = int(np.prod(np.shape(obs)))
-    if record_obs:
-        sum_o, sumsq_o = np.zeros(size), np.zeros(size)
-    total, length, ended = 0.0, 0, False
-    steps = []
-    step, isfinite, as_float32 = env.step, math.isfinite, np.float32
-    minimum, maximum, subtract, multiply = np.minimum, np.maximum, np.subtract, np.multiply
-    while length < step_cap:
-        x = np.asarray(obs, dtype=as_float32).reshape(size)
-        if not isfinite(x.dot(x)):
-            return Episode(-math.inf, length, False, True, None)
-        if record_obs:
-            sum_o += x
-            sumsq_o += np.square(x, dtype=np.float64)
-        if normalizer is not None:
-            x = multiply(subtract(x, mean_o), inv_std_o)
-            x = minimum(maximum(x, low, out=x), clip, out=x)
-        action = act(x)
-        if record_transitions:
-            steps.append(np.concatenate([x, np.ravel(action)]).astype(np.float64))
-        obs, reward, terminated, truncated, _ = step(action)
-        if not isfinite(reward):
-            return Episode(-math.inf, length + 1, False, True, None)
-        total += float(reward) - reward_offset
-        length += 1
-        if terminated or truncated:
-            ended = terminated
-            break
-    stats = np.concatenate([sum_o, sumsq_o, [length]]) if record_obs and length else None
-    transitions = np.array(steps) if record_transitions else None
-    return Episode(total, length, not ended, False, stats, transitions)
+    def __init__(self, index, lane, record_obs, record_transitions):
+        self.index, self.lane, self.total, self.length = index, lane, 0.0, 0
+        self.record_obs, self.sums_2o = record_obs, None  # the sums are made at the first step, which gives the width
+        self.steps = [] if record_transitions else None
 
-
-class _Lane:
-    """One member playing in a lane of `run_lanes`: its env, input row, totals and observation sums."""
-
-    def __init__(self, index, env, seed, x_o, record_obs):
-        self.index, self.env, self.x_o = index, env, x_o
-        self.obs, _ = env.reset(seed=seed)
-        self.flat = isinstance(self.obs, np.ndarray) and self.obs.ndim == 1
-        self.total, self.length = 0.0, 0
-        self.sums_2o = np.zeros((2, x_o.size)) if record_obs else None
-
-    def load_observation(self):
-        self.x_o[:] = self.obs if self.flat else np.ravel(self.obs)
-
-    def record(self):
-        self.sums_2o[0] += self.x_o
-        self.sums_2o[1] += np.square(self.x_o, dtype=np.float64)
-
-    def act(self, action, reward_offset):
-        """Step the env; an Episode if the member is done."""
-        self.obs, reward, terminated, truncated, _ = self.env.step(action)
-        self.length += 1
-        if not math.isfinite(reward):
-            return self.nonfinite()
-        self.total += float(reward) - reward_offset
-        return self.finish(capped=not terminated) if terminated or truncated else None
+    def record_observation(self, x):
+        x = np.ravel(x)
+        if self.sums_2o is None:
+            self.sums_2o = np.zeros((2, x.size))
+        self.sums_2o[0] += x
+        self.sums_2o[1] += np.square(x, dtype=np.float64)
 
     def nonfinite(self):
-        self.x_o[:] = 0.0
         return Episode(-math.inf, self.length, False, True, None)
 
-    def finish(self, capped):
+    def finished(self, capped):
         stats = None
-        if self.sums_2o is not None and self.length:
+        if self.record_obs and self.length:
             stats = np.concatenate([self.sums_2o[0], self.sums_2o[1], [self.length]])
-        return Episode(self.total, self.length, capped, False, stats)
+        transitions = np.array(self.steps) if self.steps is not None else None
+        return Episode(self.total, self.length, capped, False, stats, transitions)
 
 
-def run_lanes(envs, forward, members, member, step_cap, normalizer=None, reward_offset=0.0):
-    """Play the episodes of `members`, up to one per env at once, with one batched forward pass per
-    step; -> {member: Episode}.
+class EnvLanes:
+    """Gymnasium envs, one per lane. Each lane's latest observation is kept as a float32 row of one
+    (lanes x width) array, the batch the forward pass reads; `made` are the envs to close with the lanes."""
 
-    `forward` is a policy's lanes forward pass (`load(slot, params_p)`, `move(source, target)`,
-    `x_lo -> actions` for the first len(x_lo) slots);
+    max_episode_steps = math.inf  # each env truncates its own episodes
+    may_be_nonfinite = True
+
+    def __init__(self, envs, made=()):
+        self.envs, self.made, self.n_lanes = list(envs), list(made), len(envs)
+        self.x_lo = self.obs_views = None
+
+    @classmethod
+    def around(cls, env, make_env, n_lanes):
+        """`env` and n_lanes - 1 new ones from `make_env`."""
+        made = [make_env() for _ in range(n_lanes - 1)]
+        return cls([env, *made], made)
+
+    def start(self, starts):
+        """Reset the lane of each (lane, seed)."""
+        for lane, seed in starts:
+            obs, _ = self.envs[lane].reset(seed=seed)
+            if self.x_lo is None:  # each row seen in the observation's own shape, so any observation copies in
+                self.x_lo = np.zeros((self.n_lanes, np.size(obs)), dtype=np.float32)
+                self.obs_views = [row.reshape(np.shape(obs)) for row in self.x_lo]
+            self.obs_views[lane][...] = obs
+
+    def observe(self, take):
+        """The latest observations of the lanes `take` (a slice, or a list in slot order): (n, width) float32."""
+        return self.x_lo[take]
+
+    def step(self, lanes_l, actions):
+        """Step each lane with its action; -> (reward, terminated, truncated) per lane."""
+        outcomes, envs, views = [], self.envs, self.obs_views
+        for lane, action in zip(lanes_l, actions):
+            views[lane][...], reward, terminated, truncated, _ = envs[lane].step(action)
+            outcomes.append((reward, terminated, truncated))
+        return outcomes
+
+    def close(self):
+        for env in self.made:
+            env.close()
+
+
+class Actors:
+    """A forward pass whose lanes hold functions obs -> action: a member's own actor (action-space
+    or tabular CEM), a VBN network, a network too large for batched lanes."""
+
+    def __init__(self, n_lanes=1):
+        self.acts = [None] * n_lanes
+
+    def load(self, lane, act):
+        self.acts[lane] = act
+
+    def move(self, source, target):
+        self.acts[target] = self.acts[source]
+
+    def __call__(self, x_lo):
+        """Row l through lane l's actor (rows by index: iterating an array costs more than the call)."""
+        acts = self.acts
+        return [acts[lane](x_lo[lane]) for lane in range(len(x_lo))]
+
+
+def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offset=0.0, record_transitions=False,
+         most_held=None):
+    """Play the episodes of `members`, up to one per lane at once, with one forward pass per step;
+    -> {member: Episode}. A NaN/inf observation or reward ends an episode as the worst fitness (-inf).
+
+    `lanes` is a source of lanes (`EnvLanes`, `vector_rollout.VectorLanes`): `start([(lane, seed)])`,
+    `observe(take)` -> the batch of the observations of lanes `take` (a slice while slot s plays in
+    lane s, else the list), `step(lanes_l, actions)` -> per lane (reward, terminated, truncated),
+    or None for a step that is not part of the episode; `may_be_nonfinite` says whether its
+    observations need the NaN/inf check.
     `members` is an iterable of member indices, drawn one at a time as slots free up (dynamic
-    placement claims them then); `member(m) -> (params_p, seed, record_obs)` describes member m's
-    episode. A slot whose member is done takes the next one; once none is left, the last lane moves into it, so the batch is
-    always the first n slots and shrinks as the work runs out. Each row is computed on its own
-    (a gemv per lane, elementwise ufuncs): an episode's bits do not depend on its slot or its
-    neighbours, it is exactly what `run_episode` plays.
-    """
-    x_lo = np.zeros((len(envs), int(np.prod(envs[0].observation_space.shape))), dtype=np.float32)
-    x_rows = list(x_lo)
-    episodes, pending = {}, iter(members)
+    placement claims them then); `member(m) -> (player, seed, record_obs)` describes member m's
+    episode, `player` being what `forward.load` takes. At most `most_held` members are in play at
+    once (the rank's share of its node's block, run/placement.py). A slot whose member is done
+    takes the next one, in the same lane; once none is left, the last slot moves into it, so the
+    batch is always the first n slots and shrinks as the work runs out. `reward_offset` is
+    subtracted from every reward (the alive bonus, during training only); `record_transitions`
+    keeps each step's policy input and action (tabular and action-space CEM).
 
-    def start(slot, env):
+    Each slot's row is computed on its own (a gemv per lane, elementwise ufuncs): an episode's bits
+    are a function of its player and seed, never of its lane, its neighbours or the lane count.
+    (`x_lo`: one row per slot in play; Atari's rows are frames, (l, c, h, w).)
+    """
+    cap = min(step_cap, lanes.max_episode_steps)  # at least 1 (env.step_cap is)
+    n_slots = lanes.n_lanes if most_held is None else min(lanes.n_lanes, most_held)
+    episodes, pending, slots, lanes_l, starts = {}, iter(members), [], [], []
+    isfinite = math.isfinite
+
+    def assign(slot, lane):
+        """The next member into `slot` (appended when slot == len(slots)); False when none is left."""
         k = next(pending, None)
         if k is None:
-            return None
-        params_p, seed, record_obs = member(k)
-        forward.load(slot, params_p)
-        return _Lane(k, env, seed, x_rows[slot], record_obs)
+            return False
+        player, seed, record_obs = member(k)
+        forward.load(slot, player)
+        state = _InPlay(k, lane, record_obs, record_transitions)
+        if slot == len(slots):
+            slots.append(state)
+            lanes_l.append(lane)
+        else:
+            slots[slot] = state
+        starts.append((lane, seed))
+        return True
 
     def finish(slot, episode):
-        """Record a finished episode; refill its slot, or move the last lane into it."""
-        episodes[lanes[slot].index] = episode
-        following = start(slot, lanes[slot].env)
-        if following is not None:
-            lanes[slot] = following
+        """Record a finished episode; refill its slot, or move the last slot into it."""
+        nonlocal reslotted
+        reslotted = True
+        episodes[slots[slot].index] = episode
+        if assign(slot, slots[slot].lane):
             return
-        last = lanes.pop()
-        if slot < len(lanes):
-            forward.move(len(lanes), slot)
-            last.x_o, lanes[slot] = x_rows[slot], last
+        last = slots.pop()
+        lanes_l.pop()
+        if slot < len(slots):
+            forward.move(len(slots), slot)
+            slots[slot], lanes_l[slot] = last, last.lane
 
-    lanes = [lane for lane in (start(slot, env) for slot, env in enumerate(envs)) if lane is not None]
-    while lanes:
-        capped = [slot for slot, lane in enumerate(lanes) if lane.length >= step_cap]
-        for slot in reversed(capped):
-            finish(slot, lanes[slot].finish(capped=True))
-        if capped:
-            continue
-        for lane in lanes:
-            lane.load_observation()
-        n = len(lanes)
-        x_flat = x_lo[:n].reshape(-1)
-        if not math.isfinite(x_flat.dot(x_flat)):
-            bad = [slot for slot in range(n) if not math.isfinite(x_rows[slot].dot(x_rows[slot]))]
-            for slot in reversed(bad):
-                finish(slot, lanes[slot].nonfinite())
-            continue
-        for lane in lanes:
-            if lane.sums_2o is not None:
-                lane.record()
-        z_lo = x_lo[:n]
-        if normalizer is not None:
-            mean_o, inv_std_o, clip = normalizer
-            z_lo = np.multiply(np.subtract(z_lo, mean_o), inv_std_o)
-            z_lo = np.minimum(np.maximum(z_lo, -clip, out=z_lo), clip, out=z_lo)
+    for lane in range(n_slots):
+        if not assign(lane, lane):
+            break
+    reslotted, check_finite = True, lanes.may_be_nonfinite
+    if normalizer is not None:  # one flat call per step: same-shape 1-D ufuncs take numpy's fast path,
+        mean_o, inv_std_o, clip = normalizer  # broadcasting (n, o) against (o,) costs more than the arithmetic
+        tiled = (np.tile(mean_o, n_slots), np.tile(inv_std_o, n_slots))
+    while slots:
+        if starts:
+            lanes.start(starts)
+            starts.clear()
+        if reslotted:  # the batch's lanes, and whether anyone records, change only when a member finishes
+            reslotted, n = False, len(lanes_l)
+            take = slice(0, n) if lanes_l == list(range(n)) else list(lanes_l)
+            recording = any(state.record_obs for state in slots)
+            if normalizer is not None:
+                normalizer_flat = (tiled[0][:n * mean_o.size], tiled[1][:n * mean_o.size], clip)
+        x_lo = lanes.observe(take)
+        x_flat = x_lo.ravel()
+        if check_finite and not isfinite(x_flat.dot(x_flat)):
+            bad = [slot for slot in range(n) if not isfinite(x_lo[slot].dot(x_lo[slot]))]
+            if bad:  # else the float32 sum overflowed while every row is finite
+                for slot in reversed(bad):
+                    finish(slot, slots[slot].nonfinite())
+                continue
+        if recording:  # rows by index: iterating an array costs more than the work here
+            for slot, state in enumerate(slots):
+                if state.record_obs:
+                    state.record_observation(x_lo[slot])
+        z_lo = x_lo if normalizer is None else normalize(x_flat, normalizer_flat).reshape(x_lo.shape)
         actions = forward(z_lo)
-        done = [(slot, episode) for slot, episode in
-                ((slot, lane.act(action, reward_offset)) for slot, (lane, action) in enumerate(zip(lanes, actions)))
-                if episode is not None]
+        if record_transitions:
+            for slot, (state, action) in enumerate(zip(slots, actions)):
+                state.steps.append(np.concatenate([np.ravel(z_lo[slot]), np.ravel(action)]).astype(np.float64))
+        done = []
+        for slot, (state, outcome) in enumerate(zip(slots, lanes.step(lanes_l, actions))):
+            if outcome is None:  # a no-op start step (Atari), not part of the episode
+                continue
+            reward, terminated, truncated = outcome
+            state.length += 1
+            if not isfinite(reward):
+                done.append((slot, state.nonfinite()))
+                continue
+            state.total += float(reward) - reward_offset
+            if terminated or truncated or state.length >= cap:
+                done.append((slot, state.finished(capped=not terminated)))
         for slot, episode in reversed(done):
             finish(slot, episode)
     return episodes
+
+
+def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False, record_transitions=False,
+                reward_offset=0.0):
+    """One member playing alone: the actor `act` in a lane of one (see `play`)."""
+    return play(EnvLanes([env]), Actors(), (0,), lambda _: (act, seed, record_obs), step_cap, normalizer,
+                reward_offset, record_transitions)[0]

@@ -17,7 +17,7 @@ from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.atari import make_atari_env
 from es_mpi.records import checkpoint as ckpt_io
 from es_mpi.run.evaluation import normalizer_for
-from es_mpi.run.obstat import ObsStat
+from es_mpi.run.obstat import ObsStat, normalize
 from es_mpi.run.vbn_reference import reference_from_checkpoint
 
 
@@ -36,12 +36,7 @@ class TrainedPolicy:
 
     def __call__(self, observation):
         """The same float32 operations as the rollout, so returns match `es-mpi eval` bit for bit."""
-        x = np.asarray(observation, dtype=np.float32).reshape(self._size)
-        if self._normalizer is not None:
-            mean_o, inv_std_o, clip = self._normalizer
-            x = np.multiply(np.subtract(x, mean_o), inv_std_o)
-            x = np.minimum(np.maximum(x, -clip, out=x), clip, out=x)
-        return self._act(x)
+        return self._act(normalize(np.asarray(observation, dtype=np.float32).reshape(self._size), self._normalizer))
 
     def make_env(self, render_mode=None):
         """The environment the policy was trained on, with the job's env.kwargs (and Atari wrappers)."""

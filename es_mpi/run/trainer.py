@@ -22,8 +22,8 @@ from es_mpi.run.mpi import allgather_rows, max_over_ranks, static_slice
 from es_mpi.run.obstat import ObsStat
 from es_mpi.run.start import agree_on_start, restore_state, vbn_reference
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv
-from es_mpi.run.rollout import run_episode, run_lanes
-from es_mpi.run.vector_rollout import run_vector_lanes
+from es_mpi.run.rollout import Actors, EnvLanes, play
+from es_mpi.run.vector_rollout import VectorLanes
 from es_mpi.run.vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
 
 
@@ -49,7 +49,7 @@ class Trainer:
         self.lock = start.lock if self.rank == 0 else None  # rank 0 took it and lets it go
         self.last_checkpoint = start.path
         self.vbn_reference = vbn_reference(self.comm, task, start)
-        self.lane_envs, self.lanes_forward = self._lanes()
+        self.lanes, self.lanes_forward = self._lanes()
         self.obstat = ObsStat(int(np.prod(self.env.observation_space.shape)))
         self.iteration, self.timesteps = 0, 0
         self.step_cap = task.step_limit
@@ -62,14 +62,14 @@ class Trainer:
         self.stopped_before_start = max_over_ranks(self.comm, self.stop_flag.signal)
 
     def _lanes(self):
-        """Envs and forward pass for playing up to `run.lanes` members at once, where it pays off."""
+        """Where members play (rollout.play) and their forward pass: up to `run.lanes` members at once
+        through the policy's batched pass where it pays off, else a lane of one playing each member's actor."""
         n_lanes = self.policy.useful_lanes(self.job.run.lanes) if self.strategy.plays_params else 1
         if n_lanes < 2:
-            return None, None
+            return EnvLanes([self.env]), Actors()
         if isinstance(self.env, VectorAtariEnv):
-            return AtariLanes(self.job.env, self.job.atari, n_lanes), self.policy.lanes(n_lanes)
-        envs = [self.env] + [self.task.make_env() for _ in range(n_lanes - 1)]
-        return envs, self.policy.lanes(n_lanes)
+            return VectorLanes(AtariLanes(self.job.env, self.job.atari, n_lanes)), self.policy.lanes(n_lanes)
+        return EnvLanes.around(self.env, self.task.make_env, n_lanes), self.policy.lanes(n_lanes)
 
     # ----------------------------------------------------------------- resume
     def _restore(self, start):
@@ -90,11 +90,16 @@ class Trainer:
     def _evaluate_members(self, iteration, normalizer):
         """Play this rank's members (the runtime's play phase), writing each result into the node's arrays;
         -> {member: transition rows} when the strategy learns from transitions."""
-        members = self.runtime.members()
-        episodes = self._play_lanes(iteration, members, normalizer) if self.lane_envs is not None \
-            else self._play_members(iteration, members, normalizer)
+        seed, alone = self.job.run.seed, isinstance(self.lanes_forward, Actors)
+
+        def member(m):
+            player = self.strategy.member_actor(m, self.policy) if alone else self.strategy.member_params(m)
+            return player, episode_seed(seed, iteration, m), self._records_obs(iteration, m)
+
+        episodes = play(self.lanes, self.lanes_forward, self.runtime.members(), member, self.step_cap, normalizer,
+                        self.job.env.alive_bonus, self.strategy.wants_transitions, self.runtime.placement.share)
         transitions = {}
-        for member, episode in episodes:
+        for member, episode in episodes.items():
             self.runtime.write(member, episode)
             if episode.transitions is not None:
                 transitions[member] = episode.transitions
@@ -104,29 +109,6 @@ class Trainer:
         """Whether this member's observations join the normalisation statistics (a seeded coin)."""
         return self.job.obs_norm.enabled and \
             rng(self.job.run.seed, iteration, member, purpose=Purpose.OBS_SAMPLE).random() < self.job.obs_norm.probability
-
-    def _play_members(self, iteration, members, normalizer):
-        """Members one episode at a time: (member, Episode) pairs."""
-        seed, offset = self.job.run.seed, self.job.env.alive_bonus
-        for member in members:
-            act = self.strategy.member_actor(member, self.policy)
-            yield member, run_episode(self.env, act, episode_seed(seed, iteration, member), self.step_cap, normalizer,
-                                      self._records_obs(iteration, member), self.strategy.wants_transitions, offset)
-
-    def _play_lanes(self, iteration, members, normalizer):
-        """Members `run.lanes` at a time with one batched forward pass per step (see rollout.run_lanes)."""
-        seed = self.job.run.seed
-
-        def member(m):
-            return self.strategy.member_params(m), episode_seed(seed, iteration, m), self._records_obs(iteration, m)
-
-        if isinstance(self.lane_envs, AtariLanes):
-            episodes = run_vector_lanes(self.lane_envs, self.lanes_forward, members, member, self.step_cap,
-                                        self.job.env.alive_bonus)
-        else:
-            episodes = run_lanes(self.lane_envs, self.lanes_forward, members, member, self.step_cap, normalizer,
-                                 self.job.env.alive_bonus)
-        return episodes.items()
 
     def _evaluate_center(self, iteration):
         episodes = self.job.eval.episodes
@@ -329,9 +311,5 @@ class Trainer:
         """Records, envs and the run lock (not collective: the runtime frees the MPI resources)."""
         self.metrics.close()
         self.env.close()
-        if isinstance(self.lane_envs, AtariLanes):
-            self.lane_envs.close()
-            self.lane_envs = None
-        for env in (self.lane_envs or [])[1:]:
-            env.close()
+        self.lanes.close()  # what was made for the lanes (the task's env is closed above)
         run_lock.release(self.lock)

@@ -165,7 +165,7 @@ def frame_windows(obs, obs_chw, layer):
 
 
 class ConvLanes:
-    """The forward pass of several members at once, one lane each (see rollout.run_lanes).
+    """The forward pass of several members at once, one lane each (see rollout.play).
 
     Each layer keeps its lanes' weights in one (lanes, ...) array in the layer's own layout and the
     lanes' VBN affines (or biases) tiled over the next layer's input; a layer is one stacked matmul over

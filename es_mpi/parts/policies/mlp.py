@@ -169,7 +169,7 @@ class MLPPolicy(Policy):
 
 
 class LanesForward:
-    """The forward pass of several members at once, one lane each (see rollout.run_lanes).
+    """The forward pass of several members at once, one lane each (see rollout.play).
 
     Each layer keeps its lanes' weights in one contiguous (lanes x in x out) array, so a layer is
     one matmul over all lanes, which numpy runs as one BLAS gemv per lane: the same call `bind`
