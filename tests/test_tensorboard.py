@@ -89,3 +89,21 @@ def test_without_the_extra_the_job_is_refused_in_one_line(write_job, tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "log.tensorboard" in done.stderr and "es-mpi[tensorboard]" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_within_the_same_second_keeps_the_earlier_events(tmp_path, monkeypatch):
+    """tensorboardX names its file by the second and truncates a file of that name; with the clock
+    held at one second, the resumed writer must still leave the first run's events where they were."""
+    import time
+
+    from es_mpi.records.tensorboard import TensorBoardScalars
+
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
+    first = TensorBoardScalars(tmp_path, 0)
+    first.write(dict(timesteps=10, iteration=1, return_mean=1.0, wall_time=1.0))
+    first.close()
+    resumed = TensorBoardScalars(tmp_path, 10)
+    resumed.write(dict(timesteps=20, iteration=2, return_mean=2.0, wall_time=2.0))
+    resumed.close()
+    assert len(list((tmp_path / "tensorboard").iterdir())) == 2
+    assert scalars(tmp_path)["return_mean"] == [(10, 1.0), (20, 2.0)]

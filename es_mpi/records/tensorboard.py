@@ -7,6 +7,7 @@ logged after the checkpoint it resumes from, so the iterations played again are 
 """
 
 import math
+import time
 
 from es_mpi.core.errors import ConfigError
 
@@ -28,7 +29,11 @@ class TensorBoardScalars:
     def __init__(self, run_dir, resumed_timesteps):
         from tensorboardX import SummaryWriter
 
-        self.writer = SummaryWriter(logdir=str(run_dir / FOLDER), purge_step=resumed_timesteps + 1)
+        # tensorboardX names a file by the second it opened it and truncates a file of that name: a
+        # resume within the same second would erase the last run's events. The nanosecond suffix keeps
+        # the names apart, and in the order TensorBoard reads them (the purge must come after).
+        self.writer = SummaryWriter(logdir=str(run_dir / FOLDER), purge_step=resumed_timesteps + 1,
+                                    filename_suffix=f".{time.time_ns()}")
 
     def write(self, row):
         step = int(row["timesteps"])
