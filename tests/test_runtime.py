@@ -8,26 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import MPIEXEC, PYTHON, REPO, run, run_es, run_mpi
-
-TINY_JOB = """
-[env]
-id = "CartPole-v1"
-step_cap = 30
-[policy]
-hidden = [4]
-[strategy]
-pairs = 2
-[noise]
-size = 10_000
-[eval]
-every = 1
-episodes = 2
-[checkpoint]
-every = 1
-keep = 1
-[stop]
-iterations = 2
-"""
+from test_hardening import TINY_JOB
 
 
 def probe(node_size, fail=None):
