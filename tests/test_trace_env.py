@@ -1,11 +1,12 @@
 """The trace env (es_mpi/parts/trace_env.py): recorded episodes replayed from the seed, as sleeps."""
 
+import os
 import time
 
 import numpy as np
 import pytest
 
-from conftest import run_es
+from conftest import no_hang, run_es
 from es_mpi.core.errors import ConfigError
 from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.build import build_task
@@ -101,6 +102,13 @@ def test_a_bad_trace_is_a_config_error_naming_the_array(tmp_path, change, key):
     trace = write_trace(tmp_path / "t.npz", **change)
     with pytest.raises(ConfigError, match=key):
         make(trace)
+
+
+def test_a_trace_that_is_no_regular_file_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "t.npz"
+    os.mkfifo(fifo)
+    with no_hang(), pytest.raises(ConfigError, match="the trace must be a regular file, not a FIFO"):
+        make(fifo)
 
 
 def test_a_missing_trace_file_is_one_line_exit_2(tmp_path):

@@ -20,13 +20,17 @@ Observations are zeros of the recorded env's shape: the policy has the recorded 
 inputs cost nothing to make.
 """
 
+import io
 import pathlib
 import time
 
 import gymnasium as gym
 import numpy as np
 
+from es_mpi.core.guarded_read import UnreadableFile, read_bytes
+
 TRACE_ENV_ID = "es_mpi/Trace-v0"
+MAX_TRACE_BYTES = 64 * 2**20  # the committed traces are a few KB
 MIN_SLEEP_S = 0.05
 
 # The arrays every trace holds, with their kinds; other keys (what the recorder measured besides,
@@ -44,7 +48,11 @@ def load_trace(path):
     """The trace at `path` as {name: array}, checked to replay; ValueError naming the file and key."""
     path = pathlib.Path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        data = read_bytes(path, MAX_TRACE_BYTES, "the trace")  # a FIFO or a device named as a trace never blocks
+    except UnreadableFile as err:
+        raise ValueError(f"trace {path}: {err.reason}") from None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             trace = {name: archive[name] for name in archive.files}
     except (OSError, ValueError, EOFError) as err:
         raise ValueError(f"trace {path}: cannot read it as .npz ({err})") from None
