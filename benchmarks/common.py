@@ -12,8 +12,10 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO))  # benchmark this checkout's es_mpi, not an installed copy
 
+from es_mpi.commands.launcher import find_mpiexec  # noqa: E402 (after the sys.path line)
+
 PYTHON = sys.executable
-MPIEXEC = str(pathlib.Path(PYTHON).parent / "mpiexec")
+MPIEXEC = find_mpiexec(os.environ.get("ES_MPI_MPIEXEC"), "ES_MPI_MPIEXEC")  # as `es-mpi train -n` finds it
 
 
 def cpu_model():
@@ -77,7 +79,8 @@ def write_report(name, title, body_lines):
 def mpi_environment():
     env = dict(os.environ)
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_osc="^ucx",
-               PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               PYTHONUNBUFFERED="1")
     return env
 
 
