@@ -140,7 +140,8 @@ def serial_work(job, rows):
             raise RuntimeError(f"iteration {t}: the traces ask {seconds} s, metrics.csv's returns "
                                f"{row['return_mean'] * row['episodes']} s")
         if not math.isnan(row["eval_return"]):
-            evaluation = sum(s for _, s in asked_episodes(job, t, range(job.eval.episodes), Purpose.EVAL_EPISODE))
+            evaluation = sum(s for _, s in asked_episodes(job, t - 1, range(job.eval.episodes),  # the state before t
+                                                          Purpose.EVAL_EPISODE))
             if not math.isclose(evaluation, row["eval_return"] * job.eval.episodes, rel_tol=1e-9):
                 raise RuntimeError(f"iteration {t}: the traces ask {evaluation} s for evaluation, metrics.csv's "
                                    f"eval_return {row['eval_return'] * job.eval.episodes} s")

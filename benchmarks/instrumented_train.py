@@ -174,10 +174,10 @@ def metered(trainer, records):
     results exchange, copied before any rank can start the next iteration)."""
     step, exchange, seen = trainer.step, trainer.runtime.results.exchange, {}
 
-    def exchange_and_keep():
-        results_n5, obs_rows = exchange()
-        seen["lengths"] = results_n5[:, 1].astype(int).tolist()
-        return results_n5, obs_rows
+    def exchange_and_keep(evaluating=False):
+        exchanged = exchange(evaluating)
+        seen["lengths"] = exchanged[0][:, 1].astype(int).tolist()
+        return exchanged
 
     def metered_step():
         cpu_start = time.process_time()

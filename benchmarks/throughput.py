@@ -72,7 +72,7 @@ def env_share_of_rollout(env_id, hidden, seconds, rounds):
     random-action bias and without load from other processes (which slows both alike)."""
     from es_mpi.parts.job_file import job_from_text
     from es_mpi.run.obstat import ObsStat
-    from es_mpi.run.rollout import EnvLanes, play, run_episode
+    from es_mpi.run.rollout import EnvLanes, Start, play, run_episode
     from es_mpi.parts.build import build_task
 
     job = job_from_text(f'[env]\nid = "{env_id}"\n[policy]\nhidden = {list(hidden)}\n',
@@ -92,7 +92,8 @@ def env_share_of_rollout(env_id, hidden, seconds, rounds):
             if n_lanes == 1:
                 run_episode(timed[0], policy.bind(params_p), first, cap, normalizer)
             else:
-                play(EnvLanes(timed), forward, range(n_lanes), lambda k, first=first: (params_p, first + k, False), cap, normalizer)
+                play(EnvLanes(timed), forward, range(n_lanes), lambda k, first=first: Start(params_p, first + k, step_cap=cap),
+                     normalizer)
             first += len(timed)
         shares.append(sum(lane_env.seconds for lane_env in timed) / (time.perf_counter() - start))
     return shares

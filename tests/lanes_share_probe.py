@@ -22,7 +22,7 @@ from es_mpi.core.environment import node_size_from_env
 from es_mpi.run.mpi import world
 from es_mpi.run.node_runtime import Handles
 from es_mpi.run.placement import Placement
-from es_mpi.run.rollout import Actors, EnvLanes, play
+from es_mpi.run.rollout import Actors, EnvLanes, Start, play
 
 EPISODE_STEPS = 3
 WAIT_S = 60.0
@@ -107,7 +107,7 @@ def main():
         signals.iteration, signals.ready = iteration, False
         held.update(claimed=0, finished=0, most=0)
         episodes = play(lanes, forward, claims(placement.members(), group, signals, held),
-                        lambda m: ((lambda x: 0), m, False), 100, most_held=placement.share)
+                        lambda m: Start(lambda x: 0, m, step_cap=100), most_held=placement.share)
         nodes.node.Barrier()  # as the results exchange does
         iterations.append(dict(played=sorted(episodes), most_held=held["most"]))
     everyone = comm.gather(dict(block=placement.block, share=placement.share, iterations=iterations), root=0)

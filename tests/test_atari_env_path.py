@@ -9,7 +9,7 @@ import pytest
 from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv, make_gymnasium_atari_env
 from es_mpi.parts.build import build_task
-from es_mpi.run.rollout import play, run_episode
+from es_mpi.run.rollout import Start, play, run_episode
 from es_mpi.run.vector_rollout import VectorLanes
 
 STEPS = 120
@@ -113,7 +113,7 @@ def test_vector_lanes_play_each_member_as_run_episode_plays_it_alone(n_lanes):
     alone = [run_episode(task.env, task.policy.bind(params_p), seed, 150) for params_p, seed in zip(members, seeds)]
     lanes = AtariLanes(task.job.env, task.job.atari, n_lanes)
     together = play(VectorLanes(lanes), task.policy.lanes(n_lanes), range(len(members)),
-                                lambda k: (members[k], seeds[k], False), 150)
+                    lambda k: Start(members[k], seeds[k], step_cap=150))
     summary = [(e.total_return, e.length, e.capped) for e in alone]
     assert [(together[k].total_return, together[k].length, together[k].capped) for k in range(len(members))] == summary
     assert len({e.total_return for e in alone}) > 1  # the members play differently

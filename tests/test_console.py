@@ -31,6 +31,8 @@ iterations = 100000
 """
 
 CRASHING_JOB = """
+[run]
+placement = "static"  # rank 1 surely plays (dynamic claims could leave it nothing on a loaded machine)
 [env]
 id = "tests.faulty_env:FaultyCartPole-v0"
 [policy]

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from es_mpi.core.seeding import Purpose
+from es_mpi.run.mpi import static_slice
+from es_mpi.run.placement import node_blocks
 from test_trace_env import write_trace
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -62,11 +64,26 @@ def test_efficiency_is_the_serial_work_of_the_metrics_over_ranks_times_iteration
     expected = sum(map(from_metrics, rows[1:])) / (RANKS * sum(r["iteration_s"] for r in rows[1:]))
     assert bench.efficiency(serial, rows[1:], RANKS) == pytest.approx(expected, rel=1e-9)
 
-    # The ranks really sleep: with static placement rank 0 plays members 0-9 (its node's first
-    # slice), and its busy seconds (episodes_s) are at least what those episodes asked for.
-    for row in rows:
-        asked = sum(s for _, s in bench.asked_episodes(job, int(row["iteration"]), range(EPISODES_PER_RANK)))
-        assert asked > 0 and row["episodes_s"] >= asked
+    # The ranks really sleep: with static placement rank 0 plays its node's first slice (members 0-9;
+    # on an evaluation iteration node 0's evaluation episodes come first in it), and its busy seconds
+    # (episodes_s) are at least what those episodes asked for.
+    for row, evaluating in zip(rows, evaluated):
+        assert rank0_asks(job, int(row["iteration"]), evaluating) > 0
+        assert row["episodes_s"] >= rank0_asks(job, int(row["iteration"]), evaluating)
+
+
+def rank0_asks(job, iteration, evaluating):
+    """Seconds of the episodes rank 0 plays with static placement: the first slice of node 0's units."""
+    sizes = [NODE_SIZE] * (RANKS // NODE_SIZE)
+    first, stop = node_blocks(bench.population(job) // 2, sizes)[0]
+    eval_first, eval_stop = node_blocks(job.eval.episodes, sizes)[0] if evaluating else (0, 0)
+    n_eval = eval_stop - eval_first
+    start, end = static_slice(n_eval + stop - first, 0, NODE_SIZE)
+    evaluations = [eval_first + u for u in range(start, end) if u < n_eval]
+    pairs = [first + u - n_eval for u in range(start, end) if u >= n_eval]
+    members = [m for pair in pairs for m in (2 * pair, 2 * pair + 1)]
+    return sum(s for _, s in bench.asked_episodes(job, iteration, members)) + \
+        sum(s for _, s in bench.asked_episodes(job, iteration - 1, evaluations, Purpose.EVAL_EPISODE))
 
 
 def test_a_disagreeing_metrics_row_is_caught(trace):
@@ -80,7 +97,7 @@ def test_a_disagreeing_metrics_row_is_caught(trace):
         bench.serial_work(job, [dict(row, timesteps=row["timesteps"] + 1)])
     with pytest.raises(RuntimeError, match="ask"):
         bench.serial_work(job, [dict(row, return_mean=row["return_mean"] * 1.01)])
-    evaluation = bench.asked_episodes(job, 1, range(job.eval.episodes), Purpose.EVAL_EPISODE)
+    evaluation = bench.asked_episodes(job, 0, range(job.eval.episodes), Purpose.EVAL_EPISODE)  # the state before 1
     evaluated = dict(row, eval_return=sum(s for _, s in evaluation) / len(evaluation))
     assert math.isclose(bench.serial_work(job, [evaluated])[1], sum(s for _, s in asked + evaluation))
     with pytest.raises(RuntimeError, match="evaluation"):

@@ -30,7 +30,8 @@ probability = 0.5
 every = 2
 episodes = 5
 [checkpoint]
-every = 2
+every = 1
+keep = 5
 [stop]
 iterations = 4
 """
@@ -66,8 +67,21 @@ def test_the_mpi_block_works(no_mpi_env):
     assert result.returncode != 0 and "blocked" in result.stderr
 
 
+def test_best_h5_holds_the_centre_that_its_evaluation_played(trained):
+    """Iteration t's evaluation plays the centre its members perturbed (the state after t - 1): best.h5
+    is that state, and a periodic checkpoint, not evaluated yet, records no evaluation return."""
+    best = ckpt_io.load(trained / "best.h5")
+    assert best.iteration in (1, 3)  # before evaluation iterations 2 and 4
+    same = ckpt_io.load(trained / f"ckpt-{best.iteration:08d}.h5")
+    np.testing.assert_array_equal(best.params, same.params)
+    assert best.obstat["count"] == same.obstat["count"] and best.timesteps == same.timesteps
+    assert np.isnan(same.eval_return) and best.eval_return == best.best_eval_return
+    reported = ckpt_io.load(trained / "ckpt-00000004.h5").metrics
+    assert reported["eval_return"][best.iteration] == best.eval_return  # on the row of iteration + 1
+
+
 def test_eval_without_mpi_reproduces_the_training_evaluation(trained, no_mpi_env):
-    path = trained / "ckpt-00000004.h5"
+    path = trained / "best.h5"
     ckpt = ckpt_io.load(path)
     assert np.isfinite(ckpt.eval_return)
     assert ckpt.obstat["count"] > 10  # observation statistics were really gathered and are used

@@ -16,7 +16,7 @@ from es_mpi.job.sections import PolicySettings
 from es_mpi.parts.build import build_task
 from es_mpi.run.obstat import ObsStat
 from es_mpi.parts.policies import make_policy
-from es_mpi.run.rollout import EnvLanes, play, run_episode
+from es_mpi.run.rollout import EnvLanes, Start, play, run_episode
 
 
 class Glitchy(gym.Env):
@@ -79,7 +79,7 @@ def test_lanes_play_exactly_what_one_episode_at_a_time_plays(env_id, hidden, act
     records = [k % 3 == 0 for k in range(11)]
     envs = [new_env() for _ in range(n_lanes)]
     forward = policy.lanes(n_lanes)
-    played = play(EnvLanes(envs), forward, range(11), lambda k: (params[k], seeds[k], records[k]), 120, normalizer, 0.5)
+    played = play(EnvLanes(envs), forward, range(11), lambda k: Start(params[k], seeds[k], records[k], 0.5, 120), normalizer)
     env = new_env()
     alone = [run_episode(env, policy.bind(params[k]), seeds[k], 120, normalizer, records[k], False, 0.5)
              for k in range(11)]
@@ -93,7 +93,7 @@ def test_lanes_end_nonfinite_episodes_like_run_episode():
     policy = make_policy(PolicySettings(hidden=[8]), glitchy.observation_space, glitchy.action_space)
     params = member_params(np.zeros(policy.n_params, dtype=np.float32), 12)
     played = play(EnvLanes([Glitchy() for _ in range(3)]), policy.lanes(3), range(12),
-                       lambda k: (params[k], k, True), 5)
+                  lambda k: Start(params[k], k, True, step_cap=5))
     alone = [run_episode(glitchy, policy.bind(params[k]), k, 5, None, True) for k in range(12)]
     assert_same_episodes([played[k] for k in range(12)], alone)
     assert {e.nonfinite for e in alone} == {True, False} and any(e.capped for e in alone)

@@ -62,18 +62,20 @@ def trained(write_job, tmp_path, text):
     return run_dir
 
 
-def eval_return_of_es_mpi_eval(run_dir):
-    done = run_es("eval", run_dir, timeout=120)
+def eval_return_of_es_mpi_eval(path):
+    """What `es-mpi eval` plays, and what training recorded for the same episodes (best.h5 was evaluated)."""
+    done = run_es("eval", path, timeout=120)
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("evaluation return ")]
+    assert line.endswith(": identical"), line
     return line.split()[2].rstrip(";")
 
 
-def own_loop_return(run_dir):
+def own_loop_return(path):
     """The loop in docs/running.md, on the episode seeds `eval` uses by default."""
     import es_mpi
 
-    policy = es_mpi.load_policy(run_dir)
+    policy = es_mpi.load_policy(path)
     env = policy.make_env()
     returns = []
     for episode in range(policy.job.eval.episodes):
@@ -90,8 +92,8 @@ def own_loop_return(run_dir):
 
 @pytest.mark.parametrize("text", [NORMALISED_JOB, VBN_JOB], ids=["obs-norm", "vbn"])
 def test_own_loop_gets_the_returns_of_es_mpi_eval(write_job, tmp_path, text):
-    run_dir = trained(write_job, tmp_path, text)
-    assert own_loop_return(run_dir) == eval_return_of_es_mpi_eval(run_dir)
+    best = trained(write_job, tmp_path, text) / "best.h5"
+    assert own_loop_return(best) == eval_return_of_es_mpi_eval(best)
 
 
 def test_a_checkpoint_that_names_a_module_is_refused_unimported(write_job, tmp_path):

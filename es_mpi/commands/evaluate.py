@@ -60,7 +60,7 @@ def eval_command(args):
         mean = evaluation_return(returns)
         verdict = "identical" if mean == ckpt.eval_return else "DIFFERENT"
         print(f"evaluation return {mean!r}; training recorded {ckpt.eval_return!r} for these episodes "
-              f"at iteration {ckpt.iteration}: {verdict}")
+              f"of the state after iteration {ckpt.iteration}: {verdict}")
     return 0
 
 
@@ -102,7 +102,8 @@ def inspect_command(args):
     path, ckpt = ckpt_io.resolve(args.checkpoint)
     print(f"checkpoint: {path}")
     print(f"iteration: {ckpt.iteration}\ntimesteps: {ckpt.timesteps}\nparameters: {ckpt.params.size}")
-    print(f"eval return at this iteration: {ckpt.eval_return:.2f}\nbest eval return: {ckpt.best_eval_return:.2f}")
+    print(f"eval return of these parameters: {ckpt.eval_return:.2f} (nan: not evaluated; best.h5 always is)\n"
+          f"best eval return: {ckpt.best_eval_return:.2f}")
     print(f"step cap: {ckpt.step_cap}")
     print("versions: " + json.dumps(ckpt.versions, sort_keys=True))
     for name, array in sorted(ckpt.extra.items()):

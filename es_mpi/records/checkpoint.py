@@ -194,7 +194,7 @@ class Checkpoint:
     timesteps: int = _stored(Attribute("timesteps", int, at_least(0)))
     step_cap: int = _stored(Attribute("step_cap", int, at_least(1)))
     best_eval_return: float = _stored(Attribute("best_eval_return", float, FINITE_OR_MINUS_INF))
-    eval_return: float = _stored(Attribute("eval_return", float))
+    eval_return: float = _stored(Attribute("eval_return", float))  # of `params`; NaN: not evaluated
     config_toml: str = _stored(Attribute("config", str))  # the resolved job file
     versions: dict = _stored(Attribute("versions", dict))  # package_versions() of the writer
     params: np.ndarray = _stored(Dataset("params", _check_params))  # float32 centre parameters

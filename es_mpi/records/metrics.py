@@ -40,6 +40,14 @@ class MetricsLog:
     def last(self, key, default):
         return self.rows[-1].get(key, default) if self.rows else default
 
+    def last_recorded(self, key):
+        """The latest value of `key` that is not NaN (an evaluation return: every eval.every rows); NaN if none."""
+        for row in reversed(self.rows):
+            value = row.get(key, math.nan)
+            if not (isinstance(value, float) and math.isnan(value)):
+                return value
+        return math.nan
+
     def columns(self):
         """{name: 1-D array} for HDF5."""
         if not self.rows:

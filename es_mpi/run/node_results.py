@@ -5,7 +5,8 @@ one row per member [return, length, capped, nonfinite, has observation row] and,
 normalisation, that member's observation-statistics row. Then only the node leaders cross nodes:
 one in-place Allgatherv of the results blocks, one Allgatherv of the sampled observation rows of
 each block, in member order (docs/architecture.md, contract 2 and "node-shared state"). The bytes
-they send and receive are counted at those calls.
+they send and receive are counted at those calls. On an evaluation iteration the centre's
+evaluation episodes have rows too, after the population's (run/placement.py), swapped the same way.
 """
 
 import numpy as np
@@ -17,12 +18,15 @@ HAS_OBS_ROW = 4
 
 
 class NodeResults:
-    """`blocks[i]`: node i's [start, stop) members; `obs_width`: columns of an observation row
-    (None without observation normalisation); `window` allocates the arrays' windows (run/node_runtime.py)."""
+    """`blocks[i]`: node i's [start, stop) members; `eval_blocks[i]`: its [start, stop) evaluation
+    episodes; `obs_width`: columns of an observation row (None without observation normalisation);
+    `window` allocates the arrays' windows (run/node_runtime.py)."""
 
-    def __init__(self, nodes, population, blocks, obs_width, window):
-        self.nodes, self.blocks, self.obs_width = nodes, blocks, obs_width
-        self.results = NodeArray(nodes, (population, RESULT_COLUMNS), np.float64, window)
+    def __init__(self, nodes, population, blocks, eval_blocks, obs_width, window):
+        self.nodes, self.blocks, self.obs_width, self.population = nodes, blocks, obs_width, population
+        self.eval_blocks = [(population + a, population + b) for a, b in eval_blocks]
+        rows = self.eval_blocks[-1][1]  # the population's, then the evaluation episodes'
+        self.results = NodeArray(nodes, (rows, RESULT_COLUMNS), np.float64, window)
         self.obs_rows = NodeArray(nodes, (population, obs_width), np.float64, window) if obs_width else None
         self.crossed_bytes = 0  # by this node's leader since the last `take_crossed_bytes`
 
@@ -34,9 +38,10 @@ class NodeResults:
         if has_obs:
             self.obs_rows.array[member] = episode.obs_stats
 
-    def exchange(self):
-        """Wait for the node's members, let the leaders swap blocks; -> (results_n5, obs_rows_kf): private
-        copies, in member order (obs rows of the members that have one, None without normalisation).
+    def exchange(self, evaluating=False):
+        """Wait for the node's members, let the leaders swap blocks; -> (results_n5, obs_rows_kf,
+        eval_results_e5): private copies, in member order (obs rows of the members that have one, None
+        without normalisation; the evaluation episodes' rows, None when not `evaluating`).
 
         Every rank copies before it enters the iteration's agreement, which no rank of the node leaves
         before all have entered, so no rank overwrites the arrays while another still reads them.
@@ -45,25 +50,35 @@ class NodeResults:
         node.Barrier()
         if self.nodes.count > 1:
             if self.nodes.is_leader:
-                self._swap_blocks()
+                self._swap_blocks(evaluating)
             node.Barrier()
-        results_n5 = self.results.array.copy()
+        rows = self.results.array
+        results_n5 = rows[:self.population].copy()
+        eval_results_e5 = rows[self.population:].copy() if evaluating else None
         if self.obs_rows is None:
-            return results_n5, None
-        return results_n5, self.obs_rows.array[results_n5[:, HAS_OBS_ROW] > 0]
+            return results_n5, None, eval_results_e5
+        return results_n5, self.obs_rows.array[results_n5[:, HAS_OBS_ROW] > 0], eval_results_e5
 
-    def _swap_blocks(self):
+    def _swap_rows(self, blocks):
+        """One in-place Allgatherv of the leaders: node i's rows [start, stop) of `blocks[i]`."""
+        from mpi4py import MPI
+
+        counts = np.array([(b - a) * RESULT_COLUMNS for a, b in blocks], dtype=np.int64)
+        displacements = np.array([a * RESULT_COLUMNS for a, _ in blocks], dtype=np.int64)
+        self.nodes.leaders.Allgatherv(MPI.IN_PLACE, [self.results.array.reshape(-1), counts, displacements,
+                                                     MPI.DOUBLE])
+        self.crossed_bytes += 8 * int(counts.sum())  # own block out, the others' in
+
+    def _swap_blocks(self, evaluating):
         from mpi4py import MPI
 
         leaders, index = self.nodes.leaders, self.nodes.index
-        rows_n5 = self.results.array
-        counts = np.array([(b - a) * RESULT_COLUMNS for a, b in self.blocks], dtype=np.int64)
-        displacements = np.array([a * RESULT_COLUMNS for a, _ in self.blocks], dtype=np.int64)
-        leaders.Allgatherv(MPI.IN_PLACE, [rows_n5.reshape(-1), counts, displacements, MPI.DOUBLE])
-        self.crossed_bytes += 8 * int(counts.sum())  # own block out, the others' in
+        self._swap_rows(self.blocks)
+        if evaluating:
+            self._swap_rows(self.eval_blocks)
         if self.obs_rows is None:
             return
-        has_obs_n = rows_n5[:, HAS_OBS_ROW] > 0
+        has_obs_n = self.results.array[:self.population, HAS_OBS_ROW] > 0
         start, stop = self.blocks[index]
         own_kf = np.ascontiguousarray(self.obs_rows.array[start:stop][has_obs_n[start:stop]])
         counts = np.array([np.count_nonzero(has_obs_n[a:b]) * self.obs_width for a, b in self.blocks],

@@ -8,7 +8,8 @@ context manager it frees them all, also when its own start-up failed partway.
 
 An iteration's phases, in the order the node barriers require (docs/architecture.md, "The node runtime"):
 
-1. play: `members()` yields this rank's members, claimed from the node's counter or a static slice;
+1. play: `members(evaluating)` yields this rank's members, claimed from the node's counter or a static
+   slice, and on an evaluation iteration the centre's evaluation episodes among them (run/placement.py);
    `write(member, episode)` puts each result into the node's results arrays at its member index.
    Nobody reads those arrays during play, so ranks write without waiting for each other.
 2. exchange: `exchange()` waits at a node barrier until every member of the node is written, lets the
@@ -33,7 +34,7 @@ from es_mpi.run.node_memory import NodeArrays
 from es_mpi.run.node_results import NodeResults
 from es_mpi.run.nodes import NodeLayer
 from es_mpi.run.noise import SharedNoiseTable
-from es_mpi.run.placement import Placement, member_blocks
+from es_mpi.run.placement import Placement, member_blocks, node_blocks
 
 
 class Handles:
@@ -86,7 +87,7 @@ class NodeRuntime:
     """
 
     def __init__(self, world, noise_size, noise_seed, placement, make_strategy, obs_width=None, node_size=None,
-                 handles=None):
+                 handles=None, evaluations=0):
         self.world, self.rank = world, world.rank
         self.played = 0  # members this rank played in the iteration, for the agreement's members_max/min
         self.handles = Handles() if handles is None else handles
@@ -98,37 +99,42 @@ class NodeRuntime:
             self.strategy = make_strategy(self.noise.array, self.share)
             faults.fail_at(self.rank, "runtime")
             population, group = self.strategy.population, self.strategy.group
-            self.placement = Placement(placement, self.nodes, population, group, self.handles.window)
+            self.placement = Placement(placement, self.nodes, population, group, self.handles.window, evaluations)
             blocks = member_blocks(population, group, self.nodes.sizes)
-            self.results = NodeResults(self.nodes, population, blocks, obs_width, self.handles.window)
+            eval_blocks = node_blocks(evaluations, self.nodes.sizes)
+            self.results = NodeResults(self.nodes, population, blocks, eval_blocks, obs_width, self.handles.window)
         except UserError as err:
             self.handles.free()
             raise AgreedError(err) from None
 
     @classmethod
     def for_task(cls, world, task, node_size=None):
-        """The runtime of a built task (parts/build.py): its noise table, placement, strategy and observation rows."""
+        """The runtime of a built task (parts/build.py): its noise table, placement, strategy, observation
+        rows and evaluation episodes."""
         job = task.job
         obs_width = 2 * int(np.prod(task.env.observation_space.shape)) + 1 if job.obs_norm.enabled else None
+        evaluations = job.eval.episodes if job.eval.every else 0
         return cls(world, job.noise.size, job.noise.seed, job.run.placement, task.make_strategy, obs_width,
-                   node_size)
+                   node_size, evaluations=evaluations)
 
     # ----------------------------------------------------------------- 1. play
-    def members(self):
-        """This rank's members of the iteration, lazily (a dynamic claim is made when the next one is wanted)."""
-        return self.placement.members()
+    def members(self, evaluating=False):
+        """This rank's members of the iteration, lazily (a dynamic claim is made when the next one is wanted);
+        with `evaluating`, the evaluation episodes among them as members `population + e`."""
+        return self.placement.members(evaluating)
 
     def write(self, member, episode):
         self.results.write(member, episode)
-        self.played += 1
+        self.played += member < self.placement.population  # members_max/min count the population's only
 
     # ----------------------------------------------------------------- 2. exchange
-    def exchange(self, iteration):
-        """-> (results_n5, obs_rows_kf): every member's results and the sampled observation rows, in member order.
+    def exchange(self, iteration, evaluating=False):
+        """-> (results_n5, obs_rows_kf, eval_results_e5): every member's results and the sampled observation
+        rows, in member order, and the evaluation episodes' rows (None unless `evaluating`).
         (An injected failure of one rank after its episodes of iteration 1 comes first: run/faults.py.)"""
         if iteration == 1:
             faults.fail_at(self.rank, "iteration")
-        return self.results.exchange()
+        return self.results.exchange(evaluating)
 
     def gather_elite(self, elite_members, transitions, width):
         """[(member, rows_tf)] of the elite members from every rank, in global member order.

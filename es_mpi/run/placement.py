@@ -6,6 +6,11 @@ fixed slice (`run.placement = "static"`) or, by default, whatever unit is next w
 its lanes) frees up: the node's ranks draw from one shared counter (`NodeArray.fetch_add`), each
 holding no more than its `share` of the block at once. Every result lands at its member index and
 every reduction runs in member order, so who played what never changes a bit (contract 1).
+
+On an evaluation iteration the centre's `eval.episodes` episodes are units too, cut into node
+blocks the same way and numbered after the population (member `population + e` is evaluation
+episode e). A node's evaluation episodes come first in its order: an unperturbed centre usually
+plays the longest episodes, and whatever is claimed last makes the iteration's tail.
 """
 
 import numpy as np
@@ -36,21 +41,31 @@ class Placement:
     the shares cover the block. So a rank that starts its iteration late still finds its share; a
     rank whose share is done helps with what is left, one unit per lane that frees up."""
 
-    def __init__(self, mode, nodes, population, group, window):
+    def __init__(self, mode, nodes, population, group, window, evaluations=0):
         if mode not in PLACEMENTS:
             raise ValueError(f"unknown placement {mode!r}")
-        self.mode, self.group = mode, group
+        self.mode, self.group, self.population = mode, group, population
         units = node_blocks(population // group, nodes.sizes)
         self.unit_block = units[nodes.index]
         self.block = (self.unit_block[0] * group, self.unit_block[1] * group)
+        self.eval_block = node_blocks(evaluations, nodes.sizes)[nodes.index]
         self.node_rank, self.node_size = nodes.node.rank, nodes.node.size
         n_units = self.unit_block[1] - self.unit_block[0]
-        self.share = max(1, -(-n_units // self.node_size)) * group
+        self.share = self._share(n_units)
         self.counter = NodeArray(nodes, (1,), np.int64, window) if mode == "dynamic" else None
         self.claims_before = 0  # the counter's value when this iteration's claims began
 
-    def members(self):
-        """Members of this rank for one iteration, in the order they are to be started.
+    def _share(self, n_units):
+        return max(1, -(-n_units // self.node_size)) * self.group
+
+    def share_of(self, evaluating):
+        """The most members a rank holds at once in an iteration with (or without) evaluation units."""
+        n_eval = self.eval_block[1] - self.eval_block[0] if evaluating else 0
+        return self._share(self.unit_block[1] - self.unit_block[0] + n_eval)
+
+    def members(self, evaluating=False):
+        """Members of this rank for one iteration, in the order they are to be started (on an
+        evaluation iteration, evaluation episodes as members `population + e`, first).
 
         Dynamic: each rank's last claim comes back past the block, so an iteration takes exactly
         `units + node ranks` counts, and the next iteration's claims start there; every rank of the
@@ -58,20 +73,27 @@ class Placement:
         waits for the whole node), so no reset is needed.
         """
         first, stop = self.unit_block
-        n_units = stop - first
+        eval_first, eval_stop = self.eval_block if evaluating else (0, 0)
+        n_eval = eval_stop - eval_first
+        n_units = n_eval + stop - first
         if self.counter is None:
             start, end = static_slice(n_units, self.node_rank, self.node_size)
-            units = range(first + start, first + end)
+            units = range(start, end)
         else:
-            units = self._claimed_units(first, n_units)
+            units = self._claimed_units(n_units)
         for unit in units:
-            yield from range(unit * self.group, (unit + 1) * self.group)
+            if unit < n_eval:
+                yield self.population + eval_first + unit
+            else:
+                member_unit = first + unit - n_eval
+                yield from range(member_unit * self.group, (member_unit + 1) * self.group)
 
-    def _claimed_units(self, first, n_units):
+    def _claimed_units(self, n_units):
+        """The node's units 0..n_units-1 (its order: evaluation episodes, then its block), as claimed."""
         base = self.claims_before
         self.claims_before += n_units + self.node_size
         while True:
             unit = self.counter.fetch_add() - base
             if unit >= n_units:
                 return
-            yield first + unit
+            yield unit

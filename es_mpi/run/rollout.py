@@ -27,11 +27,12 @@ class Episode:
 class _InPlay:
     """A member in a slot: its lane, return and length so far, observation sums, recorded steps."""
 
-    __slots__ = ("index", "lane", "total", "length", "record_obs", "sums_2o", "steps")
+    __slots__ = ("index", "lane", "total", "length", "record_obs", "reward_offset", "cap", "sums_2o", "steps")
 
-    def __init__(self, index, lane, record_obs, record_transitions):
+    def __init__(self, index, lane, start, cap, record_transitions):
         self.index, self.lane, self.total, self.length = index, lane, 0.0, 0
-        self.record_obs, self.sums_2o = record_obs, None  # the sums are made at the first step, which gives the width
+        self.record_obs, self.reward_offset, self.cap = start.record_obs, start.reward_offset, cap
+        self.sums_2o = None  # made at the first step, which gives the width
         self.steps = [] if record_transitions else None
 
     def record_observation(self, x):
@@ -114,8 +115,19 @@ class Actors:
         return [acts[lane](x_lo[lane]) for lane in range(len(x_lo))]
 
 
-def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offset=0.0, record_transitions=False,
-         most_held=None):
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """What one episode needs: its `player` (what `forward.load` takes), its seed, whether its
+    observations are recorded, the offset subtracted from every reward (the alive bonus, training
+    only) and its step cap (training's adaptive cap, or the env's limit for an evaluation)."""
+    player: object
+    seed: int
+    record_obs: bool = False
+    reward_offset: float = 0.0
+    step_cap: float = math.inf
+
+
+def play(lanes, forward, members, member, normalizer=None, record_transitions=False, most_held=None):
     """Play the episodes of `members`, up to one per lane at once, with one forward pass per step;
     -> {member: Episode}. A NaN/inf observation or reward ends an episode as the worst fitness (-inf).
 
@@ -125,19 +137,17 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
     or None for a step that is not part of the episode; `may_be_nonfinite` says whether its
     observations need the NaN/inf check.
     `members` is an iterable of member indices, drawn one at a time as slots free up (dynamic
-    placement claims them then); `member(m) -> (player, seed, record_obs)` describes member m's
-    episode, `player` being what `forward.load` takes. At most `most_held` members are in play at
-    once (the rank's share of its node's block, run/placement.py). A slot whose member is done
-    takes the next one, in the same lane; once none is left, the last slot moves into it, so the
-    batch is always the first n slots and shrinks as the work runs out. `reward_offset` is
-    subtracted from every reward (the alive bonus, during training only); `record_transitions`
-    keeps each step's policy input and action (tabular and action-space CEM).
+    placement claims them then); `member(m) -> Start` describes member m's episode. At most
+    `most_held` members are in play at once (the rank's share of its node's block,
+    run/placement.py). A slot whose member is done takes the next one, in the same lane; once none
+    is left, the last slot moves into it, so the batch is always the first n slots and shrinks as
+    the work runs out. `record_transitions` keeps each step's policy input and action (tabular and
+    action-space CEM).
 
     Each slot's row is computed on its own (a gemv per lane, elementwise ufuncs): an episode's bits
     are a function of its player and seed, never of its lane, its neighbours or the lane count.
     (`x_lo`: one row per slot in play; Atari's rows are frames, (l, c, h, w).)
     """
-    cap = min(step_cap, lanes.max_episode_steps)  # at least 1 (env.step_cap is)
     n_slots = lanes.n_lanes if most_held is None else min(lanes.n_lanes, most_held)
     episodes, pending, slots, lanes_l, starts = {}, iter(members), [], [], []
     isfinite = math.isfinite
@@ -147,15 +157,15 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
         k = next(pending, None)
         if k is None:
             return False
-        player, seed, record_obs = member(k)
-        forward.load(slot, player)
-        state = _InPlay(k, lane, record_obs, record_transitions)
+        start = member(k)
+        forward.load(slot, start.player)
+        state = _InPlay(k, lane, start, min(start.step_cap, lanes.max_episode_steps), record_transitions)
         if slot == len(slots):
             slots.append(state)
             lanes_l.append(lane)
         else:
             slots[slot] = state
-        starts.append((lane, seed))
+        starts.append((lane, start.seed))
         return True
 
     def finish(slot, episode):
@@ -214,8 +224,8 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
             if not isfinite(reward):
                 done.append((slot, state.nonfinite()))
                 continue
-            state.total += float(reward) - reward_offset
-            if terminated or truncated or state.length >= cap:
+            state.total += float(reward) - state.reward_offset
+            if terminated or truncated or state.length >= state.cap:
                 done.append((slot, state.finished(capped=not terminated)))
         for slot, episode in reversed(done):
             finish(slot, episode)
@@ -225,5 +235,5 @@ def play(lanes, forward, members, member, step_cap, normalizer=None, reward_offs
 def run_episode(env, act, seed, step_cap, normalizer=None, record_obs=False, record_transitions=False,
                 reward_offset=0.0):
     """One member playing alone: the actor `act` in a lane of one (see `play`)."""
-    return play(EnvLanes([env]), Actors(), (0,), lambda _: (act, seed, record_obs), step_cap, normalizer,
-                reward_offset, record_transitions)[0]
+    return play(EnvLanes([env]), Actors(), (0,), lambda _: Start(act, seed, record_obs, reward_offset, step_cap),
+                normalizer, record_transitions)[0]

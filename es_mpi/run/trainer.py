@@ -1,6 +1,7 @@
 """The training loop: ask, play, tell and the records, on the node runtime's phases (run/node_runtime.py,
 which owns every window, communicator and node barrier; docs/architecture.md)."""
 
+import copy
 import math
 import signal
 import sys
@@ -17,12 +18,12 @@ from es_mpi.records import run_lock
 from es_mpi.records.status import status_record, write_status
 from es_mpi.records.tensorboard import TensorBoardScalars
 from es_mpi.run import faults
-from es_mpi.run.evaluation import evaluate_center, evaluation_return, normalizer_for
-from es_mpi.run.mpi import allgather_rows, max_over_ranks, static_slice
+from es_mpi.run.evaluation import evaluation_return, normalizer_for
+from es_mpi.run.mpi import max_over_ranks
 from es_mpi.run.obstat import ObsStat
 from es_mpi.run.start import agree_on_start, restore_state, vbn_reference
 from es_mpi.parts.atari import AtariLanes, VectorAtariEnv
-from es_mpi.run.rollout import Actors, EnvLanes, play
+from es_mpi.run.rollout import Actors, EnvLanes, Start, play
 from es_mpi.run.vector_rollout import VectorLanes
 from es_mpi.run.vbn_reference import CHECKPOINT_KEY as VBN_CHECKPOINT_KEY
 
@@ -35,6 +36,7 @@ def transition_width(env):
 class Trainer:
     """Trains `runtime.strategy` (run/node_runtime.py: the runtime owns its node arrays) on `task`."""
     write_failure = None  # rank 0's first failed record write of the iteration (see _rank0_write)
+    evaluated_state = None  # rank 0, on an evaluation iteration: the state its evaluation plays (best.h5)
 
     def __init__(self, task, runtime, resume=False, force=False, log=print, strict_versions=False):
         self.task, self.job, self.runtime, self.log = task, task.job, runtime, log
@@ -81,23 +83,38 @@ class Trainer:
                 self.log(f"warning: {change} since {start.path.name} was written: the run may no longer be "
                          "byte-identical to an unbroken one")
         self.iteration, self.timesteps, self.step_cap = ckpt.iteration, ckpt.timesteps, ckpt.step_cap
-        self.best_eval_return, self.last_eval_return = ckpt.best_eval_return, ckpt.eval_return
         self.metrics.restore(ckpt.metrics)
+        self.best_eval_return, self.last_eval_return = ckpt.best_eval_return, self.metrics.last_recorded("eval_return")
         if self.rank == 0:
             self.log(f"resumed from iteration {ckpt.iteration} ({ckpt.timesteps} timesteps) in {self.run_dir}")
 
     # ----------------------------------------------------------------- the iteration
-    def _evaluate_members(self, iteration, normalizer):
-        """Play this rank's members (the runtime's play phase), writing each result into the node's arrays;
-        -> {member: transition rows} when the strategy learns from transitions."""
-        seed, alone = self.job.run.seed, isinstance(self.lanes_forward, Actors)
+    def _evaluate_members(self, iteration, normalizer, evaluating):
+        """Play this rank's members (the runtime's play phase), and on an evaluation iteration its
+        evaluation episodes of the centre among them (members `population + e`: the env's own rewards
+        and step limit, and the seeds `es-mpi eval` gives the state before this iteration), writing
+        each result into the node's arrays; -> {member: transition rows} when the strategy learns
+        from transitions."""
+        seed, alone, population = self.job.run.seed, isinstance(self.lanes_forward, Actors), self.strategy.population
+        center, bound = self.strategy.center(), []
+
+        def center_player():
+            if not alone:
+                return center
+            if not bound:  # bound once, and only by a rank that plays an evaluation episode
+                bound.append(self.policy.bind(center))
+            return bound[0]
 
         def member(m):
+            if m >= population:
+                return Start(center_player(), episode_seed(seed, iteration - 1, m - population, Purpose.EVAL_EPISODE),
+                             step_cap=self.task.step_limit)
             player = self.strategy.member_actor(m, self.policy) if alone else self.strategy.member_params(m)
-            return player, episode_seed(seed, iteration, m), self._records_obs(iteration, m)
+            return Start(player, episode_seed(seed, iteration, m), self._records_obs(iteration, m),
+                         self.job.env.alive_bonus, self.step_cap)
 
-        episodes = play(self.lanes, self.lanes_forward, self.runtime.members(), member, self.step_cap, normalizer,
-                        self.job.env.alive_bonus, self.strategy.wants_transitions, self.runtime.placement.share)
+        episodes = play(self.lanes, self.lanes_forward, self.runtime.members(evaluating), member, normalizer,
+                        self.strategy.wants_transitions, self.runtime.placement.share_of(evaluating))
         transitions = {}
         for member, episode in episodes.items():
             self.runtime.write(member, episode)
@@ -110,26 +127,29 @@ class Trainer:
         return self.job.obs_norm.enabled and \
             rng(self.job.run.seed, iteration, member, purpose=Purpose.OBS_SAMPLE).random() < self.job.obs_norm.probability
 
-    def _evaluate_center(self, iteration):
-        episodes = self.job.eval.episodes
-        slices = [static_slice(episodes, r, self.size) for r in range(self.size)]
-        start, stop = slices[self.rank]
-        mine = evaluate_center(self.task, self.env, self.strategy.center(), normalizer_for(self.job, self.obstat),
-                               iteration, range(start, stop))
-        local = np.array([e.total_return for e in mine], dtype=np.float64).reshape(-1, 1)
-        return allgather_rows(self.comm, local, episodes, 1, slices)[:, 0]
+    def _state(self):
+        """The state a checkpoint holds, as it is now (a copy: the update changes arrays in place)."""
+        return dict(iteration=self.iteration, timesteps=self.timesteps, step_cap=self.step_cap,
+                    params=np.array(self.strategy.center(), copy=True),
+                    strategy=copy.deepcopy(self.strategy.state_dict()),
+                    obstat=copy.deepcopy(self.obstat.state_dict()), metrics=self.metrics.columns())
 
     def step(self):
         """One iteration, identical float operations on every rank: ask, then the runtime's phases
-        (play, exchange, update, agree), then the metrics row, written only from a finite centre."""
+        (play, exchange, update, agree), then the metrics row, written only from a finite centre.
+
+        An evaluation plays the centre the iteration's members perturbed, among them, and is reported
+        on this row; rank 0 keeps that state (`evaluated_state`) for best.h5."""
         t = self.iteration + 1
         t_start = time.perf_counter()
+        evaluating = bool(self.job.eval.every) and t % self.job.eval.every == 0
+        self.evaluated_state = self._state() if evaluating and self.rank == 0 else None
         self.strategy.ask(t)
         normalizer = normalizer_for(self.job, self.obstat)
         busy_start = time.perf_counter()
-        transitions = self._evaluate_members(t, normalizer)
+        transitions = self._evaluate_members(t, normalizer, evaluating)
         busy_end = time.perf_counter()
-        results_n5, obs_rows_kf = self.runtime.exchange(t)
+        results_n5, obs_rows_kf, eval_results_e5 = self.runtime.exchange(t, evaluating)
         gathered = time.perf_counter()
         returns_n, lengths_n = results_n5[:, 0], results_n5[:, 1]
         if self.strategy.wants_transitions:
@@ -144,13 +164,13 @@ class Trainer:
         if self.job.env.step_cap == "adaptive":
             self.step_cap = min(max(1, int(math.ceil(2.0 * lengths_n.mean()))), self.task.step_limit)
         eval_return, eval_nonfinite, eval_s = math.nan, 0, 0.0
-        if self.job.eval.every and t % self.job.eval.every == 0:
-            eval_start = time.perf_counter()
-            eval_returns = self._evaluate_center(t)
+        if evaluating:
+            eval_returns = eval_results_e5[:, 0]
             eval_nonfinite = int(np.count_nonzero(~np.isfinite(eval_returns)))
             eval_return = evaluation_return(eval_returns)
             self.last_eval_return = eval_return
-            eval_s = time.perf_counter() - eval_start
+            eval_steps = eval_results_e5[:, 1].sum()  # the evaluation's share of the episodes' time, by steps
+            eval_s = (busy_end - busy_start) * eval_steps / max(1.0, eval_steps + lengths_n.sum())
             if eval_nonfinite and self.rank == 0:
                 self.log(f"warning: iteration {t}: {eval_nonfinite} of {eval_returns.size} evaluation episodes "
                          "diverged (non-finite); scored -inf, this evaluation cannot set best.h5 or the target")
@@ -166,7 +186,7 @@ class Trainer:
             return_min=float(finite.min()) if finite.size else math.nan,
             eval_return=eval_return, eval_nonfinite=eval_nonfinite, timesteps_per_s=lengths_n.sum() / iteration_s,
             iteration_s=iteration_s, episodes_s=busy_end - busy_start, wait_s=gathered - busy_end,
-            update_s=(busy_start - t_start) + (end - gathered - eval_s), eval_s=eval_s,
+            update_s=(busy_start - t_start) + (end - gathered), eval_s=eval_s,
             imbalance=agreed.busy_max_s / agreed.busy_mean_s if agreed.busy_mean_s > 0 else 1.0,
             members_max=agreed.members_max, members_min=agreed.members_min,
             capped=int(results_n5[:, 2].sum()), nonfinite=int(results_n5[:, 3].sum()),
@@ -229,23 +249,25 @@ class Trainer:
         return None
 
     def _checkpoint(self, eval_return, periodic, best):
-        """Rank 0 writes the periodic checkpoint and/or best.h5 from the same state."""
-        if self.rank != 0 or not (periodic or best):
+        """Rank 0 writes the periodic checkpoint of the state now (not evaluated yet: its eval_return is
+        NaN), and/or best.h5 of the state that the evaluation played (the iteration's centre, before
+        its update) with the evaluation's return."""
+        if self.rank != 0:
             return
-        ckpt = ckpt_io.Checkpoint(
-            config_toml=self.job.to_toml(), iteration=self.iteration, timesteps=self.timesteps,
-            step_cap=self.step_cap, best_eval_return=self.best_eval_return, eval_return=eval_return,
-            params=self.strategy.center(), strategy=self.strategy.state_dict(),
-            obstat=self.obstat.state_dict(), metrics=self.metrics.columns(), versions=ckpt_io.package_versions(),
-            extra={} if self.vbn_reference is None else {VBN_CHECKPOINT_KEY: self.vbn_reference})
         if periodic:
             path = ckpt_io.checkpoint_path(self.run_dir, self.iteration)
             faults.fail_at(self.rank, "checkpoint")
-            ckpt_io.save(path, ckpt)
+            ckpt_io.save(path, self._checkpoint_of(self._state(), math.nan))
             self.last_checkpoint = path
             ckpt_io.prune(self.run_dir, self.job.checkpoint.keep)
         if best:
-            ckpt_io.save(self.run_dir / ckpt_io.BEST_NAME, ckpt)
+            ckpt_io.save(self.run_dir / ckpt_io.BEST_NAME, self._checkpoint_of(self.evaluated_state, eval_return))
+
+    def _checkpoint_of(self, state, eval_return):
+        return ckpt_io.Checkpoint(
+            config_toml=self.job.to_toml(), best_eval_return=self.best_eval_return, eval_return=eval_return,
+            versions=ckpt_io.package_versions(),
+            extra={} if self.vbn_reference is None else {VBN_CHECKPOINT_KEY: self.vbn_reference}, **state)
 
     def _write_status(self, state):
         if self.rank == 0:
