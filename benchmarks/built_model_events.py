@@ -23,12 +23,14 @@ What one synchronous iteration of `es-mpi train` does (es_mpi/run/trainer.py, no
 efficiency = episode seconds (training, plus evaluation when on) / (ranks x iteration seconds),
 as benchmarks/emulated_cluster.py measures it.
 
-`mode` is "synchronous", the only mode built and modelled. A "pipelined" mode (issue 21, item 4)
-is not built; this model does not claim it (MODES lists what it models).
+`mode` is "synchronous", the only mode built (MODES). The pipelined mode of issue 21 (item 4)
+is not built: `pipelined` below is this model's guess at it, never a measurement of code (see its
+docstring), kept apart from `iteration` so that nothing mistakes one for the other.
 """
 
 import dataclasses
 import heapq
+import math
 import random
 
 MODES = ("synchronous",)
@@ -250,3 +252,131 @@ def shuffled(node_ranks, n_slots, draw):
 
 def seeded(seed):
     return random.Random(seed)
+
+
+# ----------------------------------------------------------------- the model's pipelined mode (not built)
+@dataclasses.dataclass
+class PipelinedRun:
+    """What `pipelined` found: when each iteration's last member finished, and its episode seconds."""
+    finished_s: list
+    episode_s: list
+
+    wall_s: float  # from the start to the last iteration's exchange
+
+    def efficiency(self, n_ranks):
+        """Every iteration's episode seconds over ranks x the wall time of them all (the first
+        iteration's start and the last one's tail, which nothing overlaps, included)."""
+        return sum(self.episode_s) / (n_ranks * self.wall_s)
+
+
+class _PipeRank:
+    __slots__ = ("index", "node", "now", "slots", "current", "unit_left", "waiting", "entered", "version")
+
+    def __init__(self, index, node):
+        self.index, self.node, self.now = index, node, 0.0
+        self.slots, self.current, self.unit_left = [], 0, []  # slots: [steps left, s per step, iteration]
+        self.waiting, self.entered, self.version = False, -1, 0
+
+
+def pipelined(iterations_units, node_sizes, lanes, costs, claim_s=0.0):
+    """THE MODEL'S pipelined mode, not the built code's (none is built, nothing here is measured):
+    iteration t+1's members may start once iteration t-1's results are exchanged, that is, once
+    t-1's last member is done plus `costs.exchange_s`. A rank whose claim of iteration t comes back
+    past its node's block claims from t+1's block, as soon as that gate is open (it notices at the
+    end of a pass, or at once when it has nothing in play). Each rank pays its own compute for an
+    iteration (ask, its slice of the update, ObsStat.add: costs.ask_s + update_s + obstat_s) when it
+    enters it, its members paused meanwhile. Lanes and the share are as in `iteration`: at most
+    min(lanes, share) members in play at once, whatever their iterations. -> PipelinedRun.
+    """
+    n_iterations = len(iterations_units)
+    blocks = [[units[a:b] for a, b in node_blocks(len(units), node_sizes)] for units in iterations_units]
+    ranks = []
+    for node, size in enumerate(node_sizes):
+        for _ in range(size):
+            ranks.append(_PipeRank(len(ranks), node))
+    slots_of = [min(lanes, share_members(len(blocks[0][k]), size, len(blocks[0][k][0]) if blocks[0][k] else 1))
+                for k, size in enumerate(node_sizes)]
+    counters = [[0] * n_iterations for _ in node_sizes]
+    left = [sum(len(u) for u in units) for units in iterations_units]
+    finished = [None] * n_iterations
+    gate = [0.0, 0.0] + [None] * max(0, n_iterations - 2)
+    enter_s = costs.ask_s + costs.update_s + costs.obstat_s
+    parked = []  # ranks waiting for a gate that is not known yet
+    events = []
+
+    def next_member(rank):
+        """(episode, iteration), None when no iteration is left, or "wait" until a gate opens."""
+        while not rank.unit_left:
+            t = rank.current
+            if t >= n_iterations:
+                return None
+            if gate[t] is None or gate[t] > rank.now:
+                return "wait"
+            if rank.entered < t:
+                rank.entered = t
+                rank.now += enter_s
+            unit = counters[rank.node][t]
+            counters[rank.node][t] += 1
+            rank.now += claim_s
+            block = blocks[t][rank.node]
+            if unit >= len(block):
+                rank.current += 1
+                continue
+            rank.unit_left = [(episode, t) for episode in block[unit]]
+        return rank.unit_left.pop(0)
+
+    def fill(rank):
+        rank.waiting = False
+        while len(rank.slots) < slots_of[rank.node]:
+            got = next_member(rank)
+            if got is None:
+                return
+            if got == "wait":
+                rank.waiting = True
+                return
+            episode, t = got
+            rank.slots.append([episode.steps, episode.step_s, t])
+
+    def schedule(rank):
+        rank.version += 1
+        pass_s = sum(step_s for _, step_s, _ in rank.slots)
+        t = rank.current
+        known = rank.waiting and t < n_iterations and gate[t] is not None
+        if rank.slots:
+            passes = min(steps for steps, _, _ in rank.slots)
+            if known and gate[t] > rank.now:
+                passes = min(passes, max(1, math.ceil((gate[t] - rank.now) / pass_s)))
+            heapq.heappush(events, (rank.now + passes * pass_s, rank.index, rank.version, passes))
+        elif known:
+            heapq.heappush(events, (max(rank.now, gate[t]), rank.index, rank.version, 0))
+        if rank.waiting and not known:
+            parked.append(rank)
+
+    for rank in ranks:
+        fill(rank)
+        schedule(rank)
+    while events:
+        when, index, version, passes = heapq.heappop(events)
+        rank = ranks[index]
+        if version != rank.version:
+            continue
+        rank.now = when
+        done_now = []
+        for slot in rank.slots:
+            slot[0] -= passes
+            if slot[0] == 0:
+                done_now.append(slot[2])
+        rank.slots = [slot for slot in rank.slots if slot[0] > 0]
+        for t in done_now:
+            left[t] -= 1
+            if left[t] == 0:
+                finished[t] = when
+                if t + 2 < n_iterations:
+                    gate[t + 2] = when + costs.exchange_s
+                    waking, parked[:] = parked[:], []
+                    for other in waking:
+                        schedule(other)
+        fill(rank)
+        schedule(rank)
+    episode_s = [sum(e.seconds for unit in units for e in unit) for units in iterations_units]
+    return PipelinedRun(finished, episode_s, finished[-1] + costs.exchange_s + costs.update_s + costs.obstat_s)

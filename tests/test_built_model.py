@@ -83,3 +83,22 @@ def test_the_model_draws_the_episodes_the_trace_env_replays():
     import built_model
 
     built_model.check_draws(built_model.Draws(0))  # raises if any of the first 40 members differ
+
+
+def test_the_models_pipelined_mode_starts_the_next_iteration_in_the_tail():
+    # Not the built code (no pipelined mode is built): the model's guess, on a case checked by hand.
+    # Rank 1 plays iteration 0's short unit, then all of iteration 1 while rank 0 holds the long unit.
+    its = [one_step(3, 1), one_step(1, 1)]
+    run = model.pipelined(its, [2], lanes=1, costs=model.FixedCosts())
+    assert run.finished_s == [3, 3] and run.wall_s == 3
+    assert run.efficiency(2) == pytest.approx(6 / (2 * 3))
+    synchronous = [model.iteration(units, [2], 1, model.FixedCosts()) for units in its]
+    assert model.efficiency(synchronous, 2) == pytest.approx(6 / (2 * 4))
+
+
+def test_the_models_pipelined_mode_waits_for_the_exchange_two_iterations_back():
+    # Iteration 2 opens at iteration 0's end (3 s) + the exchange (0.5 s); both ranks idle until then.
+    its = [one_step(3, 1), one_step(1, 1), one_step(1, 1)]
+    run = model.pipelined(its, [2], lanes=1, costs=model.FixedCosts(exchange_s=0.5))
+    assert run.finished_s == [3, 3, 4.5] and run.wall_s == 5.0
+    assert run.efficiency(2) == pytest.approx(8 / (2 * 5.0))
