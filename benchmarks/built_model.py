@@ -31,7 +31,7 @@ import argparse
 import dataclasses
 import json
 import math
-import statistics
+import random
 import time
 
 import common
@@ -69,7 +69,9 @@ PIPELINE_NOTE = (
     "comes back past its block claims from t+1 (noticing at the end of a pass), each rank pays its ask, "
     "update slice and ObsStat.add when it enters an iteration, and lanes keep their share; efficiency = "
     "episode seconds of all the iterations / (ranks x the wall time of them all), the first iteration's "
-    "start and the last one's tail included (built_model_events.pipelined).")
+    "start and the last one's tail included (built_model_events.pipelined). Its figures move by up to about "
+    "0.05 from one run of this script to the next: the costs timed here (ask, ObsStat.add) shift the moments "
+    "ranks enter iterations, and with them which units they claim.")
 
 
 # ----------------------------------------------------------------- measured inputs
@@ -100,26 +102,23 @@ def cpu_median(function, repeats):
     return common.median(times)
 
 
-def measure_obstat(widths, rows=2000, repeats=5):
-    """{row width: seconds per row} of ObsStat.add (es_mpi/run/obstat.py) on `rows` rows."""
+def measure_obstat(width, rows=2000, repeats=5):
+    """Seconds per float of ObsStat.add (es_mpi/run/obstat.py) on `rows` rows of `width` floats."""
     import numpy as np
 
     from es_mpi.run.obstat import ObsStat
 
-    out = {}
-    for width in sorted(set(widths)):
-        obs = (width - 1) // 2
-        rows_kf = np.random.default_rng(width).random((rows, width))
-        stat = ObsStat(obs)
-        out[width] = cpu_median(lambda: stat.add(rows_kf), repeats) / rows
-    return out
+    rows_kf = np.random.default_rng(width).random((rows, width))
+    stat = ObsStat((width - 1) // 2)
+    return cpu_median(lambda: stat.add(rows_kf), repeats) / (rows * width)
 
 
 def measure_ask(pairs_values, repeats=5):
     """{pairs: seconds} of OpenAI-ES's ask (the noise offsets of the iteration, strategies/base.draw_offsets)."""
     from es_mpi.parts.strategies.base import draw_offsets
 
-    return {p: cpu_median(lambda: draw_offsets(0, 1, p, 50_000_000, 159_505), repeats) for p in sorted(set(pairs_values))}
+    return {p: cpu_median(lambda: draw_offsets(0, 1, p, 50_000_000, 159_505), repeats)
+            for p in sorted(set(pairs_values))}
 
 
 def machine(inputs, network_latency_us, network_gbs, node_memory_gbs, between_nodes_on_node=False):
@@ -140,7 +139,6 @@ class Inputs:
     obstat_s_per_float: float
     obstat_width: int
     ask_s: dict
-    node_memory_bytes_per_s: float
 
 
 def update_seconds(inputs, machine_, n_params, pairs, per_node):
@@ -224,7 +222,7 @@ def emulated_points(inputs, args):
 
         its, model = run(None)
         _, robin = run(events.round_robin)
-        draw = events.seeded(point["ranks"])
+        draw = random.Random(point["ranks"])
         shuffled = sorted(run(lambda n, k: events.shuffled(n, k, draw))[1] for _ in range(SHUFFLES))
         pipelined = math.nan
         if args.pipeline_iterations:
@@ -304,11 +302,10 @@ def projected_tasks(inputs_json):
                 pool = list(zip(recorded["lengths_e"].tolist(), recorded["cpu_s_e"].tolist()))
                 source = f"traces/{trace}-{phase}.npz"
                 if scaled_from:
-                    linear = measured[scaled_from]
-                    ratio = common.median(s for _, s, _ in m["episodes"]) / common.median(s for _, s, _ in linear["episodes"])
-                    bind = common.median(b for _, _, b in m["episodes"]) - common.median(b for _, _, b in linear["episodes"])
+                    ratio, bind = _relative_cost(m, measured[scaled_from])
                     pool = [(n, s * ratio + bind) for n, s in pool]
-                    source += f" x {ratio:.2f} per step, + {bind * 1e3:.2f} ms binding ({measured_name} / linear, inputs)"
+                    source += f" x {ratio:.2f} per step, + {bind * 1e3:.2f} ms binding ({measured_name} / linear, " \
+                              "inputs)"
                 pools[phase], sources[phase] = pool, source
             if m is None:
                 job = emulated_cluster.trace_job(TRACES / f"{trace}-mid.npz", 8, 10, 2, 1.0, 0)
@@ -318,7 +315,8 @@ def projected_tasks(inputs_json):
                 lanes = default_lanes(n_params, conv=False)
         else:
             pool = [(n, n * s + b) for n, s, b in m["episodes"]]
-            same = "every episode 1,000 steps (never ends early)" if "HalfCheetah" in name else "no mid-training episodes measured"
+            same = "every episode 1,000 steps (never ends early)" if "HalfCheetah" in name \
+                else "no mid-training episodes measured"
             pools = {"initial": pool, "mid": pool}
             sources = {"initial": f"scaling_model_inputs.json ({len(pool)} episodes, initial centre)",
                        "mid": f"= initial: {same}"}
@@ -326,6 +324,13 @@ def projected_tasks(inputs_json):
             lanes = default_lanes(n_params, conv="Pong" in name)
         tasks.append(Projected(name, n_params, lanes, row_floats, probability, pools, sources))
     return tasks
+
+
+def _relative_cost(task, linear):
+    """(cost per step, extra binding seconds) of a measured task against its linear policy's: medians of
+    scaling_model_inputs.json's episodes."""
+    ratio = common.median(s for _, s, _ in task["episodes"]) / common.median(s for _, s, _ in linear["episodes"])
+    return ratio, common.median(b for _, _, b in task["episodes"]) - common.median(b for _, _, b in linear["episodes"])
 
 
 def project(task, phase, n_ranks, per_node, inputs, draws, args, eval_episodes=0):
@@ -413,47 +418,42 @@ def agreement_lines(rows, command):
     ]
 
 
-def projection_lines(rows, tasks, inputs, args):
-    per_node = args.per_node
+def _found(rows, task, phase, ranks):
+    return next(r for r in rows if r["task"] == task and r["phase"] == phase and r["ranks"] == ranks)
+
+
+def _both(rows, task, ranks, key, fmt):
+    """'initial / mid-training' of one projected figure."""
+    return " / ".join(format(_found(rows, task, phase, ranks)[key], fmt) for phase in ("initial", "mid"))
+
+
+def _by_ranks(rows, tasks, ranks, key):
+    table = [{"task": t.name, **{f"{n:,}": _both(rows, t.name, n, key, ".2f") for n in ranks}} for t in tasks]
+    return common.markdown_table(list(table[0]), table)
+
+
+def projection_lines(rows, tasks, args):
     lines = ["Sources of the episodes (each member draws one, by its env seed, as the trace env does):", ""]
     lines.append(common.markdown_table(["task", "parameters", "lanes", "initial centre", "mid-training"], [
         {"task": t.name, "parameters": f"{t.n_params:,}", "lanes": t.lanes, "initial centre": t.sources["initial"],
          "mid-training": t.sources["mid"]} for t in tasks]))
-    lines += ["", f"Efficiency, {per_node} ranks per node, {args.episodes_per_rank} episodes per rank, synchronous "
-              "(eff. initial / mid-training):", ""]
-    table = []
-    for t in tasks:
-        row = {"task": t.name}
-        for n in args.ranks:
-            got = {p: next(r for r in rows if r["task"] == t.name and r["phase"] == p and r["ranks"] == n)
-                   for p in ("initial", "mid")}
-            row[f"{n:,}"] = f"{got['initial']['efficiency']:.2f} / {got['mid']['efficiency']:.2f}"
-        table.append(row)
-    lines.append(common.markdown_table(list(table[0]), table))
+    lines += ["", f"Efficiency, {args.per_node} ranks per node, {args.episodes_per_rank} episodes per rank, "
+              "synchronous (eff. initial / mid-training):", "", _by_ranks(rows, tasks, args.ranks, "efficiency")]
     if args.pipeline_iterations:
         lines += ["", f"The model's pipelined mode (not built, not measured; {args.pipeline_iterations} iterations), "
-                  "same settings (eff. initial / mid-training):", ""]
-        table = []
-        for t in tasks:
-            row = {"task": t.name}
-            for n in args.ranks:
-                got = {p: next(r for r in rows if r["task"] == t.name and r["phase"] == p and r["ranks"] == n)
-                       for p in ("initial", "mid")}
-                row[f"{n:,}"] = f"{got['initial']['model_pipelined']:.2f} / {got['mid']['model_pipelined']:.2f}"
-            table.append(row)
-        lines += [common.markdown_table(list(table[0]), table), "", PIPELINE_NOTE]
+                  "same settings (eff. initial / mid-training):", "",
+                  _by_ranks(rows, tasks, args.ranks, "model_pipelined"), "", PIPELINE_NOTE]
     big = 1024 if 1024 in args.ranks else max(args.ranks)
     lines += ["", f"At {big:,} ranks: where the time goes (shares of the iteration; tail = last rank's play "
               "minus the mean rank's busy time), initial / mid-training:", ""]
-    detail = []
-    for t in tasks:
-        got = {p: next(r for r in rows if r["task"] == t.name and r["phase"] == p and r["ranks"] == big)
-               for p in ("initial", "mid")}
-        pair = lambda key, fmt: " / ".join(format(got[p][key], fmt) for p in ("initial", "mid"))  # noqa: E731
-        detail.append({"task": t.name, "efficiency": pair("efficiency", ".2f"), "imbalance": pair("imbalance", ".2f"),
-                       "iteration s": pair("iteration_s", ".3g"), "tail": pair("tail_share", ".1%"),
-                       "update ms": " / ".join(f"{got[p]['update_s'] * 1e3:.3g}" for p in ("initial", "mid")),
-                       "update share": pair("update_share", ".1%"), "all non-episode": pair("fixed_share", ".1%")})
+    detail = [{"task": t.name, "efficiency": _both(rows, t.name, big, "efficiency", ".2f"),
+               "imbalance": _both(rows, t.name, big, "imbalance", ".2f"),
+               "iteration s": _both(rows, t.name, big, "iteration_s", ".3g"),
+               "tail": _both(rows, t.name, big, "tail_share", ".1%"),
+               "update ms": " / ".join(f"{_found(rows, t.name, p, big)['update_s'] * 1e3:.3g}"
+                                       for p in ("initial", "mid")),
+               "update share": _both(rows, t.name, big, "update_share", ".1%"),
+               "all non-episode": _both(rows, t.name, big, "fixed_share", ".1%")} for t in tasks]
     lines.append(common.markdown_table(list(detail[0]), detail))
     return lines
 
@@ -462,7 +462,7 @@ def evaluation_lines(rows, with_eval, args):
     big = with_eval[0]["ranks"]
     table = []
     for r in with_eval:
-        without = next(w for w in rows if w["task"] == r["task"] and w["phase"] == r["phase"] and w["ranks"] == big)
+        without = _found(rows, r["task"], r["phase"], big)
         table.append({"task": r["task"], "phase": r["phase"], "without evaluation": f"{without['efficiency']:.2f}",
                       "with evaluation": f"{r['efficiency']:.2f}", "evaluation share": f"{r['eval_share']:.1%}"})
     return [f"With evaluation as built today: {args.eval_episodes} episodes of the centre every iteration (the "
@@ -492,12 +492,13 @@ def target_lines(rows, args):
                      + ", ".join(f"{r['task']} {r['phase']} {r['model_pipelined']:.2f}"
                                  for r in sorted(piped, key=lambda r: r["model_pipelined"])[:3]) + ").")
     if humanoid:
-        lines.append(f"- Update share <= 3% at 1,024 ranks, Humanoid-v5 256x256: initial centre "
-                     f"{humanoid['initial']['update_share']:.1%}, mid-training {humanoid['mid']['update_share']:.1%} "
-                     f"(update {humanoid['initial']['update_s'] * 1e3:.3g} ms for {humanoid['initial']['population'] // 2:,} "
-                     "pairs) -> " + ("met" if humanoid["initial"]["update_share"] <= TARGET_UPDATE_SHARE else
-                                    "missed at the initial centre, ") +
-                     ("met mid-training." if humanoid["mid"]["update_share"] <= TARGET_UPDATE_SHARE else "missed mid-training."))
+        first = humanoid["initial"]
+        verdicts = "; ".join(
+            f"{'met' if humanoid[p]['update_share'] <= TARGET_UPDATE_SHARE else 'missed'} {label} "
+            f"({humanoid[p]['update_share']:.1%})" for p, label in (("initial", "at the initial centre"),
+                                                                     ("mid", "mid-training")))
+        lines.append(f"- Update share <= 3% at 1,024 ranks, Humanoid-v5 256x256: {verdicts}; the update is "
+                     f"{first['update_s'] * 1e3:.3g} ms for {first['population'] // 2:,} pairs.")
     return lines
 
 
@@ -534,7 +535,8 @@ def main(argv=None):
     parser.add_argument("--episodes-per-rank", type=int, default=10, help="population / ranks (default 10)")
     parser.add_argument("--iterations", type=int, default=3, help="iterations per projection (default 3)")
     parser.add_argument("--eval-episodes", type=int, default=10,
-                        help="evaluation episodes of the with-evaluation projection (default 10, the jobs' eval.episodes)")
+                        help="evaluation episodes of the projection with evaluation (default 10, the jobs' "
+                             "eval.episodes)")
     parser.add_argument("--pipeline-iterations", type=int, default=6,
                         help="iterations of the model's pipelined mode (not built; 0: leave it out; default 6)")
     parser.add_argument("--network-latency-us", type=float, default=2.0, help="network alpha (default 2 us)")
@@ -546,17 +548,16 @@ def main(argv=None):
     scaling_inputs = json.loads(SCALING_INPUTS.read_text())
     points = tell_points(json.loads(NODE_UPDATE.read_text())["rows"])
     tasks = projected_tasks(scaling_inputs)
-    widths = [t.row_floats for t in tasks if t.row_floats]
-    obstat = measure_obstat([max(widths)])
-    width = max(widths)
+    width = max(t.row_floats for t in tasks)
     pairs = [args.episodes_per_rank * n // 2 for n in args.ranks] + [320]
     inputs = Inputs(machine(scaling_inputs, args.network_latency_us, args.network_gbs, args.node_memory_gbs),
                     machine(scaling_inputs, args.network_latency_us, args.network_gbs, args.node_memory_gbs, True),
-                    points, obstat[width] / width, width, measure_ask(pairs), args.node_memory_gbs * 1e9)
+                    points, measure_obstat(width), width, measure_ask(pairs))
 
     agreement, command = emulated_points(inputs, args)
     for r in agreement:
-        print(f"{r['ranks']} ranks: emulated {r['emulated']:.3f}, model {r['model']:.3f}, gap {r['gap']:+.3f}", flush=True)
+        print(f"{r['ranks']} ranks: emulated {r['emulated']:.3f}, model {r['model']:.3f}, gap {r['gap']:+.3f}",
+              flush=True)
     draws = Draws(0)
     check_draws(draws)
     rows = []
@@ -579,7 +580,7 @@ def main(argv=None):
         *inputs_lines(inputs, args), "",
         "## The model against the emulated cluster", "", *agreement_lines(agreement, command), "",
         "## Projected (synchronous)", "",
-        *projection_lines(rows, tasks, inputs, args), "",
+        *projection_lines(rows, tasks, args), "",
         *evaluation_lines(rows, with_eval, args), "",
         "Targets of issue 21:", "", *target_lines(rows, args),
     ]

@@ -31,7 +31,6 @@ docstring), kept apart from `iteration` so that nothing mistakes one for the oth
 import dataclasses
 import heapq
 import math
-import random
 
 MODES = ("synchronous",)
 
@@ -66,8 +65,8 @@ class _Rank:
 
     __slots__ = ("index", "now", "slots", "unit_left", "done_claiming", "busy_s", "members", "claims")
 
-    def __init__(self, index, start_s):
-        self.index, self.now = index, start_s
+    def __init__(self, index):
+        self.index, self.now = index, 0.0
         self.slots, self.unit_left, self.done_claiming = [], [], False
         self.busy_s, self.members, self.claims = 0.0, 0, 0
 
@@ -85,24 +84,22 @@ class NodePlay:
         return max(self.end_s)
 
 
-def play_node(units, node_ranks, lanes, fill_order=None, start_s=None, claim_s=0.0):
+def play_node(units, node_ranks, lanes, fill_order=None, claim_s=0.0):
     """The play phase of one node: `units` is its block, each unit a tuple of Episodes (its members,
     in member order); -> NodePlay.
 
     fill_order: who fills a slot next while the ranks fill their first slots (rollout.play fills
     all of a rank's slots before its first step): rank indices, each rank as often as it has
     slots, or a function (node_ranks, slots per rank) -> them; default each rank fills all its
-    slots at once, rank 0 first (`bursts`).
-    start_s: each rank's start (default all 0; the fill order then decides ties). claim_s: one
-    claim's cost.
+    slots at once, rank 0 first (`bursts`). Every rank starts at 0 (a rank that starts late
+    still finds its share: what matters is who fills first). claim_s: one claim's cost.
     """
     n_units = len(units)
     group = len(units[0]) if units else 1
     n_slots = min(lanes, share_members(n_units, node_ranks, group))
-    start_s = [0.0] * node_ranks if start_s is None else list(start_s)
     fill = bursts(node_ranks, n_slots) if fill_order is None else \
         list(fill_order(node_ranks, n_slots) if callable(fill_order) else fill_order)
-    ranks = [_Rank(r, start_s[r]) for r in range(node_ranks)]
+    ranks = [_Rank(r) for r in range(node_ranks)]
     counter = 0
 
     def next_member(rank):
@@ -132,7 +129,7 @@ def play_node(units, node_ranks, lanes, fill_order=None, start_s=None, claim_s=0
 
     events = []  # (time of the rank's next episode end, tie, rank)
     tie = 0
-    for _, index in sorted(enumerate(fill), key=lambda p: (start_s[p[1]], p[0])):
+    for index in fill:
         rank = ranks[index]
         if len(rank.slots) < n_slots and not rank.done_claiming:
             take(rank)
@@ -248,10 +245,6 @@ def shuffled(node_ranks, n_slots, draw):
     fill = bursts(node_ranks, n_slots)
     draw.shuffle(fill)
     return fill
-
-
-def seeded(seed):
-    return random.Random(seed)
 
 
 # ----------------------------------------------------------------- the model's pipelined mode (not built)
