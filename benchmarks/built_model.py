@@ -384,7 +384,7 @@ def check_draws(draws):
 
 
 # ----------------------------------------------------------------- the report
-def agreement_lines(rows, command):
+def agreement_lines(rows, command, args):
     table = [{"ranks": r["ranks"], "nodes": f"{r['nodes']} x {r['node_size']}", "population": r["population"],
               "members held at once": r["slots"], "emulated": f"{r['emulated']:.3f}", "model": f"{r['model']:.3f}",
               "gap (model - emulated)": f"{r['gap']:+.3f}",
@@ -392,7 +392,8 @@ def agreement_lines(rows, command):
                   f"{r['model_round_robin']:.3f}; {r['model_shuffled_p10']:.3f}-{r['model_shuffled_p90']:.3f}",
               "model with the run's update_s": f"{r['model_with_measured_fixed']:.3f}",
               **({} if math.isnan(r["model_pipelined"]) else
-                 {"the model's pipelined mode (not built)": f"{r['model_pipelined']:.3f}"}),
+                 {f"the model's pipelined mode (not built; {args.pipeline_iterations} iterations)":
+                      f"{r['model_pipelined']:.3f}"}),
               "imbalance emulated / model (medians)": f"{r['imbalance_emulated']:.2f} / {r['imbalance_model']:.2f}",
               "iteration s emulated / model": f"{r['iteration_s_emulated']:.2f} / {r['iteration_s_model']:.2f}",
               "non-episode s emulated / model": f"{r['fixed_s_emulated']:.3f} / {r['fixed_s_model']:.4f}"}
@@ -578,7 +579,7 @@ def main(argv=None):
         "after the update. The pipelined mode is not built; where a pipelined column appears, it is this model's "
         "own guess at such a mode (see the note under the first table), not a measurement.", "",
         *inputs_lines(inputs, args), "",
-        "## The model against the emulated cluster", "", *agreement_lines(agreement, command), "",
+        "## The model against the emulated cluster", "", *agreement_lines(agreement, command, args), "",
         "## Projected (synchronous)", "",
         *projection_lines(rows, tasks, args), "",
         *evaluation_lines(rows, with_eval, args), "",
