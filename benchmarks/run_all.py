@@ -19,6 +19,7 @@ BENCHMARKS = [
     ("scaling", ["--iterations", "5"]),
     ("scaling_model", ["--pairs", "4", "--atari-pairs", "1", "--sum-pairs", "50", "--repeats", "1",
                        "--collective-repeats", "50", "--name", "scaling_model_quick"]),
+    ("built_model", ["--ranks", "128", "1024", "--pipeline-iterations", "0", "--name", "built_model_quick"]),
     ("noise_sum", ["--repeats", "5"]),
     ("memory", ["--ranks", "2", "3", "--size-gb", "1"]),
     ("atari", ["--networks", "paper", "--iterations", "2", "--steps", "300", "--raw-steps", "1000", "--repeats", "48",
