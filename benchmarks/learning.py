@@ -115,7 +115,10 @@ def first_reach(rows, target):
 
     The seconds add up the iterations' wall times (evaluation included): process start-up,
     checkpoint writes and the gap of a stopped and resumed run are not counted. The episodes add
-    up each iteration's training episodes; evaluation episodes are not among them.
+    up each iteration's training episodes, through the row that reports the evaluation; evaluation
+    episodes are not among them. Since evaluations play among the members, that row's evaluation is
+    of the state before its own iteration, so its episodes did not train the evaluated policy: the
+    figures are one iteration conservative (runs made before were evaluated after the update).
     """
     seconds, episodes = 0.0, 0
     for row in rows:
