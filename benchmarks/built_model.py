@@ -1,14 +1,17 @@
 """A scaling model of the built code: checked against the emulated cluster, then projected to 4,096 ranks.
 
 The arithmetic is benchmarks/built_model_events.py: each node's ranks claim the units of the
-node's block from its counter, lanes capped at Placement.share, each member's episode costing
-what its trace says; then the per-call costs of the exchange, update, ObsStat.add and ask
-(synchronous mode, the only one built). Every input is a measurement, named in the report:
+node's block from its counter (on an evaluation iteration, the node's evaluation episodes first),
+lanes capped at Placement.share_of, each member's episode costing what its trace says; then the
+per-call costs of the exchange, update, ObsStat.add and ask (synchronous mode, the only one
+built). Every input is a measurement, named in the report:
 
 - episodes: the trace files that benchmarks/emulated_cluster.py replays (benchmarks/traces/),
   member m of iteration t drawing the episode the trace env draws from its env seed
   (emulated_cluster.asked_episodes for the measured points; the same draw, cached, for the
-  projections); for tasks without a trace, the episodes benchmarks/scaling_model.py measured
+  projections; an evaluation episode e of iteration t draws by its seed of the state before t,
+  episode_seed(seed, t - 1, e, EVAL_EPISODE), from the same pool, as emulated_cluster.serial_work
+  does); for tasks without a trace, the episodes benchmarks/scaling_model.py measured
   (results/scaling_model_inputs.json), drawn the same way;
 - the update: one rank's tell from results/node_update.json (OpenAI-ES, 1,000 pairs, its column
   slice at K ranks per node): pairs x the measured cost per pair at the slice's width, at least
@@ -148,17 +151,29 @@ def update_seconds(inputs, machine_, n_params, pairs, per_node):
     return max(compute_s, pairs * n_params * 4 / machine_.node_memory_bytes_per_s)
 
 
+def leaders_allgather_seconds(total_bytes, n_ranks, per_node, machine_):
+    """One more Allgatherv of the node leaders inside the exchange's node barriers (the evaluation
+    episodes' rows, run/node_results.py): nothing crosses with a single node."""
+    n_nodes = n_ranks // per_node
+    if n_nodes <= 1:
+        return 0.0
+    return math.ceil(math.log2(n_nodes)) * machine_.network.latency_s \
+        + total_bytes * (n_nodes - 1) / n_nodes / machine_.network.bytes_per_s
+
+
 def fixed_costs(inputs, machine_, n_params, row_floats, probability, kept_pairs, population, n_ranks, per_node,
                 eval_episodes=0):
-    """FixedCosts of one iteration: ask, exchange with agreement, update, ObsStat.add (expected rows)."""
+    """FixedCosts of one iteration: ask, exchange with agreement, update, ObsStat.add (expected rows), and
+    the evaluation episodes' rows (RESULT_COLUMNS float64 each) exchanged by the leaders when evaluating."""
+    from es_mpi.run.node_results import RESULT_COLUMNS
+
     task = scaling_projection.Task("", (), n_params, row_floats, probability, {}, 0.0)
     exchange_s = scaling_projection.exchange_seconds(task, population, n_ranks, per_node, machine_, hierarchical=True)
     obstat_s = population * probability * row_floats * inputs.obstat_s_per_float
     ask_s = _ask_seconds(inputs, population // 2)
-    gather_s = scaling_projection.allgather_seconds(8 * eval_episodes, n_ranks, per_node, machine_) if eval_episodes \
-        else 0.0
+    eval_exchange_s = leaders_allgather_seconds(8 * RESULT_COLUMNS * eval_episodes, n_ranks, per_node, machine_)
     return events.FixedCosts(ask_s, exchange_s, update_seconds(inputs, machine_, n_params, kept_pairs, per_node),
-                             obstat_s, gather_s)
+                             obstat_s, eval_exchange_s)
 
 
 def _ask_seconds(inputs, pairs):
@@ -238,7 +253,7 @@ def emulated_points(inputs, args):
         rows.append(dict(
             trace=point["trace"], ranks=point["ranks"], nodes=point["nodes"], node_size=point["node_size"],
             population=population, lanes=lanes,
-            slots=min(lanes, events.share_members(population // 2 // point["nodes"], point["node_size"], 2)),
+            slots=most_held(population // 2, 0, sizes, lanes),
             emulated=point["efficiency"], model=model,
             gap=model - point["efficiency"], model_round_robin=robin, model_pipelined=pipelined,
             model_shuffled_p10=shuffled[len(shuffled) // 10], model_shuffled_p90=shuffled[(9 * len(shuffled)) // 10],
@@ -335,7 +350,7 @@ def _relative_cost(task, linear):
 
 def project(task, phase, n_ranks, per_node, inputs, draws, args, eval_episodes=0):
     """Projection of `task` at n_ranks from the `phase` pool, evaluating the centre every iteration
-    when eval_episodes: -> dict."""
+    when eval_episodes (its episodes drawn by the seeds of the state before the iteration, t - 1): -> dict."""
     from es_mpi.core.seeding import Purpose
 
     pool = task.pools[phase]
@@ -346,7 +361,7 @@ def project(task, phase, n_ranks, per_node, inputs, draws, args, eval_episodes=0
     its = []
     for t in range(2, 2 + args.iterations):
         units = units_of(pool[i] for i in draws.indices(len(pool), t, population))
-        evaluation = [events.Episode(*pool[i]) for i in draws.indices(len(pool), t, eval_episodes,
+        evaluation = [events.Episode(*pool[i]) for i in draws.indices(len(pool), t - 1, eval_episodes,
                                                                       Purpose.EVAL_EPISODE)]
         its.append(events.iteration(units, sizes, task.lanes, costs, evaluation, claim_s=inputs.machine.claim_s))
     iteration_s = sum(i.iteration_s for i in its)
@@ -365,7 +380,15 @@ def project(task, phase, n_ranks, per_node, inputs, draws, args, eval_episodes=0
                 update_share=sum(i.update_s for i in its) / iteration_s,
                 fixed_share=sum(i.fixed_s for i in its) / iteration_s,
                 tail_share=sum(i.play_s - i.busy_mean_s for i in its) / iteration_s,
-                eval_share=sum(i.eval_s for i in its) / iteration_s)
+                members_min=min(i.members_min for i in its), members_max=max(i.members_max for i in its),
+                slots=most_held(population // 2, eval_episodes, sizes, task.lanes))
+
+
+def most_held(pairs, eval_episodes, sizes, lanes):
+    """The most members a rank of any node holds at once: min(lanes, Placement.share_of), the node's
+    pairs and evaluation episodes over its ranks."""
+    return min(lanes, max(events.share_members(b - a + e - d, size, 2) for (a, b), (d, e), size in
+                          zip(events.node_blocks(pairs, sizes), events.node_blocks(eval_episodes, sizes), sizes)))
 
 
 def check_draws(draws):
@@ -465,11 +488,17 @@ def evaluation_lines(rows, with_eval, args):
     for r in with_eval:
         without = _found(rows, r["task"], r["phase"], big)
         table.append({"task": r["task"], "phase": r["phase"], "without evaluation": f"{without['efficiency']:.2f}",
-                      "with evaluation": f"{r['efficiency']:.2f}", "evaluation share": f"{r['eval_share']:.1%}"})
-    return [f"With evaluation as built today: {args.eval_episodes} episodes of the centre every iteration (the "
-            "Humanoid job's eval.every = 1; Hopper's is 2), in static slices over all ranks after the update, "
-            "each rank playing its slice one at a time, so the iteration waits for the longest evaluation "
-            f"episode while the other ranks idle (the evaluation's episodes count as work). At {big:,} ranks, "
+                      "with evaluation": f"{r['efficiency']:.2f}",
+                      "evaluation's cost": f"{1 - without['iteration_s'] / r['iteration_s']:.1%}",
+                      "members held at once, without / with": f"{without['slots']} / {r['slots']}",
+                      "episodes per rank, min-max, without / with":
+                          f"{without['members_min']}-{without['members_max']} / {r['members_min']}-{r['members_max']}"})
+    return [f"With evaluation as built: {args.eval_episodes} episodes of the centre every iteration (the Humanoid "
+            "job's eval.every = 1; Hopper's is 2), placement units cut into node blocks, first in each node's "
+            "claim order, played in the members' lanes, a rank holding at most min(lanes, "
+            "Placement.share_of(evaluating)) members; their rows take one more Allgatherv of the leaders. "
+            "The evaluation's episodes count as work. The evaluation's cost is the iteration time it adds, as a "
+            f"share of the iteration with it (the same iterations and members without it). At {big:,} ranks, "
             f"{args.per_node} per node:", "", common.markdown_table(list(table[0]), table)]
 
 
@@ -574,10 +603,11 @@ def main(argv=None):
     body = [
         "A model of what the built code does in one synchronous iteration (benchmarks/built_model_events.py): "
         "each node's ranks claim the mirrored pairs of the node's block from its counter, each holding at most "
-        "min(lanes, Placement.share) members, whose steps take turns on the rank's core; then the exchange, "
-        "update, ObsStat.add and agreement at their per-call costs; evaluation, when on, in static slices "
-        "after the update. The pipelined mode is not built; where a pipelined column appears, it is this model's "
-        "own guess at such a mode (see the note under the first table), not a measurement.", "",
+        "min(lanes, Placement.share_of) members, whose steps take turns on the rank's core; then the exchange, "
+        "update, ObsStat.add and agreement at their per-call costs; evaluation, when on, as placement units "
+        "claimed first in each node's order and played in the same lanes. The pipelined mode is not built; where "
+        "a pipelined column appears, it is this model's own guess at such a mode (see the note under the first "
+        "table), not a measurement.", "",
         *inputs_lines(inputs, args), "",
         "## The model against the emulated cluster", "", *agreement_lines(agreement, command, args), "",
         "## Projected (synchronous)", "",

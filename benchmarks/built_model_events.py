@@ -8,17 +8,18 @@ What one synchronous iteration of `es-mpi train` does (es_mpi/run/trainer.py, no
 1. ask: every rank draws the population's descriptors;
 2. play: each node's ranks claim the units (mirrored pairs, or the strategy's group) of the
    node's block (run/placement.py: node_blocks, contiguous, in proportion to its ranks) from one
-   counter, in claim order. A rank plays at most min(lanes, share) members at once, share = the
-   block's units over the node's ranks rounded up, times the group (Placement.share,
-   rollout.play's most_held). Its members step in turn, one step each per pass (rollout.play),
-   on the one core the rank stands for, so a pass costs the sum of their per-step costs (the
-   trace env charges it so: es_mpi/parts/trace_env.py). A slot whose episode ends takes the
-   rank's next member: the rest of the unit it holds, else a new claim; once a claim comes back
-   past the block, the rank takes nothing more and its slots run out;
-3. exchange, update (tell), ObsStat.add and the agreement: fixed per-call costs after the last
-   rank of the last node is done;
-4. evaluation (when on): the eval episodes in static slices over all ranks, one at a time
-   (trainer._evaluate_center), after the update.
+   counter, in claim order. On an evaluation iteration the centre's evaluation episodes are
+   units of one member too, cut into node blocks the same way and first in each node's order
+   (Placement.members(evaluating)). A rank plays at most min(lanes, share) members at once,
+   share = the node's units (evaluation episodes included) over its ranks rounded up, times the
+   group (Placement.share_of, rollout.play's most_held). Its members step in turn, one step each
+   per pass (rollout.play), on the one core the rank stands for, so a pass costs the sum of their
+   per-step costs (the trace env charges it so: es_mpi/parts/trace_env.py). A slot whose episode
+   ends takes the rank's next member: the rest of the unit it holds, else a new claim; once a
+   claim comes back past the block, the rank takes nothing more and its slots run out;
+3. exchange (on an evaluation iteration, one more Allgatherv of the leaders for the evaluation
+   episodes' rows: run/node_results.py), update (tell), ObsStat.add and the agreement: fixed
+   per-call costs after the last rank of the last node is done.
 
 efficiency = episode seconds (training, plus evaluation when on) / (ranks x iteration seconds),
 as benchmarks/emulated_cluster.py measures it.
@@ -84,9 +85,10 @@ class NodePlay:
         return max(self.end_s)
 
 
-def play_node(units, node_ranks, lanes, fill_order=None, claim_s=0.0):
+def play_node(units, node_ranks, lanes, fill_order=None, claim_s=0.0, evaluations=()):
     """The play phase of one node: `units` is its block, each unit a tuple of Episodes (its members,
-    in member order); -> NodePlay.
+    in member order), and `evaluations` its evaluation episodes (Episodes), each a unit of one
+    claimed before the block's; -> NodePlay (members: evaluation episodes included).
 
     fill_order: who fills a slot next while the ranks fill their first slots (rollout.play fills
     all of a rank's slots before its first step): rank indices, each rank as often as it has
@@ -94,8 +96,9 @@ def play_node(units, node_ranks, lanes, fill_order=None, claim_s=0.0):
     slots at once, rank 0 first (`bursts`). Every rank starts at 0 (a rank that starts late
     still finds its share: what matters is who fills first). claim_s: one claim's cost.
     """
-    n_units = len(units)
     group = len(units[0]) if units else 1
+    units = [(episode,) for episode in evaluations] + list(units)  # the node's claim order
+    n_units = len(units)
     n_slots = min(lanes, share_members(n_units, node_ranks, group))
     fill = bursts(node_ranks, n_slots) if fill_order is None else \
         list(fill_order(node_ranks, n_slots) if callable(fill_order) else fill_order)
@@ -164,13 +167,6 @@ def _push(events, rank, tie):
         heapq.heappush(events, (rank.now + least * sum(step_s for _, step_s in rank.slots), tie, rank.index))
 
 
-def static_slices_seconds(episodes, n_ranks):
-    """Seconds per rank when `episodes` are cut into the trainer's contiguous static slices and each
-    rank plays its slice one at a time (run/mpi.static_slice; evaluation does this)."""
-    n = len(episodes)
-    return [sum(e.seconds for e in episodes[n * r // n_ranks:n * (r + 1) // n_ranks]) for r in range(n_ranks)]
-
-
 @dataclasses.dataclass(frozen=True)
 class FixedCosts:
     """Per-call seconds of the parts of an iteration that are not episodes (each from a measurement;
@@ -179,7 +175,7 @@ class FixedCosts:
     exchange_s: float = 0.0  # node barriers, the leaders' Allgatherv, the agreement's collectives
     update_s: float = 0.0  # one rank's tell at its node's column slice
     obstat_s: float = 0.0  # ObsStat.add of the iteration's sampled rows
-    eval_gather_s: float = 0.0  # the evaluation returns' allgather, when evaluation runs
+    eval_exchange_s: float = 0.0  # the leaders' Allgatherv of the evaluation episodes' rows, when evaluating
 
     @property
     def total_s(self):
@@ -188,14 +184,15 @@ class FixedCosts:
 
 @dataclasses.dataclass
 class Iteration:
-    play_s: float  # from the ranks' start to the last rank's last episode
+    play_s: float  # from the ranks' start to the last rank's last episode (evaluation episodes included)
     fixed_s: float
     update_s: float
-    eval_s: float
     iteration_s: float
     episode_s: float  # serial work: the seconds of every episode played
     busy_max_s: float
     busy_mean_s: float
+    members_min: int  # the fewest and most episodes any rank played (evaluation episodes included)
+    members_max: int
 
     @property
     def imbalance(self):
@@ -205,24 +202,26 @@ class Iteration:
 def iteration(units, node_sizes, lanes, costs, eval_episodes=(), fill_order=None, claim_s=0.0,
               mode="synchronous"):
     """One iteration of the built code on nodes of `node_sizes` ranks; `units` is the whole
-    population's units in global order; eval_episodes are played when not empty; fill_order as
+    population's units in global order; `eval_episodes` (Episodes of the centre, when it is
+    evaluated) are placement units, each node's block of them claimed first; fill_order as
     play_node's, for every node. -> Iteration."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not modelled (modelled: {', '.join(MODES)}); the pipelined mode "
                          "is not built")
+    eval_blocks = node_blocks(len(eval_episodes), node_sizes)
     plays = []
     for k, (a, b) in enumerate(node_blocks(len(units), node_sizes)):
-        plays.append(play_node(units[a:b], node_sizes[k], lanes, fill_order, claim_s=claim_s))
+        first, stop = eval_blocks[k]
+        plays.append(play_node(units[a:b], node_sizes[k], lanes, fill_order, claim_s=claim_s,
+                               evaluations=eval_episodes[first:stop]))
     busy = [s for p in plays for s in p.busy_s]
     play_s = max(p.makespan_s for p in plays)
-    episode_s = sum(e.seconds for unit in units for e in unit)
-    eval_s = 0.0
-    if eval_episodes:
-        eval_s = max(static_slices_seconds(list(eval_episodes), sum(node_sizes))) + costs.eval_gather_s
-        episode_s += sum(e.seconds for e in eval_episodes)
-    iteration_s = play_s + costs.total_s + eval_s
-    return Iteration(play_s, costs.total_s, costs.update_s, eval_s, iteration_s, episode_s, max(busy),
-                     sum(busy) / len(busy))
+    episode_s = sum(e.seconds for unit in units for e in unit) + sum(e.seconds for e in eval_episodes)
+    fixed_s = costs.total_s + (costs.eval_exchange_s if eval_episodes else 0.0)
+    iteration_s = play_s + fixed_s
+    members = [m for p in plays for m in p.members]
+    return Iteration(play_s, fixed_s, costs.update_s, iteration_s, episode_s, max(busy), sum(busy) / len(busy),
+                     min(members), max(members))
 
 
 def efficiency(iterations, n_ranks):

@@ -57,11 +57,39 @@ def test_claims_are_charged_and_nodes_split_the_population_in_proportion():
     assert play.claims == [3] and play.end_s == [pytest.approx(2.75)]
 
 
-def test_evaluation_runs_in_static_slices_after_the_update():
-    costs = model.FixedCosts(update_s=1.0, eval_gather_s=0.5)
-    it = model.iteration(one_step(2, 2), [2], 1, costs, eval_episodes=[E(1, 1.0), E(1, 1.0), E(1, 4.0)])
-    assert model.static_slices_seconds([E(1, 1.0), E(1, 1.0), E(1, 4.0)], 2) == [1.0, 5.0]
-    assert it.eval_s == 5.5 and it.iteration_s == 2 + 1 + 5.5 and it.episode_s == 10
+def test_evaluation_episodes_are_units_claimed_first_in_each_nodes_order():
+    pair = (E(1, 1.0), E(1, 1.0))
+    # One node of 2 ranks, one lane: rank 0 claims the evaluation episode (3 s) first, rank 1 both pairs.
+    # (Claimed last, it would start at 2 s and end at 5 s.)
+    play = model.play_node([pair, pair], node_ranks=2, lanes=1, evaluations=[E(1, 3.0)])
+    assert play.members == [1, 4] and play.end_s == [3, 4] and play.claims == [2, 3]
+    costs = model.FixedCosts(update_s=1.0, eval_exchange_s=0.5)
+    it = model.iteration([pair, pair], [2], 1, costs, eval_episodes=[E(1, 3.0)])
+    assert it.play_s == 4 and it.iteration_s == 4 + 1 + 0.5 and it.episode_s == 7
+    assert model.iteration([pair, pair], [2], 1, costs).iteration_s == 2 + 1  # no evaluation, no extra exchange
+    # Two nodes of one rank: 3 evaluation episodes (2 s) are cut like the units, 1 to node 0 and 2 to node 1,
+    # so node 0 plays 2 + 2 s and node 1 2 + 2 + 6 s (cut the other way the slowest node would take 8 s).
+    slow = (E(1, 3.0), E(1, 3.0))
+    it = model.iteration([pair, slow], [1, 1], 1, model.FixedCosts(), eval_episodes=[E(1, 2.0)] * 3)
+    assert it.play_s == 10 and it.busy_max_s == 10 and it.busy_mean_s == 7
+    assert (it.members_min, it.members_max) == (3, 4)
+
+
+def test_evaluation_units_raise_the_share_so_a_first_fill_can_take_the_whole_block():
+    # 2 ranks, 2 pairs, 16 lanes: the share is 1 pair (2 members); with one evaluation episode it is
+    # ceil(3 units / 2 ranks) = 2 pairs, 4 members (Placement.share_of(evaluating)).
+    pair = (E(1, 1.0), E(1, 1.0))
+    assert model.share_members(2, 2, 2) == 2 and model.share_members(2 + 1, 2, 2) == 4
+    without = model.play_node([pair, pair], node_ranks=2, lanes=16)
+    assert without.members == [2, 2] and without.makespan_s == 2
+    # Rank 0 fills first: the evaluation episode, a pair and half the next (4 slots, one pass of 4 s), then
+    # the rest of that pair; rank 1's first claim comes back past the block and it plays nothing.
+    burst = model.play_node([pair, pair], node_ranks=2, lanes=16, evaluations=[E(1, 1.0)])
+    assert burst.members == [5, 0] and burst.end_s[0] == 5 and burst.claims == [4, 1]
+    # Filling in turn, rank 1 takes a pair before rank 0 can take both.
+    turns = model.play_node([pair, pair], node_ranks=2, lanes=16, evaluations=[E(1, 1.0)],
+                            fill_order=model.round_robin)
+    assert turns.members == [3, 2] and turns.makespan_s == 3
 
 
 def test_only_the_synchronous_mode_is_modelled():
