@@ -2,7 +2,7 @@
 
 The arithmetic is benchmarks/built_model_events.py: each node's ranks claim the units of the
 node's block from its counter (on an evaluation iteration, the node's evaluation episodes first),
-lanes capped at Placement.share_of, each member's episode costing what its trace says; then the
+lanes capped at Placement.share, each member's episode costing what its trace says; then the
 per-call costs of the exchange, update, ObsStat.add and ask (synchronous mode, the only one
 built). Every input is a measurement, named in the report:
 
@@ -253,7 +253,7 @@ def emulated_points(inputs, args):
         rows.append(dict(
             trace=point["trace"], ranks=point["ranks"], nodes=point["nodes"], node_size=point["node_size"],
             population=population, lanes=lanes,
-            slots=most_held(population // 2, 0, sizes, lanes),
+            slots=most_held(population // 2, sizes, lanes),
             emulated=point["efficiency"], model=model,
             gap=model - point["efficiency"], model_round_robin=robin, model_pipelined=pipelined,
             model_shuffled_p10=shuffled[len(shuffled) // 10], model_shuffled_p90=shuffled[(9 * len(shuffled)) // 10],
@@ -381,14 +381,14 @@ def project(task, phase, n_ranks, per_node, inputs, draws, args, eval_episodes=0
                 fixed_share=sum(i.fixed_s for i in its) / iteration_s,
                 tail_share=sum(i.play_s - i.busy_mean_s for i in its) / iteration_s,
                 members_min=min(i.members_min for i in its), members_max=max(i.members_max for i in its),
-                slots=most_held(population // 2, eval_episodes, sizes, task.lanes))
+                slots=most_held(population // 2, sizes, task.lanes))
 
 
-def most_held(pairs, eval_episodes, sizes, lanes):
-    """The most members a rank of any node holds at once: min(lanes, Placement.share_of), the node's
-    pairs and evaluation episodes over its ranks."""
-    return min(lanes, max(events.share_members(b - a + e - d, size, 2) for (a, b), (d, e), size in
-                          zip(events.node_blocks(pairs, sizes), events.node_blocks(eval_episodes, sizes), sizes)))
+def most_held(pairs, sizes, lanes):
+    """The most members a rank of any node holds at once: min(lanes, Placement.share), the node's
+    pairs over its ranks (evaluation episodes do not raise it)."""
+    return min(lanes, max(events.share_members(b - a, size, 2) for (a, b), size in
+                          zip(events.node_blocks(pairs, sizes), sizes)))
 
 
 def check_draws(draws):
@@ -496,7 +496,7 @@ def evaluation_lines(rows, with_eval, args):
     return [f"With evaluation as built: {args.eval_episodes} episodes of the centre every iteration (the Humanoid "
             "job's eval.every = 1; Hopper's is 2), placement units cut into node blocks, first in each node's "
             "claim order, played in the members' lanes, a rank holding at most min(lanes, "
-            "Placement.share_of(evaluating)) members; their rows take one more Allgatherv of the leaders. "
+            "Placement.share) members (the pairs' share: evaluation episodes do not raise it); their rows take one more Allgatherv of the leaders. "
             "The evaluation's episodes count as work. The evaluation's cost is the iteration time it adds, as a "
             f"share of the iteration with it (the same iterations and members without it). At {big:,} ranks, "
             f"{args.per_node} per node:", "", common.markdown_table(list(table[0]), table)]
@@ -603,7 +603,7 @@ def main(argv=None):
     body = [
         "A model of what the built code does in one synchronous iteration (benchmarks/built_model_events.py): "
         "each node's ranks claim the mirrored pairs of the node's block from its counter, each holding at most "
-        "min(lanes, Placement.share_of) members, whose steps take turns on the rank's core; then the exchange, "
+        "min(lanes, Placement.share) members, whose steps take turns on the rank's core; then the exchange, "
         "update, ObsStat.add and agreement at their per-call costs; evaluation, when on, as placement units "
         "claimed first in each node's order and played in the same lanes. The pipelined mode is not built; where "
         "a pipelined column appears, it is this model's own guess at such a mode (see the note under the first "

@@ -11,8 +11,8 @@ What one synchronous iteration of `es-mpi train` does (es_mpi/run/trainer.py, no
    counter, in claim order. On an evaluation iteration the centre's evaluation episodes are
    units of one member too, cut into node blocks the same way and first in each node's order
    (Placement.members(evaluating)). A rank plays at most min(lanes, share) members at once,
-   share = the node's units (evaluation episodes included) over its ranks rounded up, times the
-   group (Placement.share_of, rollout.play's most_held). Its members step in turn, one step each
+   share = the node's pairs over its ranks rounded up, times the group (Placement.share,
+   rollout.play's most_held); evaluation episodes do not raise it. Its members step in turn, one step each
    per pass (rollout.play), on the one core the rank stands for, so a pass costs the sum of their
    per-step costs (the trace env charges it so: es_mpi/parts/trace_env.py). A slot whose episode
    ends takes the rank's next member: the rest of the unit it holds, else a new claim; once a
@@ -97,9 +97,9 @@ def play_node(units, node_ranks, lanes, fill_order=None, claim_s=0.0, evaluation
     still finds its share: what matters is who fills first). claim_s: one claim's cost.
     """
     group = len(units[0]) if units else 1
+    n_slots = min(lanes, share_members(len(units), node_ranks, group))  # the block's pairs alone
     units = [(episode,) for episode in evaluations] + list(units)  # the node's claim order
     n_units = len(units)
-    n_slots = min(lanes, share_members(n_units, node_ranks, group))
     fill = bursts(node_ranks, n_slots) if fill_order is None else \
         list(fill_order(node_ranks, n_slots) if callable(fill_order) else fill_order)
     ranks = [_Rank(r) for r in range(node_ranks)]

@@ -75,21 +75,20 @@ def test_evaluation_episodes_are_units_claimed_first_in_each_nodes_order():
     assert (it.members_min, it.members_max) == (3, 4)
 
 
-def test_evaluation_units_raise_the_share_so_a_first_fill_can_take_the_whole_block():
-    # 2 ranks, 2 pairs, 16 lanes: the share is 1 pair (2 members); with one evaluation episode it is
-    # ceil(3 units / 2 ranks) = 2 pairs, 4 members (Placement.share_of(evaluating)).
+def test_evaluation_units_do_not_raise_the_share_so_whoever_frees_up_plays_them():
+    # 2 ranks, 2 pairs, 16 lanes: the share is 1 pair (2 members) with or without the one evaluation
+    # episode (Placement.share covers the block's pairs alone).
     pair = (E(1, 1.0), E(1, 1.0))
-    assert model.share_members(2, 2, 2) == 2 and model.share_members(2 + 1, 2, 2) == 4
+    assert model.share_members(2, 2, 2) == 2
     without = model.play_node([pair, pair], node_ranks=2, lanes=16)
     assert without.members == [2, 2] and without.makespan_s == 2
-    # Rank 0 fills first: the evaluation episode, a pair and half the next (4 slots, one pass of 4 s), then
-    # the rest of that pair; rank 1's first claim comes back past the block and it plays nothing.
-    burst = model.play_node([pair, pair], node_ranks=2, lanes=16, evaluations=[E(1, 1.0)])
-    assert burst.members == [5, 0] and burst.end_s[0] == 5 and burst.claims == [4, 1]
-    # Filling in turn, rank 1 takes a pair before rank 0 can take both.
-    turns = model.play_node([pair, pair], node_ranks=2, lanes=16, evaluations=[E(1, 1.0)],
-                            fill_order=model.round_robin)
-    assert turns.members == [3, 2] and turns.makespan_s == 3
+    # Rank 0 fills its 2 slots first: the evaluation episode and half of pair A (one pass of 2 s), then
+    # the rest of A (1 s); rank 1 takes pair B (2 s). Rank 0's third claim, and rank 1's second, come
+    # back past the block. Were the share 2 pairs, rank 0 would take everything: 5 s.
+    for fill_order in (None, model.round_robin):
+        burst = model.play_node([pair, pair], node_ranks=2, lanes=16, evaluations=[E(1, 1.0)],
+                                fill_order=fill_order)
+        assert burst.members == [3, 2] and burst.end_s == [3.0, 2.0] and burst.claims == [3, 2]
 
 
 def test_only_the_synchronous_mode_is_modelled():

@@ -10,7 +10,9 @@ every reduction runs in member order, so who played what never changes a bit (co
 On an evaluation iteration the centre's `eval.episodes` episodes are units too, cut into node
 blocks the same way and numbered after the population (member `population + e` is evaluation
 episode e). A node's evaluation episodes come first in its order: an unperturbed centre usually
-plays the longest episodes, and whatever is claimed last makes the iteration's tail.
+plays the longest episodes, and whatever is claimed last makes the iteration's tail. They do not
+raise the share: the shares cover the block's units, and the units they add are played by
+whichever ranks free up first.
 """
 
 import numpy as np
@@ -51,17 +53,9 @@ class Placement:
         self.eval_block = node_blocks(evaluations, nodes.sizes)[nodes.index]
         self.node_rank, self.node_size = nodes.node.rank, nodes.node.size
         n_units = self.unit_block[1] - self.unit_block[0]
-        self.share = self._share(n_units)
+        self.share = max(1, -(-n_units // self.node_size)) * group
         self.counter = NodeArray(nodes, (1,), np.int64, window) if mode == "dynamic" else None
         self.claims_before = 0  # the counter's value when this iteration's claims began
-
-    def _share(self, n_units):
-        return max(1, -(-n_units // self.node_size)) * self.group
-
-    def share_of(self, evaluating):
-        """The most members a rank holds at once in an iteration with (or without) evaluation units."""
-        n_eval = self.eval_block[1] - self.eval_block[0] if evaluating else 0
-        return self._share(self.unit_block[1] - self.unit_block[0] + n_eval)
 
     def members(self, evaluating=False):
         """Members of this rank for one iteration, in the order they are to be started (on an

@@ -114,7 +114,7 @@ class Trainer:
                          self.job.env.alive_bonus, self.step_cap)
 
         episodes = play(self.lanes, self.lanes_forward, self.runtime.members(evaluating), member, normalizer,
-                        self.strategy.wants_transitions, self.runtime.placement.share_of(evaluating))
+                        self.strategy.wants_transitions, self.runtime.placement.share)
         transitions = {}
         for member, episode in episodes.items():
             self.runtime.write(member, episode)
