@@ -35,7 +35,6 @@ import dataclasses
 import json
 import math
 import random
-import time
 
 import common
 import built_model_events as events
@@ -96,15 +95,6 @@ def tell_per_pair(points, columns):
     return y * columns / x
 
 
-def cpu_median(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        function()
-        times.append(time.process_time() - start)
-    return common.median(times)
-
-
 def measure_obstat(width, rows=2000, repeats=5):
     """Seconds per float of ObsStat.add (es_mpi/run/obstat.py) on `rows` rows of `width` floats."""
     import numpy as np
@@ -113,14 +103,14 @@ def measure_obstat(width, rows=2000, repeats=5):
 
     rows_kf = np.random.default_rng(width).random((rows, width))
     stat = ObsStat((width - 1) // 2)
-    return cpu_median(lambda: stat.add(rows_kf), repeats) / (rows * width)
+    return scaling_model.seconds_of(lambda: stat.add(rows_kf), repeats) / (rows * width)
 
 
 def measure_ask(pairs_values, repeats=5):
     """{pairs: seconds} of OpenAI-ES's ask (the noise offsets of the iteration, strategies/base.draw_offsets)."""
     from es_mpi.parts.strategies.base import draw_offsets
 
-    return {p: cpu_median(lambda: draw_offsets(0, 1, p, 50_000_000, 159_505), repeats)
+    return {p: scaling_model.seconds_of(lambda: draw_offsets(0, 1, p, 50_000_000, 159_505), repeats)
             for p in sorted(set(pairs_values))}
 
 
