@@ -86,7 +86,16 @@ def sweep_point(comm, nodes, noise, copy_target, copy_source, population, n_para
 
     from es_mpi.parts.strategies.openai_es import OpenAIES, OpenAIESSettings, weighted_noise_sum
     from es_mpi.run import agreement
-    from es_mpi.run.mpi import allgather_rows, allgather_variable, static_slice
+    from es_mpi.run.mpi import MPI, allgather_variable, static_slice
+
+    def allgather_rows(local_kf, n_cols):
+        """Every rank's rows of its static slice, in global order: one Allgatherv of float64."""
+        counts = np.array([(b - a) * n_cols for a, b in slices], dtype=np.int64)
+        out_nf = np.empty((population, n_cols), dtype=np.float64)
+        comm.Allgatherv(np.ascontiguousarray(local_kf, dtype=np.float64).reshape(-1),
+                        [out_nf, counts, np.array([a * n_cols for a, _ in slices], dtype=np.int64), MPI.DOUBLE])
+        return out_nf
+
     from es_mpi.run.obstat import ObsStat
 
     strategy = OpenAIES(OpenAIESSettings(pairs=population // 2), np.zeros(n_params, dtype=np.float32), noise, 0)
@@ -100,7 +109,7 @@ def sweep_point(comm, nodes, noise, copy_target, copy_source, population, n_para
         clock("ask", strategy.ask, t)
         rows_k4 = np.column_stack([draw.standard_normal(stop - start), np.full(stop - start, 30.0),
                                    np.zeros(stop - start), np.zeros(stop - start)])
-        results_n4 = clock("results gather", allgather_rows, comm, rows_k4, population, 4, slices)
+        results_n4 = clock("results gather", allgather_rows, rows_k4, 4)
         clock("tell", strategy.tell, results_n4[:, 0].copy())
         weights_n = draw.standard_normal(population // 2).astype(np.float32)
         clock("noise sum alone", weighted_noise_sum, noise, strategy.offsets_n, weights_n, n_params)

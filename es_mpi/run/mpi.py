@@ -51,16 +51,6 @@ def static_slice(n_items, rank, size):
     return n_items * rank // size, n_items * (rank + 1) // size
 
 
-def allgather_rows(comm, local_kf, n_total, n_cols, slices):
-    """Allgatherv float64 rows; `slices[r]` = (start, stop) of rank r's rows in global order."""
-    counts = np.array([(stop - start) * n_cols for start, stop in slices], dtype=np.int64)
-    displacements = np.array([start * n_cols for start, _ in slices], dtype=np.int64)
-    out_nf = np.empty((n_total, n_cols), dtype=np.float64)
-    send = np.ascontiguousarray(local_kf, dtype=np.float64).reshape(-1)
-    comm.Allgatherv(send, [out_nf, counts, displacements, MPI.DOUBLE])
-    return out_nf
-
-
 def allgather_variable(comm, local_rows_kf, n_cols):
     """Allgatherv of a variable number of float64 rows per rank, concatenated in rank order."""
     local = np.ascontiguousarray(local_rows_kf, dtype=np.float64).reshape(-1, n_cols)
