@@ -10,6 +10,13 @@ The raw rate is a gymnasium.make env stepped with pre-sampled random actions in 
 (resets included, as in training), measured before and after the training run in the same
 invocation; a second raw figure runs RANKS such processes at once, which is the fair
 denominator when every core is busy (turbo, shared caches).
+
+`--jobs jobs/x.toml ...` measures shipped jobs instead, each on 1 rank in one run: the raw rate of
+the env the job makes (es_mpi's own factory and env kwargs), the job's training rate as shipped
+with evaluation off, then with its own evaluation (its share of the wall time), and the env's
+share of the rollout as the job plays it (the same states, so the ratio without the
+random-action bias: a policy that pins Swimmer's joints at their limits makes MuJoCo's step
+about 1.35x dearer than random actions do).
 """
 
 import argparse
@@ -24,11 +31,12 @@ import common
 DEFAULT_ENVS = ("HalfCheetah-v5", "Hopper-v5", "Humanoid-v5")
 
 
-def raw_step_rate(env_id, seconds, seed=0):
-    """env.step calls per second with random actions (resets included), and the mean episode length."""
+def raw_step_rate(env_id, seconds, seed=0, make=None):
+    """env.step calls per second with random actions (resets included), and the mean episode length.
+    `make()`: the env to step (default gymnasium.make(env_id))."""
     import gymnasium as gym
 
-    env = gym.make(env_id)
+    env = gym.make(env_id) if make is None else make()
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(4096)]
     env.reset(seed=seed)
@@ -183,6 +191,121 @@ def measure(env_id, args):
     }
 
 
+MUJOCO_JOBS = ("swimmer", "hopper", "halfcheetah", "walker2d", "ant", "humanoid", "inverted_pendulum",
+               "inverted_double_pendulum")
+
+
+def job_training_rows(job_path, overrides, iterations, timeout):
+    """metrics.csv rows of `es-mpi train JOB` on 1 rank with `overrides` and stop.iterations."""
+    with tempfile.TemporaryDirectory(prefix="es-bench-") as tmp:
+        sets = [arg for item in [*overrides, f"stop.iterations={iterations}"] for arg in ("--set", item)]
+        common.run_mpi(1, ["-m", "es_mpi", "train", pathlib.Path(job_path).resolve(), *sets, "--run-dir", pathlib.Path(tmp) / "run"], timeout)
+        with open(pathlib.Path(tmp) / "run" / "metrics.csv") as fh:
+            return list(csv.DictReader(fh))
+
+
+def wall_rates(rows):
+    """Per iteration after the first: (timesteps, wall seconds between metrics rows, seconds evaluating)."""
+    return [(int(b["timesteps"]) - int(a["timesteps"]), float(b["wall_time"]) - float(a["wall_time"]),
+             float(b["eval_s"])) for a, b in zip(rows, rows[1:])]
+
+
+def job_env_share(job, seconds, rounds):
+    """Per round: time inside the env's own step/reset (gymnasium's wrappers left out) over the time of
+    es_mpi's rollout of iteration 1's members, played as training plays them (the job's lanes,
+    normaliser, alive bonus, observation recording); -> (shares, env us/step, overhead us/step)."""
+    from es_mpi.core.seeding import Purpose, episode_seed
+    from es_mpi.parts.build import build_task
+    from es_mpi.run.noise import local_table
+    from es_mpi.run.obstat import ObsStat
+    from es_mpi.run.evaluation import normalizer_for
+    from es_mpi.run.rollout import Actors, EnvLanes, play
+
+    task = build_task(job)
+    strategy = task.make_strategy(local_table(job.noise.size, job.noise.seed))
+    policy = task.policy
+    n_lanes = policy.useful_lanes(job.run.lanes) if strategy.plays_params else 1
+    timed = [TimedEnv(task.env.unwrapped)] + [TimedEnv(task.make_env().unwrapped) for _ in range(n_lanes - 1)]
+    forward = policy.lanes(n_lanes) if n_lanes > 1 else Actors()
+    normalizer = normalizer_for(job, ObsStat(int(policy.sizes[0])))
+    strategy.ask(1)
+    shares, env_us, overhead_us = [], [], []
+
+    def member(m):
+        player = strategy.member_params(m) if n_lanes > 1 else strategy.member_actor(m, policy)
+        return player, episode_seed(job.run.seed, 1, m), job.obs_norm.enabled
+
+    for _ in range(rounds):
+        for lane_env in timed:
+            lane_env.seconds = 0.0
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            episodes = play(EnvLanes(timed), forward, range(strategy.population), member, task.step_limit,
+                            normalizer, job.env.alive_bonus)
+            steps += sum(episode.length for episode in episodes.values())
+        elapsed, inside = time.perf_counter() - start, sum(lane_env.seconds for lane_env in timed)
+        shares.append(inside / elapsed)
+        env_us.append(inside / steps * 1e6)
+        overhead_us.append((elapsed - inside) / steps * 1e6)
+    task.close()
+    return shares, common.median(env_us), common.median(overhead_us)
+
+
+def rate_spread(values):
+    return f"{min(values):.0f}-{max(values):.0f}"
+
+
+def measure_job(job_path, args):
+    from es_mpi.parts.build import build_task
+    from es_mpi.parts.job_file import load_job
+
+    job = load_job(job_path)
+    make = lambda: build_task(job).env  # noqa: E731 (the job's env: es_mpi's factory, the job's kwargs)
+    raw = [raw_step_rate(job.env.id, args.raw_seconds, make=make)[0]]
+    every = job.eval.every
+    # whole evaluation periods after the dropped first iteration
+    measured = args.iterations - 1 if not every else -(-(args.iterations - 1) // every) * every
+    off = wall_rates(job_training_rows(job_path, ["eval.every=0"], 1 + measured, args.timeout))
+    on = wall_rates(job_training_rows(job_path, [], 1 + measured, args.timeout)) if every else []
+    raw.append(raw_step_rate(job.env.id, args.raw_seconds, make=make)[0])
+    shares, env_us, overhead_us = job_env_share(job, args.raw_seconds, args.rounds)
+    raw_rate = common.median(raw)
+    off_rates = [steps / wall for steps, wall, _ in off]
+    off_rate = common.median(off_rates)
+    on_rate = sum(steps for steps, _, _ in on) / sum(wall for _, wall, _ in on) if on else float("nan")
+    eval_share = sum(e for _, _, e in on) / sum(wall for _, wall, _ in on) if on else 0.0
+    return {
+        "job": f"`{pathlib.Path(job_path).as_posix()}`",
+        "raw env.step/s": f"{raw_rate:.0f} ({rate_spread(raw)})",
+        "training steps/s, eval off": f"{off_rate:.0f} ({rate_spread(off_rates)})",
+        "ratio, eval off": f"{off_rate / raw_rate:.2f}",
+        "eval (episodes every n iterations)": f"{job.eval.episodes} every {every}" if every else "off",
+        "training steps/s, job's eval": f"{on_rate:.0f}" if on else "-",
+        "ratio, job's eval": f"{on_rate / raw_rate:.2f}" if on else "-",
+        "eval share of wall time": f"{eval_share:.0%}" + (" (> 20%)" if eval_share > 0.2 else ""),
+        "env share of rollout (same states)": f"{common.median(shares):.2f} ({common.spread(shares)})",
+        "env / es-mpi us per step": f"{env_us:.1f} / {overhead_us:.1f}",
+    }
+
+
+def main_jobs(args):
+    rows = [measure_job(job_path, args) for job_path in args.jobs]
+    body = [f"Each job on 1 rank (`es-mpi train JOB -n 1`-like `mpiexec -n 1`), as shipped, {args.iterations} "
+            "iterations or more (whole evaluation periods), the first dropped. Raw: the job's env (es_mpi's "
+            f"factory, the job's kwargs) stepped with random actions, resets included, {args.raw_seconds:g} s "
+            "before and after the training runs (median, min-max). Training steps/s, eval off: median over "
+            "iterations of timesteps / wall time between metrics rows (`--set eval.every=0`). With the job's "
+            "eval: all measured iterations together (training timesteps only; evaluation steps are not "
+            "counted), and the evaluation's share of that wall time.",
+            "env share of rollout: time inside the env's own step/reset (gymnasium's wrappers left out) over "
+            f"the rollout's time, iteration 1's members played as training plays them, {args.rounds} rounds of "
+            f"{args.raw_seconds:g} s in one process; env / es-mpi us per step: the same split per step. "
+            "These are the policy's states: a ratio under the env share means the policy's states step "
+            "slower than random actions' (MuJoCo's cost depends on the state: contacts, joint limits).", "",
+            common.markdown_table(list(rows[0]), rows)]
+    common.write_report(args.name, "Throughput of the shipped jobs: training vs raw env.step, 1 rank", body)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS), help="gymnasium env ids")
@@ -194,8 +317,17 @@ def main():
     parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw env.step measurement")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the env-share measurement")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per training run")
-    parser.add_argument("--name", default="throughput", help="report name under benchmarks/results/")
+    parser.add_argument("--name", default=None, help="report name under benchmarks/results/ (default throughput, "
+                                                     "with --jobs throughput_jobs)")
+    parser.add_argument("--jobs", nargs="*", default=None,
+                        help="measure these job files on 1 rank instead (no file named: every shipped MuJoCo job, "
+                             + ", ".join(MUJOCO_JOBS) + ")")
     args = parser.parse_args()
+    if args.jobs is not None:
+        args.jobs = args.jobs or [f"jobs/{name}.toml" for name in MUJOCO_JOBS]
+        args.name = args.name or "throughput_jobs"
+        return main_jobs(args)
+    args.name = args.name or "throughput"
     rows = [measure(env_id, args) for env_id in args.envs]
     body = [f"Training run: `mpiexec -n {args.ranks}`, {args.pairs} pairs, {args.iterations} iterations "
             "(first dropped), eval off; figures are medians over iterations (min-max in brackets).",
