@@ -116,3 +116,63 @@ def test_lanes_are_used_only_where_their_weights_stay_in_cache():
     large, _, _ = make("HalfCheetah-v5", "[256, 256]")
     assert small.useful_lanes(16) == 16 and small.useful_lanes(3) == 3
     assert large.useful_lanes(16) == 1
+
+
+def played_by_hand(env, act, seed, cap, normalizer, reward_offset=0.0):
+    """The reference: one episode stepped through every wrapper of `env`, observation sums added a step at a time."""
+    obs, _ = env.reset(seed=seed)
+    total, length, sums_2o = 0.0, 0, None
+    while True:
+        x = np.asarray(obs, dtype=np.float32).ravel()
+        if sums_2o is None:
+            sums_2o = np.zeros((2, x.size))
+        sums_2o[0] += x
+        sums_2o[1] += np.square(x, dtype=np.float64)
+        mean_o, inv_std_o, clip = normalizer
+        obs, reward, terminated, truncated, _ = env.step(act(np.clip((x - mean_o) * inv_std_o, -clip, clip)))
+        total += float(reward) - reward_offset
+        length += 1
+        if terminated or truncated or length >= cap:
+            return total, length, not terminated, np.concatenate([sums_2o.ravel(), [length]])
+
+
+class HalvedReward(gym.Wrapper):
+    """A wrapper of the job's own kind: it changes every step, so lanes must keep calling it."""
+    calls = 0
+
+    def step(self, action):
+        HalvedReward.calls += 1
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, 0.5 * reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_lanes_step_past_gymnasiums_own_wrappers_with_the_same_episodes(monkeypatch, wrap):
+    """gymnasium.make's TimeLimit/OrderEnforcing/PassiveEnvChecker cost a call per step and change
+    nothing after reset: lanes step past them (the TimeLimit becomes the cap: same length, same
+    `capped`), while any other wrapper is still called on every step. Obs sums and returns are
+    those of stepping through every wrapper by hand."""
+    limit, n_members = 30, 7
+    make_env = (lambda: HalvedReward(gym.make("Hopper-v5", max_episode_steps=limit))) if wrap else \
+        (lambda: gym.make("Hopper-v5", max_episode_steps=limit))
+    policy, params_p, _ = make("Hopper-v5", "[]", "continuous")
+    params = member_params(params_p, n_members)
+    params = [p * np.float32(0.05) for p in params]  # small actions: Hopper stays up past the limit
+    normalizer = ObsStat(policy.sizes[0]).normalizer(5.0)
+    wrapper_steps = []
+    original = gym.wrappers.TimeLimit.step
+    monkeypatch.setattr(gym.wrappers.TimeLimit, "step", lambda self, a: wrapper_steps.append(1) or original(self, a))
+    envs = [make_env() for _ in range(3)]
+    HalvedReward.calls = 0
+    played = play(EnvLanes(envs), policy.lanes(3), range(n_members), lambda k: Start(params[k], 50 + k, True, 0.5),
+                  normalizer)
+    lane_steps, lane_wrapper_calls = len(wrapper_steps), HalvedReward.calls
+    alone = [played_by_hand(make_env(), policy.bind(params[k]), 50 + k, 10**6, normalizer, 0.5) for k in range(n_members)]
+    for k, (total, length, capped, stats) in enumerate(alone):
+        episode = played[k]
+        assert (episode.total_return, episode.length, episode.capped) == (total, length, capped)
+        assert episode.obs_stats.tobytes() == stats.tobytes()
+    assert any(length == limit and capped for _, length, capped, _ in alone)  # the TimeLimit ended some
+    assert lane_steps == (sum(length for _, length, _, _ in alone) if wrap else 0)
+    assert lane_wrapper_calls == (sum(length for _, length, _, _ in alone) if wrap else 0)
+    assert all(env.env.env.checked_step for env in (envs if not wrap else [e.env for e in envs]))

@@ -10,6 +10,7 @@ import dataclasses
 import math
 
 import numpy as np
+from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 
 from es_mpi.run.obstat import normalize
 
@@ -25,44 +26,82 @@ class Episode:
 
 
 class _InPlay:
-    """A member in a slot: its lane, return and length so far, observation sums, recorded steps."""
+    """A member in a slot: its lane, return and length so far, recorded steps (its observation sums
+    are its slot's rows of play's `_ObsSums`)."""
 
-    __slots__ = ("index", "lane", "total", "length", "record_obs", "reward_offset", "cap", "sums_2o", "steps")
+    __slots__ = ("index", "lane", "total", "length", "record_obs", "reward_offset", "cap", "steps")
 
     def __init__(self, index, lane, start, cap, record_transitions):
         self.index, self.lane, self.total, self.length = index, lane, 0.0, 0
         self.record_obs, self.reward_offset, self.cap = start.record_obs, start.reward_offset, cap
-        self.sums_2o = None  # made at the first step, which gives the width
         self.steps = [] if record_transitions else None
-
-    def record_observation(self, x):
-        x = np.ravel(x)
-        if self.sums_2o is None:
-            self.sums_2o = np.zeros((2, x.size))
-        self.sums_2o[0] += x
-        self.sums_2o[1] += np.square(x, dtype=np.float64)
 
     def nonfinite(self):
         return Episode(-math.inf, self.length, False, True, None)
 
-    def finished(self, capped):
+    def finished(self, capped, sums_2o):
         stats = None
         if self.record_obs and self.length:
-            stats = np.concatenate([self.sums_2o[0], self.sums_2o[1], [self.length]])
+            stats = np.concatenate([sums_2o.ravel(), [self.length]])
         transitions = np.array(self.steps) if self.steps is not None else None
         return Episode(self.total, self.length, capped, False, stats, transitions)
 
 
+class _ObsSums:
+    """Per slot: the sum and the sum of squares of its member's observations, in float64, added one
+    step at a time for all slots at once. Each element gets the same float64 additions as a slot
+    adding its own row (elementwise ufuncs, no reduction), so the sums do not depend on the batch."""
+
+    def __init__(self, n_slots, width):
+        self.sums_s2o = np.zeros((n_slots, 2, width))
+        self.x64_so = np.empty((n_slots, width))
+
+    def add(self, x_so):
+        """x_so: float32 rows, cast to float64 inside each ufunc (exact), as `sum += x` and
+        np.square(x, dtype=float64) cast them."""
+        n = len(x_so)
+        sums, x64 = self.sums_s2o[:n], self.x64_so[:n]
+        np.add(sums[:, 0], x_so, out=sums[:, 0])
+        np.add(sums[:, 1], np.multiply(x_so, x_so, out=x64, dtype=np.float64), out=sums[:, 1])
+
+    def clear(self, slot):
+        self.sums_s2o[slot] = 0.0
+
+    def move(self, source, target):
+        self.sums_s2o[target] = self.sums_s2o[source]
+
+
+def _stepped(env):
+    """(what to call `step` on, the step limit that call leaves out): gymnasium.make's own wrappers
+    peeled off the outside while they add nothing to a step after reset: TimeLimit (its truncation
+    becomes play's step cap, which ends the episode at the same step with the same flags),
+    OrderEnforcing (play resets first), PassiveEnvChecker once its first-step checks are done. Each
+    costs a Python call per step; any other wrapper, or a subclass, stops the peeling."""
+    limit = math.inf
+    while True:
+        kind = type(env)
+        if kind is TimeLimit:
+            limit = min(limit, env._max_episode_steps)
+        elif not (kind is OrderEnforcing or kind is PassiveEnvChecker and env.checked_step and env.checked_data_reuse):
+            return env, limit
+        env = env.env
+
+
 class EnvLanes:
     """Gymnasium envs, one per lane. Each lane's latest observation is kept as a float32 row of one
-    (lanes x width) array, the batch the forward pass reads; `made` are the envs to close with the lanes."""
+    (lanes x width) array, the batch the forward pass reads; `made` are the envs to close with the lanes.
+    Resets go through each env's wrappers; steps skip gymnasium.make's own (`_stepped`)."""
 
-    max_episode_steps = math.inf  # each env truncates its own episodes
     may_be_nonfinite = True
 
     def __init__(self, envs, made=()):
         self.envs, self.made, self.n_lanes = list(envs), list(made), len(envs)
         self.x_lo = self.obs_views = None
+        self.steppers = list(self.envs)
+        # the TimeLimit every lane's steps skip becomes play's cap; lanes that disagree skip nothing
+        limits = {_stepped(env)[1] for env in self.envs}
+        self.max_episode_steps = limits.pop() if len(limits) == 1 else math.inf
+        self.peel = self.max_episode_steps < math.inf
 
     @classmethod
     def around(cls, env, make_env, n_lanes):
@@ -78,6 +117,9 @@ class EnvLanes:
                 self.x_lo = np.zeros((self.n_lanes, np.size(obs)), dtype=np.float32)
                 self.obs_views = [row.reshape(np.shape(obs)) for row in self.x_lo]
             self.obs_views[lane][...] = obs
+            if self.peel:
+                stepper, limit = _stepped(self.envs[lane])
+                self.steppers[lane] = stepper if limit == self.max_episode_steps else self.envs[lane]
 
     def observe(self, take):
         """The latest observations of the lanes `take` (a slice, or a list in slot order): (n, width) float32."""
@@ -85,9 +127,9 @@ class EnvLanes:
 
     def step(self, lanes_l, actions):
         """Step each lane with its action; -> (reward, terminated, truncated) per lane."""
-        outcomes, envs, views = [], self.envs, self.obs_views
+        outcomes, steppers, views = [], self.steppers, self.obs_views
         for lane, action in zip(lanes_l, actions):
-            views[lane][...], reward, terminated, truncated, _ = envs[lane].step(action)
+            views[lane][...], reward, terminated, truncated, _ = steppers[lane].step(action)
             outcomes.append((reward, terminated, truncated))
         return outcomes
 
@@ -150,6 +192,7 @@ def play(lanes, forward, members, member, normalizer=None, record_transitions=Fa
     """
     n_slots = lanes.n_lanes if most_held is None else min(lanes.n_lanes, most_held)
     episodes, pending, slots, lanes_l, starts = {}, iter(members), [], [], []
+    obs_sums = None  # made at the first recorded step, which gives the width
     isfinite = math.isfinite
 
     def assign(slot, lane):
@@ -160,6 +203,8 @@ def play(lanes, forward, members, member, normalizer=None, record_transitions=Fa
         start = member(k)
         forward.load(slot, start.player)
         state = _InPlay(k, lane, start, min(start.step_cap, lanes.max_episode_steps), record_transitions)
+        if obs_sums is not None:
+            obs_sums.clear(slot)
         if slot == len(slots):
             slots.append(state)
             lanes_l.append(lane)
@@ -179,6 +224,8 @@ def play(lanes, forward, members, member, normalizer=None, record_transitions=Fa
         lanes_l.pop()
         if slot < len(slots):
             forward.move(len(slots), slot)
+            if obs_sums is not None:
+                obs_sums.move(len(slots), slot)
             slots[slot], lanes_l[slot] = last, last.lane
 
     for lane in range(n_slots):
@@ -206,10 +253,10 @@ def play(lanes, forward, members, member, normalizer=None, record_transitions=Fa
                 for slot in reversed(bad):
                     finish(slot, slots[slot].nonfinite())
                 continue
-        if recording:  # rows by index: iterating an array costs more than the work here
-            for slot, state in enumerate(slots):
-                if state.record_obs:
-                    state.record_observation(x_lo[slot])
+        if recording:  # every slot's row (one batched add); only recording members' sums are used
+            if obs_sums is None:
+                obs_sums = _ObsSums(n_slots, x_flat.size // n)
+            obs_sums.add(x_lo.reshape(n, -1))
         z_lo = x_lo if normalizer is None else normalize(x_flat, normalizer_flat).reshape(x_lo.shape)
         actions = forward(z_lo)
         if record_transitions:
@@ -226,7 +273,7 @@ def play(lanes, forward, members, member, normalizer=None, record_transitions=Fa
                 continue
             state.total += float(reward) - state.reward_offset
             if terminated or truncated or state.length >= state.cap:
-                done.append((slot, state.finished(capped=not terminated)))
+                done.append((slot, state.finished(not terminated, obs_sums.sums_s2o[slot] if state.record_obs else None)))
         for slot, episode in reversed(done):
             finish(slot, episode)
     return episodes
