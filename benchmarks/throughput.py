@@ -274,6 +274,9 @@ def measure_job(job_path, args):
     off_rate = common.median(off_rates)
     on_rate = sum(steps for steps, _, _ in on) / sum(wall for _, wall, _ in on) if on else float("nan")
     eval_share = sum(e for _, _, e in on) / sum(wall for _, wall, _ in on) if on else 0.0
+    # both runs train the same (evaluation never changes training): the extra wall time is evaluation's,
+    # its best.h5 writes included
+    lost = 1 - sum(wall for _, wall, _ in off) / sum(wall for _, wall, _ in on) if on else 0.0
     return {
         "job": f"`{pathlib.Path(job_path).as_posix()}`",
         "raw env.step/s": f"{raw_rate:.0f} ({rate_spread(raw)})",
@@ -282,7 +285,8 @@ def measure_job(job_path, args):
         "eval (episodes every n iterations)": f"{job.eval.episodes} every {every}" if every else "off",
         "training steps/s, job's eval": f"{on_rate:.0f}" if on else "-",
         "ratio, job's eval": f"{on_rate / raw_rate:.2f}" if on else "-",
-        "eval share of wall time": f"{eval_share:.0%}" + (" (> 20%)" if eval_share > 0.2 else ""),
+        "eval episodes' share of wall time": f"{eval_share:.0%}" + (" (> 20%)" if eval_share > 0.2 else ""),
+        "wall time added by eval": f"{lost:.0%}" + (" (> 20%)" if lost > 0.2 else ""),
         "env share of rollout (same states)": f"{common.median(shares):.2f} ({common.spread(shares)})",
         "env / es-mpi us per step": f"{env_us:.1f} / {overhead_us:.1f}",
     }
@@ -296,7 +300,9 @@ def main_jobs(args):
             "before and after the training runs (median, min-max). Training steps/s, eval off: median over "
             "iterations of timesteps / wall time between metrics rows (`--set eval.every=0`). With the job's "
             "eval: all measured iterations together (training timesteps only; evaluation steps are not "
-            "counted), and the evaluation's share of that wall time.",
+            "counted), the evaluation episodes' share of that wall time (`eval_s`), and the wall time the job's "
+            "evaluation adds: 1 - wall(eval off) / wall(job's eval) over the same iterations (evaluation never "
+            "changes training, so both runs play the same episodes; this includes best.h5 writes).",
             "env share of rollout: time inside the env's own step/reset (gymnasium's wrappers left out) over "
             f"the rollout's time, iteration 1's members played as training plays them, {args.rounds} rounds of "
             f"{args.raw_seconds:g} s in one process; env / es-mpi us per step: the same split per step. "
