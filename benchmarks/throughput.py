@@ -26,6 +26,8 @@ import pathlib
 import tempfile
 import time
 
+import gymnasium as gym
+
 import common
 
 DEFAULT_ENVS = ("HalfCheetah-v5", "Hopper-v5", "Humanoid-v5")
@@ -210,10 +212,41 @@ def wall_rates(rows):
              float(b["eval_s"])) for a, b in zip(rows, rows[1:])]
 
 
+class TimedCore(gym.Wrapper):
+    """Adds up the time inside the env's own step and reset, as the innermost wrapper: gymnasium's
+    wrappers outside it count as es-mpi's time (they are what training pays beside the env)."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.seconds = 0.0
+
+    def reset(self, **kwargs):
+        start = time.perf_counter()
+        out = self.env.reset(**kwargs)
+        self.seconds += time.perf_counter() - start
+        return out
+
+    def step(self, action):
+        start = time.perf_counter()
+        out = self.env.step(action)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def timed_inside(env):
+    """`env` (a gymnasium.make env) with a TimedCore between its last wrapper and the env itself."""
+    outer = env
+    while isinstance(outer.env, gym.Wrapper):
+        outer = outer.env
+    core = TimedCore(outer.env)
+    outer.env = core
+    return env, core
+
+
 def job_env_share(job, seconds, rounds):
-    """Per round: time inside the env's own step/reset (gymnasium's wrappers left out) over the time of
-    es_mpi's rollout of iteration 1's members, played as training plays them (the job's lanes,
-    normaliser, alive bonus, observation recording); -> (shares, env us/step, overhead us/step)."""
+    """Per round: time inside the env's own step/reset (gymnasium's wrappers count as es-mpi's) over
+    the time of es_mpi's rollout of iteration 1's members, played as training plays them (the job's
+    lanes, normaliser, alive bonus, observation recording); -> (shares, env us/step, overhead us/step)."""
     from es_mpi.core.seeding import Purpose, episode_seed
     from es_mpi.parts.build import build_task
     from es_mpi.run.noise import local_table
@@ -225,7 +258,7 @@ def job_env_share(job, seconds, rounds):
     strategy = task.make_strategy(local_table(job.noise.size, job.noise.seed))
     policy = task.policy
     n_lanes = policy.useful_lanes(job.run.lanes) if strategy.plays_params else 1
-    timed = [TimedEnv(task.env.unwrapped)] + [TimedEnv(task.make_env().unwrapped) for _ in range(n_lanes - 1)]
+    envs, timed = zip(*[timed_inside(env) for env in [task.env, *(task.make_env() for _ in range(n_lanes - 1))]])
     forward = policy.lanes(n_lanes) if n_lanes > 1 else Actors()
     normalizer = normalizer_for(job, ObsStat(int(policy.sizes[0])))
     strategy.ask(1)
@@ -240,7 +273,7 @@ def job_env_share(job, seconds, rounds):
             lane_env.seconds = 0.0
         steps, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
-            episodes = play(EnvLanes(timed), forward, range(strategy.population), member, task.step_limit,
+            episodes = play(EnvLanes(envs), forward, range(strategy.population), member, task.step_limit,
                             normalizer, job.env.alive_bonus)
             steps += sum(episode.length for episode in episodes.values())
         elapsed, inside = time.perf_counter() - start, sum(lane_env.seconds for lane_env in timed)
@@ -303,7 +336,7 @@ def main_jobs(args):
             "counted), the evaluation episodes' share of that wall time (`eval_s`), and the wall time the job's "
             "evaluation adds: 1 - wall(eval off) / wall(job's eval) over the same iterations (evaluation never "
             "changes training, so both runs play the same episodes; this includes best.h5 writes).",
-            "env share of rollout: time inside the env's own step/reset (gymnasium's wrappers left out) over "
+            "env share of rollout: time inside the env's own step/reset (gymnasium's wrappers count as es-mpi's) over "
             f"the rollout's time, iteration 1's members played as training plays them, {args.rounds} rounds of "
             f"{args.raw_seconds:g} s in one process; env / es-mpi us per step: the same split per step. "
             "These are the policy's states: a ratio under the env share means the policy's states step "
