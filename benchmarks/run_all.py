@@ -14,6 +14,7 @@ BENCHMARKS = [
     ("throughput", ["--iterations", "6", "--raw-seconds", "2", "--rounds", "3"]),
     ("throughput", ["--iterations", "4", "--raw-seconds", "2", "--rounds", "3", "--hidden", "256,256",
                     "--name", "throughput_256"]),
+    ("throughput", ["--jobs", "--iterations", "5", "--raw-seconds", "2", "--rounds", "3"]),
     ("update", ["--populations", "1000", "10000", "--params", "10000", "1693362", "--repeats", "3"]),
     ("node_update", ["--repeats", "3", "--name", "node_update_quick"]),
     ("scaling", ["--iterations", "5"]),
