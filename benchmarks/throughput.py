@@ -252,7 +252,7 @@ def job_env_share(job, seconds, rounds):
     from es_mpi.run.noise import local_table
     from es_mpi.run.obstat import ObsStat
     from es_mpi.run.evaluation import normalizer_for
-    from es_mpi.run.rollout import Actors, EnvLanes, play
+    from es_mpi.run.rollout import Actors, EnvLanes, Start, play
 
     task = build_task(job)
     strategy = task.make_strategy(local_table(job.noise.size, job.noise.seed))
@@ -266,15 +266,14 @@ def job_env_share(job, seconds, rounds):
 
     def member(m):
         player = strategy.member_params(m) if n_lanes > 1 else strategy.member_actor(m, policy)
-        return player, episode_seed(job.run.seed, 1, m), job.obs_norm.enabled
+        return Start(player, episode_seed(job.run.seed, 1, m), job.obs_norm.enabled, job.env.alive_bonus, task.step_limit)
 
     for _ in range(rounds):
         for lane_env in timed:
             lane_env.seconds = 0.0
         steps, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
-            episodes = play(EnvLanes(envs), forward, range(strategy.population), member, task.step_limit,
-                            normalizer, job.env.alive_bonus)
+            episodes = play(EnvLanes(envs), forward, range(strategy.population), member, normalizer)
             steps += sum(episode.length for episode in episodes.values())
         elapsed, inside = time.perf_counter() - start, sum(lane_env.seconds for lane_env in timed)
         shares.append(inside / elapsed)
