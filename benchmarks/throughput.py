@@ -201,7 +201,8 @@ def job_training_rows(job_path, overrides, iterations, timeout):
     """metrics.csv rows of `es-mpi train JOB` on 1 rank with `overrides` and stop.iterations."""
     with tempfile.TemporaryDirectory(prefix="es-bench-") as tmp:
         sets = [arg for item in [*overrides, f"stop.iterations={iterations}"] for arg in ("--set", item)]
-        common.run_mpi(1, ["-m", "es_mpi", "train", pathlib.Path(job_path).resolve(), *sets, "--run-dir", pathlib.Path(tmp) / "run"], timeout)
+        common.run_mpi(1, ["-m", "es_mpi", "train", pathlib.Path(job_path).resolve(), *sets,
+                           "--run-dir", pathlib.Path(tmp) / "run"], timeout)
         with open(pathlib.Path(tmp) / "run" / "metrics.csv") as fh:
             return list(csv.DictReader(fh))
 
@@ -266,7 +267,8 @@ def job_env_share(job, seconds, rounds):
 
     def member(m):
         player = strategy.member_params(m) if n_lanes > 1 else strategy.member_actor(m, policy)
-        return Start(player, episode_seed(job.run.seed, 1, m), job.obs_norm.enabled, job.env.alive_bonus, task.step_limit)
+        return Start(player, episode_seed(job.run.seed, 1, m), job.obs_norm.enabled, job.env.alive_bonus,
+                     task.step_limit)
 
     for _ in range(rounds):
         for lane_env in timed:

@@ -167,7 +167,8 @@ def test_lanes_step_past_gymnasiums_own_wrappers_with_the_same_episodes(monkeypa
     played = play(EnvLanes(envs), policy.lanes(3), range(n_members), lambda k: Start(params[k], 50 + k, True, 0.5),
                   normalizer)
     lane_steps, lane_wrapper_calls = len(wrapper_steps), HalvedReward.calls
-    alone = [played_by_hand(make_env(), policy.bind(params[k]), 50 + k, 10**6, normalizer, 0.5) for k in range(n_members)]
+    alone = [played_by_hand(make_env(), policy.bind(params[k]), 50 + k, 10**6, normalizer, 0.5)
+             for k in range(n_members)]
     for k, (total, length, capped, stats) in enumerate(alone):
         episode = played[k]
         assert (episode.total_return, episode.length, episode.capped) == (total, length, capped)

@@ -273,7 +273,8 @@ def play(lanes, forward, members, member, normalizer=None, record_transitions=Fa
                 continue
             state.total += float(reward) - state.reward_offset
             if terminated or truncated or state.length >= state.cap:
-                done.append((slot, state.finished(not terminated, obs_sums.sums_s2o[slot] if state.record_obs else None)))
+                sums_2o = obs_sums.sums_s2o[slot] if state.record_obs else None
+                done.append((slot, state.finished(not terminated, sums_2o)))
         for slot, episode in reversed(done):
             finish(slot, episode)
     return episodes
