@@ -123,9 +123,12 @@ class Trainer:
         return transitions
 
     def _records_obs(self, iteration, member):
-        """Whether this member's observations join the normalisation statistics (a seeded coin)."""
-        return self.job.obs_norm.enabled and \
-            rng(self.job.run.seed, iteration, member, purpose=Purpose.OBS_SAMPLE).random() < self.job.obs_norm.probability
+        """Whether this member's observations join the normalisation statistics (a seeded coin; none is
+        drawn at probability 1, where every coin says yes: a generator costs 27 us an episode)."""
+        probability = self.job.obs_norm.probability
+        return self.job.obs_norm.enabled and (probability >= 1.0 or
+                                              rng(self.job.run.seed, iteration, member,
+                                                  purpose=Purpose.OBS_SAMPLE).random() < probability)
 
     def _state(self):
         """The state a checkpoint holds, as it is now (a copy: the update changes arrays in place)."""
