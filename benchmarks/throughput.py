@@ -55,12 +55,14 @@ def raw_step_rate(env_id, seconds, seed=0, make=None):
     return steps / elapsed, steps / episodes
 
 
-class TimedEnv:
-    """Adds up the time spent inside the env's step and reset (the part a raw loop also pays)."""
+class TimedEnv(gym.Wrapper):
+    """Adds up the time spent inside the wrapped env's step and reset: the part a raw loop also
+    pays. Wrapped round a whole env, or as the innermost wrapper (`timed_inside`), so that gymnasium's
+    wrappers outside it count as es-mpi's time (they are what training pays beside the env)."""
 
     def __init__(self, env):
-        self.env, self.seconds = env, 0.0
-        self.observation_space = env.observation_space
+        super().__init__(env)
+        self.seconds = 0.0
 
     def reset(self, **kwargs):
         start = time.perf_counter()
@@ -213,33 +215,12 @@ def wall_rates(rows):
              float(b["eval_s"])) for a, b in zip(rows, rows[1:])]
 
 
-class TimedCore(gym.Wrapper):
-    """Adds up the time inside the env's own step and reset, as the innermost wrapper: gymnasium's
-    wrappers outside it count as es-mpi's time (they are what training pays beside the env)."""
-
-    def __init__(self, env):
-        super().__init__(env)
-        self.seconds = 0.0
-
-    def reset(self, **kwargs):
-        start = time.perf_counter()
-        out = self.env.reset(**kwargs)
-        self.seconds += time.perf_counter() - start
-        return out
-
-    def step(self, action):
-        start = time.perf_counter()
-        out = self.env.step(action)
-        self.seconds += time.perf_counter() - start
-        return out
-
-
 def timed_inside(env):
-    """`env` (a gymnasium.make env) with a TimedCore between its last wrapper and the env itself."""
+    """`env` (a gymnasium.make env) with a TimedEnv between its last wrapper and the env itself."""
     outer = env
     while isinstance(outer.env, gym.Wrapper):
         outer = outer.env
-    core = TimedCore(outer.env)
+    core = TimedEnv(outer.env)
     outer.env = core
     return env, core
 
