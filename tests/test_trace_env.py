@@ -92,6 +92,20 @@ def test_envs_of_one_process_share_its_core(tmp_path):
     assert time.perf_counter() - start >= 0.12
 
 
+def test_time_spent_between_two_steps_on_something_else_is_not_step_work(tmp_path):
+    """A pause of 0.1 s in the middle of an episode (the pipelined mode's tell) does not pay for the
+    work its steps still owe: the episode lasts its seconds plus the pause."""
+    trace = write_trace(tmp_path / "t.npz", lengths=[10], truncated=[False], cpu_s=[0.2])
+    env = make(trace)
+    start = time.perf_counter()
+    env.reset(seed=0)
+    for step in range(10):
+        if step == 5:
+            time.sleep(0.1)
+        env.step(env.action_space.sample())
+    assert time.perf_counter() - start >= 0.3
+
+
 @pytest.mark.parametrize("change, key", [
     (dict(lengths_e=np.array([3, 0, 5, 2], dtype=np.int32)), "lengths_e"),
     (dict(cpu_s_e=np.array([0.1, np.nan, 0.1, 0.1])), "cpu_s_e"),
