@@ -11,14 +11,20 @@ exchange, the update.
 
 Population = --episodes-per-rank x R (mirrored pairs), evaluation off (--eval-every to turn it
 on: its episodes then count as serial work too), the job's own lanes, placement and strategy
-settings otherwise. Parallel efficiency per run:
+settings otherwise, in each mode of --modes (synchronous, pipelined: run.pipeline). Parallel
+efficiency per run:
 
     efficiency = serial work / (R x wall time), summed over the iterations after the first,
 
 where serial work is the seconds the iteration's episodes asked to sleep (each reward of the
 trace env is its step's seconds, so an episode's return is its seconds and the metrics carry
 return_mean x episodes; the benchmark computes the same from the trace and the seeds, and stops
-if they disagree) and wall time is the metrics' iteration_s (rank 0, from ask to agreement).
+if they disagree) and wall time is the metrics' iteration_s (rank 0: synchronous, from ask to
+agreement; pipelined, from one tell's end to the next). Pipelined, the measured window starts
+at the first iteration's tell, when part of the second has already been played (counted as
+work inside the window), and ends at the last tell, which waits for the last iteration's tail
+with nothing to overlap it (counted as time): the two edges about cancel, and more iterations
+shrink both.
 
 The time scale is chosen per trace so that an episode lasts --episode-s on average (so an
 iteration lasts about 10 of them whatever the trace): the processes' own work per step (the
@@ -68,6 +74,7 @@ DEFAULT_TRACES = (TRACES / "hopper-mid.npz",)
 # The trace job's noise table: it only has to hold the recorded policy's parameters (ARS's linear
 # policies have thousands), and a small one is quick to fill on every virtual node.
 NOISE_SIZE = 1_000_000
+MODES = ("synchronous", "pipelined")
 
 
 def yield_settings(nanosleep_us):
@@ -84,7 +91,8 @@ def time_scale_for(trace, episode_s):
     return float(episode_s / trace["cpu_s_e"].mean())
 
 
-def trace_job(trace_path, ranks, episodes_per_rank, iterations, time_scale, eval_every, lanes=None, placement=None):
+def trace_job(trace_path, ranks, episodes_per_rank, iterations, time_scale, eval_every, lanes=None, placement=None,
+              pipeline=False):
     """The trace's recorded job with the trace env in place of the real one, -> Job."""
     trace = load_trace(trace_path)
     recorded = job_from_text(str(trace["job_toml"]), trace_path)
@@ -96,7 +104,7 @@ def trace_job(trace_path, ranks, episodes_per_rank, iterations, time_scale, eval
         "env.alive_bonus=0.0", "env.step_cap=\"env\"",
         f"strategy.pairs={pairs}", f"strategy.top_pairs={max(1, round(top * pairs / recorded.strategy.pairs)) if top else 0}",
         f"eval.every={eval_every}", f"stop.iterations={iterations}", f"checkpoint.every={iterations}",
-        f"noise.size={NOISE_SIZE}",
+        f"noise.size={NOISE_SIZE}", f"run.pipeline={str(pipeline).lower()}",
     ]
     if lanes is not None:
         overrides.append(f"run.lanes={lanes}")
@@ -140,7 +148,8 @@ def serial_work(job, rows):
             raise RuntimeError(f"iteration {t}: the traces ask {seconds} s, metrics.csv's returns "
                                f"{row['return_mean'] * row['episodes']} s")
         if not math.isnan(row["eval_return"]):
-            evaluation = sum(s for _, s in asked_episodes(job, t - 1, range(job.eval.episodes),  # the state before t
+            told = t - 2 if job.run.pipeline else t - 1  # the state t's members perturbed
+            evaluation = sum(s for _, s in asked_episodes(job, max(0, told), range(job.eval.episodes),
                                                           Purpose.EVAL_EPISODE))
             if not math.isclose(evaluation, row["eval_return"] * job.eval.episodes, rel_tol=1e-9):
                 raise RuntimeError(f"iteration {t}: the traces ask {evaluation} s for evaluation, metrics.csv's "
@@ -236,17 +245,17 @@ def run_emulated(job, ranks, node_size, nanosleep_us, timeout, workdir):
     return rows, cpu_s, wall_s, cores
 
 
-def measure(trace_path, ranks, lanes, args, workdir):
-    """One run at `ranks`: its efficiency and what explains it, as a dict."""
+def measure(trace_path, ranks, lanes, mode, args, workdir):
+    """One run at `ranks` in `mode`: its efficiency and what explains it, as a dict."""
     trace = load_trace(trace_path)
     scale = time_scale_for(trace, args.episode_s)
     job = trace_job(trace_path, ranks, args.episodes_per_rank, args.iterations, scale, args.eval_every,
-                    lanes, args.placement)
+                    lanes, args.placement, pipeline=mode == "pipelined")
     rows, cpu_s, wall_s, cores = run_emulated(job, ranks, args.node_size, args.nanosleep_us, args.timeout, workdir)
     serial = serial_work(job, rows)
     measured = rows[1:]  # the first iteration pays for warming up
     return dict(
-        trace=pathlib.Path(trace_path).name, env=str(trace["env_id"]), source=str(trace["source"]), ranks=ranks,
+        trace=pathlib.Path(trace_path).name, env=str(trace["env_id"]), source=str(trace["source"]), mode=mode, ranks=ranks,
         nodes=math.ceil(ranks / args.node_size), node_size=args.node_size, population=population(job),
         lanes=job.run.lanes, placement=job.run.placement, time_scale=scale,
         step_ms=1000 * scale * trace["cpu_s_e"].sum() / trace["lengths_e"].sum(), iterations=len(measured),
@@ -262,9 +271,9 @@ def measure(trace_path, ranks, lanes, args, workdir):
 
 
 def report(results, args):
-    columns = ["trace", "lanes", "ranks", "nodes", "population", "efficiency", "imbalance (median)", "iteration s (median)",
+    columns = ["trace", "mode", "lanes", "ranks", "nodes", "population", "efficiency", "imbalance (median)", "iteration s (median)",
                "wait s (median)", "update s (median)", "cores in iterations", "cores whole run", "load"]
-    rows = [{"trace": r["trace"], "lanes": r["lanes"], "ranks": r["ranks"], "nodes": f"{r['nodes']} x {r['node_size']}",
+    rows = [{"trace": r["trace"], "mode": r["mode"], "lanes": r["lanes"], "ranks": r["ranks"], "nodes": f"{r['nodes']} x {r['node_size']}",
              "population": r["population"], "efficiency": f"{r['efficiency']:.3f}",
              "imbalance (median)": f"{r['imbalance_median']:.2f}", "iteration s (median)": f"{r['iteration_s_median']:.2f}",
              "wait s (median)": f"{r['wait_s_median']:.3f}", "update s (median)": f"{r['update_s_median']:.3f}",
@@ -273,7 +282,7 @@ def report(results, args):
     first = results[0]
     scales = ", ".join(sorted({f"{r['trace']} x{r['time_scale']:.1f} ({r['step_ms']:.1f} ms per step)" for r in results}))
     lines = [
-        f"Synchronous mode (the only one built). Each run: `es-mpi train -n R` on the trace env, "
+        f"Modes: {', '.join(args.modes)}. Each run: `es-mpi train -n R` on the trace env, "
         f"{args.iterations} iterations, the first dropped; {args.episodes_per_rank} episodes per rank; "
         f"placement {first['placement']}, evaluation "
         f"{'every ' + str(args.eval_every) if args.eval_every else 'off'}; virtual nodes of {args.node_size} ranks; "
@@ -309,6 +318,8 @@ def main(argv=None):
     parser.add_argument("--eval-every", type=int, default=0, help="evaluation every N iterations (default 0: off)")
     parser.add_argument("--lanes", type=int, nargs="+", default=[None],
                         help="run.lanes, one run set each (default: the trace's job's)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                        help="synchronous and/or pipelined (run.pipeline); default both")
     parser.add_argument("--placement", choices=("dynamic", "static"), default=None,
                         help="run.placement (default: the trace's job's)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run before it is stopped (default 300)")
@@ -319,9 +330,10 @@ def main(argv=None):
     results = []
     with tempfile.TemporaryDirectory(prefix="emulated-cluster-") as tmp:
         for trace_path in args.traces:
-            for lanes, ranks in itertools.product(args.lanes, args.ranks):
-                result = measure(trace_path, ranks, lanes, args, pathlib.Path(tmp))
-                print(f"{result['trace']} lanes {result['lanes']} {ranks} ranks: efficiency {result['efficiency']:.3f}, "
+            for lanes, ranks, mode in itertools.product(args.lanes, args.ranks, args.modes):
+                result = measure(trace_path, ranks, lanes, mode, args, pathlib.Path(tmp))
+                print(f"{result['trace']} {mode} lanes {result['lanes']} {ranks} ranks: "
+                      f"efficiency {result['efficiency']:.3f}, "
                       f"{result['cores_in_iterations']:.2f} cores in iterations", flush=True)
                 results.append(result)
     report(results, args)

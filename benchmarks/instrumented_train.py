@@ -174,8 +174,8 @@ def metered(trainer, records):
     results exchange, copied before any rank can start the next iteration)."""
     step, exchange, seen = trainer.step, trainer.runtime.results.exchange, {}
 
-    def exchange_and_keep(evaluating=False):
-        exchanged = exchange(evaluating)
+    def exchange_and_keep(evaluating=False, iteration=0):
+        exchanged = exchange(evaluating, iteration)
         seen["lengths"] = exchanged[0][:, 1].astype(int).tolist()
         return exchanged
 

@@ -167,6 +167,8 @@ ENV_JOBS = {"cartpole": CARTPOLE, "hopper": HOPPER, "hopper-ars": HOPPER_ARS}
 RESUMED_ENV_JOBS = ("hopper", "hopper-ars")
 # Placement: with every observation recorded, episodes that end at different times.
 PLACEMENT_JOB = HOPPER_ARS.replace("probability = 0.6", "probability = 1.0")
+# The pipelined mode: two iterations in flight, with every option of HOPPER_ARS.
+PIPELINE_JOB = "[run]\npipeline = true\n" + HOPPER_ARS
 
 # (run, ranks, ES_MPI_NODE_SIZE, the start line's layout, arguments): the runs of each strategy job, in order.
 STRATEGY_RUNS = [
@@ -184,6 +186,13 @@ RESUME_RUNS = [("straight", ["--set", "stop.iterations=6"]), ("broken", ["--set"
                ("broken-resumed", ["--resume", "--set", "stop.iterations=6"])]
 # (ranks, layout) of CartPole on virtual nodes of 2.
 VIRTUAL_NODES = [(4, "2+2"), (6, "2+2+2"), (5, "2+2+1")]
+# (run, ranks, ES_MPI_NODE_SIZE, arguments) of the pipelined job: rank counts, 2+2+1 virtual nodes, a
+# run stopped with iteration 4 in flight and resumed on another layout.
+PIPELINE_RUNS = [("ranks1", 1, None, []), ("ranks2", 2, None, ["--set", "run.lanes=2"]), ("ranks3", 3, None, []),
+                 ("ranks5", 5, None, ["--set", "run.placement=static"]), ("nodes221", 5, 2, []),
+                 ("straight", 2, None, ["--set", "stop.iterations=6"]),
+                 ("broken", 3, 2, ["--set", "stop.iterations=3"]),
+                 ("broken-resumed", 5, None, ["--resume", "--set", "stop.iterations=6"])]
 # (run, ranks, ES_MPI_NODE_SIZE, run.placement)
 PLACEMENT_RUNS = [("one", 1, None, "static"), ("static3", 3, None, "static"), ("dynamic3", 3, None, "dynamic"),
                   ("dynamic-nodes", 5, 2, "dynamic"), ("static-nodes", 5, 2, "static")]
@@ -256,7 +265,7 @@ class Matrix:
 def matrix(tmp_path_factory):
     """Every run of this module's tests, inside one mpiexec."""
     runs = Matrix(tmp_path_factory.mktemp("matrix"))
-    for name, text in {**STRATEGY_JOBS, **ENV_JOBS, "placement": PLACEMENT_JOB}.items():
+    for name, text in {**STRATEGY_JOBS, **ENV_JOBS, "placement": PLACEMENT_JOB, "pipeline": PIPELINE_JOB}.items():
         runs.job(name, text)
     for name in STRATEGY_JOBS:
         for run_name, ranks, node_size, _, extra in STRATEGY_RUNS:
@@ -275,6 +284,8 @@ def matrix(tmp_path_factory):
     runs.add("cartpole", "moved-resumed", 3, 1, "--resume", "--set", "stop.iterations=6", run_dir="moved")
     for run_name, ranks, node_size, placement in PLACEMENT_RUNS:
         runs.add("placement", run_name, ranks, node_size, "--set", f"run.placement={placement}")
+    for run_name, ranks, node_size, extra in PIPELINE_RUNS:
+        runs.add("pipeline", run_name, ranks, node_size, *extra, run_dir="broken" if run_name == "broken-resumed" else None)
     for repair, (ranks, node_size, fault, _) in REPAIRS.items():
         runs.add("cartpole", repair, ranks, node_size, env={"ES_MPI_FAULT_INJECT": fault})
     plan = runs.base / "plan.json"
@@ -394,3 +405,25 @@ def test_a_node_whose_copy_changed_is_repaired_from_an_intact_one(matrix, repair
         assert list(f["metrics/repairs"][()]) == [0, 1, 1, 1]
     clean = ran_well(matrix, "cartpole", "one")[1]
     assert state_digest(clean / "ckpt-00000004.h5") == state_digest(run_dir / "ckpt-00000004.h5")
+
+
+@pytest.mark.mpi
+def test_pipelined_mode_gives_the_bytes_of_one_rank_and_resumes_exactly(matrix):
+    """Two iterations in flight: 1, 2, 3 and 5 ranks (static and dynamic), 5 as 2+2+1 virtual nodes end
+    on the bytes of one rank; a run stopped at iteration 3 on 2+1 nodes, resumed on 5 ranks, equals a
+    straight run. The mode is on: its bytes differ from the synchronous run of the same job."""
+    expected = state_digest(ran_well(matrix, "pipeline", "ranks1")[1] / "ckpt-00000004.h5")
+    for run_name, ranks, node_size, _ in PIPELINE_RUNS[1:5]:
+        stdout, run_dir = ran_well(matrix, "pipeline", run_name)
+        assert f", {ranks} ranks{' (nodes of 2+2+1)' if node_size else ''}, " in start_line(stdout), run_name
+        assert state_digest(run_dir / "ckpt-00000004.h5") == expected, run_name
+    synchronous = ran_well(matrix, "hopper-ars", "ranks1")[1]
+    assert state_digest(synchronous / "ckpt-00000004.h5") != expected
+    _, straight = ran_well(matrix, "pipeline", "straight")
+    ran_well(matrix, "pipeline", "broken")
+    resumed, broken = ran_well(matrix, "pipeline", "broken-resumed")
+    assert "resumed from iteration 3" in resumed
+    assert state_bytes(straight / "ckpt-00000006.h5") == state_bytes(broken / "ckpt-00000006.h5")
+    with h5py.File(straight / "ckpt-00000006.h5", "r") as f:  # carries what iteration 7 plays: the state after 5
+        assert int(f["extra/pipeline/iteration"][()]) == 5
+        assert f["extra/pipeline/params"][()].tobytes() != f["params"][()].tobytes()

@@ -40,9 +40,11 @@ def trace(tmp_path):
                        cpu_s=[0.002 * n for n in lengths], job_toml=np.array(RECORDED_JOB))
 
 
-def test_efficiency_is_the_serial_work_of_the_metrics_over_ranks_times_iteration_s(trace, tmp_path):
+@pytest.mark.parametrize("pipeline", [False, True], ids=["synchronous", "pipelined"])
+def test_efficiency_is_the_serial_work_of_the_metrics_over_ranks_times_iteration_s(trace, tmp_path, pipeline):
     job = bench.trace_job(trace, RANKS, EPISODES_PER_RANK, ITERATIONS, time_scale=1.0, eval_every=2,
-                          placement="static")
+                          placement="static", pipeline=pipeline)
+    assert job.run.pipeline == pipeline
     assert bench.population(job) == RANKS * EPISODES_PER_RANK and job.strategy.top_pairs == 20
     rows, cpu_s, wall_s, _ = bench.run_emulated(job, RANKS, NODE_SIZE, nanosleep_us=2000, timeout=240,
                                                 workdir=tmp_path)
@@ -82,8 +84,9 @@ def rank0_asks(job, iteration, evaluating):
     evaluations = [eval_first + u for u in range(start, end) if u < n_eval]
     pairs = [first + u - n_eval for u in range(start, end) if u >= n_eval]
     members = [m for pair in pairs for m in (2 * pair, 2 * pair + 1)]
+    told = max(0, iteration - 2 if job.run.pipeline else iteration - 1)  # the state the members perturbed
     return sum(s for _, s in bench.asked_episodes(job, iteration, members)) + \
-        sum(s for _, s in bench.asked_episodes(job, iteration - 1, evaluations, Purpose.EVAL_EPISODE))
+        sum(s for _, s in bench.asked_episodes(job, told, evaluations, Purpose.EVAL_EPISODE))
 
 
 def test_a_disagreeing_metrics_row_is_caught(trace):

@@ -89,14 +89,16 @@ def train(task, args, comm):
     one rank alone fails: the abort hook ends the job, and a collective free would wait for that rank)."""
     from es_mpi.run.mpi import abort_with_one_line, install_abort_on_error
     from es_mpi.run.node_runtime import NodeRuntime
+    from es_mpi.run.pipeline import PipelinedTrainer
     from es_mpi.run.trainer import Trainer
 
     install_abort_on_error(comm)
     try:
         with NodeRuntime.for_task(comm, task, node_size_from_env()) as runtime:
             try:
-                trainer = Trainer(task, runtime, resume=args.resume, force=args.force, log=say,
-                                  strict_versions=args.strict_versions)
+                kind = PipelinedTrainer if task.job.run.pipeline else Trainer
+                trainer = kind(task, runtime, resume=args.resume, force=args.force, log=say,
+                               strict_versions=args.strict_versions)
             except UserError as err:  # this rank's alone: the others may be waiting for it in a collective
                 abort_with_one_line(comm, err, EXIT_BAD_INPUT)
             code = trainer.train()

@@ -18,6 +18,8 @@ class RunSettings:
                          doc="most episodes a rank plays at once with one batched forward pass per step (MLP policies whose lanes' weights fit in 512 KB; Atari conv policies in 12 MiB, their lanes one C++ vector env); saves per-step overhead, never changes results")
     placement: str = setting("dynamic", "str", choices=("dynamic", "static"),
                              doc="who plays which member: 'dynamic' (each node's ranks and lanes claim the next pair or group of their node's block from a shared counter as they free up) or 'static' (fixed contiguous slices); never changes results")
+    pipeline: bool = setting(False, "bool",
+                             doc="pipelined iterations (openai_es): a rank that runs out of iteration t's episodes starts on t+1, whose members perturb the centre after t-1, while t's last episodes finish; hides the tail at scale, and the update is one iteration stale (docs/architecture.md, 'The pipelined mode')")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,6 +69,9 @@ def build_task(job, render_mode=None, trust_code=True):
         for key, module in named_modules(job):
             raise ConfigError(job.path, key, f"names the Python module {module!r}, and a checkpoint never imports "
                                              "code by itself; pass --trust-code if you trust this file")
+    if job.run.pipeline and not strategy_class(job.strategy).pipelines:
+        raise ConfigError(job.path, "run.pipeline", f"{job.strategy.name} cannot pipeline its iterations; "
+                                                    "only openai_es can (set run.pipeline = false)")
     if job.objective.function is not None:
         return _build_objective_task(job)
     job = _resolve_atari(job)

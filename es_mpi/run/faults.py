@@ -8,9 +8,15 @@
   must end within seconds (docs/architecture.md, contract 5). `ES_MPI_FAIL_AT=all:runtime` makes
   every rank refuse, alike, once the node runtime holds its communicators and some windows: the
   start-up that fails partway must free them all and end with one line.
+- ES_MPI_SLOW_RANK=RANK:SECONDS makes that rank sleep before every step of its lanes, and
+  ES_MPI_CLAIM_LOG=DIR makes every rank append to DIR/claims-RANK.log a line "start ITERATION
+  MEMBER TIME" as it starts an episode and "played ITERATION TIME" when its episodes of an
+  iteration are done: together they show whether iterations overlap (the pipelined mode).
 """
 
 import os
+import pathlib
+import time
 
 import numpy as np
 
@@ -34,3 +40,25 @@ def fail_at(rank, place):
     if place == "checkpoint":
         raise OSError("injected write error (ES_MPI_FAIL_AT)")
     raise RuntimeError(f"injected failure at {place} (ES_MPI_FAIL_AT)")
+
+
+def slowed(rank, between):
+    """`between` (rollout.play's hook before every step, or None), after the slowed rank's sleep."""
+    slow = os.environ.get("ES_MPI_SLOW_RANK", "")
+    if not slow.startswith(f"{rank}:"):
+        return between
+    seconds = float(slow.split(":", 1)[1])
+
+    def sleep_first():
+        time.sleep(seconds)
+        if between is not None:
+            between()
+    return sleep_first
+
+
+def log_claim(rank, *fields):
+    """One line of the claim log (ES_MPI_CLAIM_LOG): the fields, then the time."""
+    log_dir = os.environ.get("ES_MPI_CLAIM_LOG")
+    if log_dir:
+        with open(pathlib.Path(log_dir) / f"claims-{rank}.log", "a") as log:
+            log.write(" ".join(map(str, fields)) + f" {time.time():.6f}\n")

@@ -7,6 +7,9 @@ one in-place Allgatherv of the results blocks, one Allgatherv of the sampled obs
 each block, in member order (docs/architecture.md, contract 2 and "node-shared state"). The bytes
 they send and receive are counted at those calls. On an evaluation iteration the centre's
 evaluation episodes have rows too, after the population's (run/placement.py), swapped the same way.
+
+In the pipelined mode (run/pipeline.py) iteration t + 1 is written while t is exchanged, so the
+arrays come in two copies, one per parity of the iteration (`slots = 2`).
 """
 
 import numpy as np
@@ -22,23 +25,30 @@ class NodeResults:
     episodes; `obs_width`: columns of an observation row (None without observation normalisation);
     `window` allocates the arrays' windows (run/node_runtime.py)."""
 
-    def __init__(self, nodes, population, blocks, eval_blocks, obs_width, window):
+    def __init__(self, nodes, population, blocks, eval_blocks, obs_width, window, slots=1):
         self.nodes, self.blocks, self.obs_width, self.population = nodes, blocks, obs_width, population
         self.eval_blocks = [(population + a, population + b) for a, b in eval_blocks]
         rows = self.eval_blocks[-1][1]  # the population's, then the evaluation episodes'
-        self.results = NodeArray(nodes, (rows, RESULT_COLUMNS), np.float64, window)
-        self.obs_rows = NodeArray(nodes, (population, obs_width), np.float64, window) if obs_width else None
+        self.slots = [NodeArray(nodes, (rows, RESULT_COLUMNS), np.float64, window) for _ in range(slots)]
+        self.obs_slots = [NodeArray(nodes, (population, obs_width), np.float64, window) if obs_width else None
+                          for _ in range(slots)]
+        self.results, self.obs_rows = self.slots[0], self.obs_slots[0]  # the arrays of the iteration at hand
         self.crossed_bytes = 0  # by this node's leader since the last `take_crossed_bytes`
 
-    def write(self, member, episode):
+    def use(self, iteration):
+        """Work on the arrays of `iteration`'s parity (a no-op with one slot)."""
+        self.results, self.obs_rows = self.slots[iteration % len(self.slots)], self.obs_slots[iteration % len(self.slots)]
+
+    def write(self, member, episode, iteration=0):
         """One played member's row (and observation row), at its index."""
+        self.use(iteration)
         has_obs = episode.obs_stats is not None
         self.results.array[member] = (episode.total_return, episode.length, episode.capped, episode.nonfinite,
                                       has_obs)
         if has_obs:
             self.obs_rows.array[member] = episode.obs_stats
 
-    def exchange(self, evaluating=False):
+    def exchange(self, evaluating=False, iteration=0):
         """Wait for the node's members, let the leaders swap blocks; -> (results_n5, obs_rows_kf,
         eval_results_e5): private copies, in member order (obs rows of the members that have one, None
         without normalisation; the evaluation episodes' rows, None when not `evaluating`).
@@ -46,6 +56,7 @@ class NodeResults:
         Every rank copies before it enters the iteration's agreement, which no rank of the node leaves
         before all have entered, so no rank overwrites the arrays while another still reads them.
         """
+        self.use(iteration)
         node = self.nodes.node
         node.Barrier()
         if self.nodes.count > 1:

@@ -23,6 +23,11 @@ An iteration's phases, in the order the node barriers require (docs/architecture
    a node-wide collective that no rank leaves before every rank of its node entered, that is, before
    every rank copied this iteration's results and finished its update: only then may a rank start
    the next play phase and overwrite the results arrays or claim from the counter.
+
+The pipelined mode (run/pipeline.py) keeps this order per iteration but lets two overlap: iteration
+t + 1 plays on the other parity's counter and results arrays while t is still played elsewhere;
+`played(t)` is the non-blocking world barrier that says every rank has played t, and t's exchange,
+update and agreement then run, blocking, between two of t + 1's steps.
 """
 
 import numpy as np
@@ -87,9 +92,10 @@ class NodeRuntime:
     """
 
     def __init__(self, world, noise_size, noise_seed, placement, make_strategy, obs_width=None, node_size=None,
-                 handles=None, evaluations=0):
+                 handles=None, evaluations=0, pipeline=False):
         self.world, self.rank = world, world.rank
-        self.played = 0  # members this rank played in the iteration, for the agreement's members_max/min
+        slots = 2 if pipeline else 1  # iterations in flight at once
+        self.played = [0] * slots  # members this rank played in the iteration, for the agreement's members_max/min
         self.handles = Handles() if handles is None else handles
         try:
             self.nodes = self.handles.node_layer(world, node_size)
@@ -99,10 +105,12 @@ class NodeRuntime:
             self.strategy = make_strategy(self.noise.array, self.share)
             faults.fail_at(self.rank, "runtime")
             population, group = self.strategy.population, self.strategy.group
-            self.placement = Placement(placement, self.nodes, population, group, self.handles.window, evaluations)
+            self.placement = Placement(placement, self.nodes, population, group, self.handles.window, evaluations,
+                                       slots)
             blocks = member_blocks(population, group, self.nodes.sizes)
             eval_blocks = node_blocks(evaluations, self.nodes.sizes)
-            self.results = NodeResults(self.nodes, population, blocks, eval_blocks, obs_width, self.handles.window)
+            self.results = NodeResults(self.nodes, population, blocks, eval_blocks, obs_width, self.handles.window,
+                                       slots)
         except UserError as err:
             self.handles.free()
             raise AgreedError(err) from None
@@ -115,17 +123,22 @@ class NodeRuntime:
         obs_width = 2 * int(np.prod(task.env.observation_space.shape)) + 1 if job.obs_norm.enabled else None
         evaluations = job.eval.episodes if job.eval.every else 0
         return cls(world, job.noise.size, job.noise.seed, job.run.placement, task.make_strategy, obs_width,
-                   node_size, evaluations=evaluations)
+                   node_size, evaluations=evaluations, pipeline=job.run.pipeline)
 
     # ----------------------------------------------------------------- 1. play
-    def members(self, evaluating=False):
+    def members(self, evaluating=False, iteration=0):
         """This rank's members of the iteration, lazily (a dynamic claim is made when the next one is wanted);
         with `evaluating`, the evaluation episodes among them as members `population + e`."""
-        return self.placement.members(evaluating)
+        return self.placement.members(evaluating, iteration)
 
-    def write(self, member, episode):
-        self.results.write(member, episode)
-        self.played += member < self.placement.population  # members_max/min count the population's only
+    def write(self, member, episode, iteration=0):
+        self.results.write(member, episode, iteration)
+        self.played[iteration % len(self.played)] += member < self.placement.population  # the population's only
+
+    def played_all(self):
+        """The non-blocking world barrier this rank enters once it has played its members of an
+        iteration (the pipelined mode); -> its request, complete once every rank has entered."""
+        return self.world.Ibarrier()
 
     # ----------------------------------------------------------------- 2. exchange
     def exchange(self, iteration, evaluating=False):
@@ -134,7 +147,7 @@ class NodeRuntime:
         (An injected failure of one rank after its episodes of iteration 1 comes first: run/faults.py.)"""
         if iteration == 1:
             faults.fail_at(self.rank, "iteration")
-        return self.results.exchange(evaluating)
+        return self.results.exchange(evaluating, iteration)
 
     def gather_elite(self, elite_members, transitions, width):
         """[(member, rows_tf)] of the elite members from every rank, in global member order.
@@ -166,9 +179,10 @@ class NodeRuntime:
         with self.share.unlocked():
             faults.flip_parameter(self.rank, iteration, self.strategy.center())
         self.share.sync()  # an injected fault is in place on the whole node before anyone looks
+        slot = iteration % len(self.played)
         agreed = agreement.exchange(self.nodes, agreement.state_checksum(self.strategy, obstat), busy_s, stop_signal,
-                                    self.share.intact(), self.played)
-        self.played = 0
+                                    self.share.intact(), self.played[slot])
+        self.played[slot] = 0
         source = agreed.repair_source()
         if source is not None:
             state = self.world.bcast((self.strategy.state_dict(), obstat.state_dict()), root=source[0])

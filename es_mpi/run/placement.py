@@ -13,6 +13,9 @@ episode e). A node's evaluation episodes come first in its order: an unperturbed
 plays the longest episodes, and whatever is claimed last makes the iteration's tail. They do not
 raise the share: the shares cover the block's units, and the units they add are played by
 whichever ranks free up first.
+
+In the pipelined mode two iterations are in flight on a node (run/pipeline.py), so there are two
+counters, one per parity of the iteration (`slots = 2`).
 """
 
 import numpy as np
@@ -43,7 +46,7 @@ class Placement:
     the shares cover the block. So a rank that starts its iteration late still finds its share; a
     rank whose share is done helps with what is left, one unit per lane that frees up."""
 
-    def __init__(self, mode, nodes, population, group, window, evaluations=0):
+    def __init__(self, mode, nodes, population, group, window, evaluations=0, slots=1):
         if mode not in PLACEMENTS:
             raise ValueError(f"unknown placement {mode!r}")
         self.mode, self.group, self.population = mode, group, population
@@ -54,27 +57,28 @@ class Placement:
         self.node_rank, self.node_size = nodes.node.rank, nodes.node.size
         n_units = self.unit_block[1] - self.unit_block[0]
         self.share = max(1, -(-n_units // self.node_size)) * group
-        self.counter = NodeArray(nodes, (1,), np.int64, window) if mode == "dynamic" else None
-        self.claims_before = 0  # the counter's value when this iteration's claims began
+        self.counters = [NodeArray(nodes, (1,), np.int64, window) for _ in range(slots)] if mode == "dynamic" else None
+        self.claims_before = [0] * slots  # each counter's value when its iteration's claims began
 
-    def members(self, evaluating=False):
+    def members(self, evaluating=False, iteration=0):
         """Members of this rank for one iteration, in the order they are to be started (on an
         evaluation iteration, evaluation episodes as members `population + e`, first).
 
         Dynamic: each rank's last claim comes back past the block, so an iteration takes exactly
-        `units + node ranks` counts, and the next iteration's claims start there; every rank of the
-        node has made its last claim before any starts the next iteration (the results exchange
-        waits for the whole node), so no reset is needed.
+        `units + node ranks` counts, and the next iteration on that counter starts there. Every rank
+        of the node has made its last claim of an iteration before any starts the next on the same
+        counter (synchronous: the results exchange waits for the whole node; pipelined: iteration
+        t + 2 starts after t's exchange), so no reset is needed.
         """
         first, stop = self.unit_block
         eval_first, eval_stop = self.eval_block if evaluating else (0, 0)
         n_eval = eval_stop - eval_first
         n_units = n_eval + stop - first
-        if self.counter is None:
+        if self.counters is None:
             start, end = static_slice(n_units, self.node_rank, self.node_size)
             units = range(start, end)
         else:
-            units = self._claimed_units(n_units)
+            units = self._claimed_units(n_units, iteration % len(self.counters))
         for unit in units:
             if unit < n_eval:
                 yield self.population + eval_first + unit
@@ -82,12 +86,14 @@ class Placement:
                 member_unit = first + unit - n_eval
                 yield from range(member_unit * self.group, (member_unit + 1) * self.group)
 
-    def _claimed_units(self, n_units):
-        """The node's units 0..n_units-1 (its order: evaluation episodes, then its block), as claimed."""
-        base = self.claims_before
-        self.claims_before += n_units + self.node_size
+    def _claimed_units(self, n_units, slot):
+        """The node's units 0..n_units-1 (its order: evaluation episodes, then its block), as claimed
+        from counter `slot`."""
+        base = self.claims_before[slot]
+        self.claims_before[slot] += n_units + self.node_size
+        counter = self.counters[slot]
         while True:
-            unit = self.counter.fetch_add() - base
+            unit = counter.fetch_add() - base
             if unit >= n_units:
                 return
             yield unit

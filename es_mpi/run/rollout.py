@@ -169,7 +169,7 @@ class Start:
     step_cap: float = math.inf
 
 
-def play(lanes, forward, members, member, normalizer=None, record_transitions=False, most_held=None):
+def play(lanes, forward, members, member, normalizer=None, record_transitions=False, most_held=None, between=None):
     """Play the episodes of `members`, up to one per lane at once, with one forward pass per step;
     -> {member: Episode}. A NaN/inf observation or reward ends an episode as the worst fitness (-inf).
 
@@ -184,7 +184,8 @@ def play(lanes, forward, members, member, normalizer=None, record_transitions=Fa
     run/placement.py). A slot whose member is done takes the next one, in the same lane; once none
     is left, the last slot moves into it, so the batch is always the first n slots and shrinks as
     the work runs out. `record_transitions` keeps each step's policy input and action (tabular and
-    action-space CEM).
+    action-space CEM). `between()`, when given, runs before every step (the pipelined mode tests
+    there whether the iteration before has been played everywhere, run/pipeline.py).
 
     Each slot's row is computed on its own (a gemv per lane, elementwise ufuncs): an episode's bits
     are a function of its player and seed, never of its lane, its neighbours or the lane count.
@@ -236,6 +237,8 @@ def play(lanes, forward, members, member, normalizer=None, record_transitions=Fa
         mean_o, inv_std_o, clip = normalizer  # broadcasting (n, o) against (o,) costs more than the arithmetic
         tiled = (np.tile(mean_o, n_slots), np.tile(inv_std_o, n_slots))
     while slots:
+        if between is not None:
+            between()
         if starts:
             lanes.start(starts)
             starts.clear()

@@ -2,6 +2,7 @@
 which owns every window, communicator and node barrier; docs/architecture.md)."""
 
 import copy
+import dataclasses
 import math
 import signal
 import sys
@@ -9,7 +10,7 @@ import time
 
 import numpy as np
 
-from es_mpi.core.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, RunFailure
+from es_mpi.core.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, AgreedError, RunFailure
 from es_mpi.core.seeding import Purpose, episode_seed, rng
 from es_mpi.core.stop_signals import catch_stop_signals
 from es_mpi.records import checkpoint as ckpt_io
@@ -33,10 +34,24 @@ def transition_width(env):
     return int(np.prod(env.observation_space.shape)) + int(np.prod(env.action_space.shape))
 
 
+@dataclasses.dataclass
+class Playing:
+    """What one iteration's episodes play, fixed when its play starts: the pipelined mode
+    (run/pipeline.py) tells the iteration before while they play."""
+    iteration: int
+    evaluating: bool
+    told: int  # the last iteration told into the centre played: the evaluation episodes' seeds use it
+    normalizer: object
+    step_cap: int
+    center_p: np.ndarray  # the centre its members perturb and its evaluation plays
+    frozen: object  # member -> parameters around center_p (pipelined), or None: the strategy's own
+    state: dict = None  # rank 0: the state its evaluation plays (best.h5); pipelined, every iteration
+    prepare_s: float = 0.0  # seconds spent making this record and asking
+
+
 class Trainer:
     """Trains `runtime.strategy` (run/node_runtime.py: the runtime owns its node arrays) on `task`."""
     write_failure = None  # rank 0's first failed record write of the iteration (see _rank0_write)
-    evaluated_state = None  # rank 0, on an evaluation iteration: the state its evaluation plays (best.h5)
 
     def __init__(self, task, runtime, resume=False, force=False, log=print, strict_versions=False):
         self.task, self.job, self.runtime, self.log = task, task.job, runtime, log
@@ -49,6 +64,15 @@ class Trainer:
         self.env, self.policy = task.env, task.policy
         start = agree_on_start(self.comm, job, resume, force, log)
         self.lock = start.lock if self.rank == 0 else None  # rank 0 took it and lets it go
+        try:
+            self._start(start)
+        except AgreedError:  # a checkpoint that does not fit, refused alike on every rank: free the run directory
+            run_lock.release(self.lock)
+            raise
+
+    def _start(self, start):
+        """What follows the run directory's verdict: the VBN reference, lanes, records and the checkpoint's state."""
+        job, task = self.job, self.task
         self.last_checkpoint = start.path
         self.vbn_reference = vbn_reference(self.comm, task, start)
         self.lanes, self.lanes_forward = self._lanes()
@@ -89,14 +113,36 @@ class Trainer:
             self.log(f"resumed from iteration {ckpt.iteration} ({ckpt.timesteps} timesteps) in {self.run_dir}")
 
     # ----------------------------------------------------------------- the iteration
-    def _evaluate_members(self, iteration, normalizer, evaluating):
-        """Play this rank's members (the runtime's play phase), and on an evaluation iteration its
-        evaluation episodes of the centre among them (members `population + e`: the env's own rewards
-        and step limit, and the seeds `es-mpi eval` gives the state before this iteration), writing
-        each result into the node's arrays; -> {member: transition rows} when the strategy learns
-        from transitions."""
+    def _playing(self, t, state=None):
+        """Iteration t's Playing from the state now (or from `state`, a checkpoint's pending iteration),
+        and the strategy's ask for t. The state is copied only where someone keeps it: rank 0 on an
+        evaluation iteration, and on every iteration of the pipelined mode (its checkpoints carry it)."""
+        start = time.perf_counter()
+        job, pipelined = self.job, self.job.run.pipeline
+        evaluating = bool(job.eval.every) and t % job.eval.every == 0
+        if state is None and self.rank == 0 and (evaluating or pipelined):
+            state = self._state()
+        self.strategy.ask(t)
+        if state is not None and pipelined:
+            obstat = ObsStat(self.obstat.sum_o.size)
+            obstat.load_state_dict(state["obstat"])
+            told, step_cap, center_p = state["iteration"], state["step_cap"], state["params"]
+        else:
+            obstat, told, step_cap, center_p = self.obstat, self.iteration, self.step_cap, self.strategy.center()
+        if pipelined:  # a private copy: the update of the iteration before writes the centre while these play
+            center_p = np.array(center_p, dtype=np.float32, copy=True)
+        frozen = self.strategy.frozen_members(center_p) if pipelined else None
+        return Playing(t, evaluating, told, normalizer_for(job, obstat), step_cap, center_p, frozen, state,
+                       prepare_s=time.perf_counter() - start)
+
+    def _evaluate_members(self, playing, between=None):
+        """Play this rank's members of `playing` (the runtime's play phase), and on an evaluation
+        iteration its evaluation episodes of the centre among them (members `population + e`: the
+        env's own rewards and step limit, and the seeds `es-mpi eval` gives the state played),
+        writing each result into the node's arrays; -> {member: transition rows} when the strategy
+        learns from transitions. `between()` runs between two steps (the pipelined mode's test)."""
         seed, alone, population = self.job.run.seed, isinstance(self.lanes_forward, Actors), self.strategy.population
-        center, bound = self.strategy.center(), []
+        iteration, center, bound = playing.iteration, playing.center_p, []
 
         def center_player():
             if not alone:
@@ -105,19 +151,27 @@ class Trainer:
                 bound.append(self.policy.bind(center))
             return bound[0]
 
-        def member(m):
-            if m >= population:
-                return Start(center_player(), episode_seed(seed, iteration - 1, m - population, Purpose.EVAL_EPISODE),
-                             step_cap=self.task.step_limit)
-            player = self.strategy.member_actor(m, self.policy) if alone else self.strategy.member_params(m)
-            return Start(player, episode_seed(seed, iteration, m), self._records_obs(iteration, m),
-                         self.job.env.alive_bonus, self.step_cap)
+        def member_player(m):
+            if playing.frozen is None:
+                return self.strategy.member_actor(m, self.policy) if alone else self.strategy.member_params(m)
+            params = playing.frozen(m)
+            return self.policy.bind(params) if alone else params
 
-        episodes = play(self.lanes, self.lanes_forward, self.runtime.members(evaluating), member, normalizer,
-                        self.strategy.wants_transitions, self.runtime.placement.share)
+        def member(m):
+            faults.log_claim(self.rank, "start", iteration, m)
+            if m >= population:
+                return Start(center_player(), episode_seed(seed, playing.told, m - population, Purpose.EVAL_EPISODE),
+                             step_cap=self.task.step_limit)
+            return Start(member_player(m), episode_seed(seed, iteration, m), self._records_obs(iteration, m),
+                         self.job.env.alive_bonus, playing.step_cap)
+
+        episodes = play(self.lanes, self.lanes_forward, self.runtime.members(playing.evaluating, iteration), member,
+                        playing.normalizer, self.strategy.wants_transitions, self.runtime.placement.share,
+                        faults.slowed(self.rank, between))
+        faults.log_claim(self.rank, "played", iteration)
         transitions = {}
         for member, episode in episodes.items():
-            self.runtime.write(member, episode)
+            self.runtime.write(member, episode, iteration)
             if episode.transitions is not None:
                 transitions[member] = episode.transitions
         return transitions
@@ -139,19 +193,24 @@ class Trainer:
 
     def step(self):
         """One iteration, identical float operations on every rank: ask, then the runtime's phases
-        (play, exchange, update, agree), then the metrics row, written only from a finite centre.
+        (play, exchange, update, agree), then the metrics row; -> (row, stop signal, Playing).
 
         An evaluation plays the centre the iteration's members perturbed, among them, and is reported
-        on this row; rank 0 keeps that state (`evaluated_state`) for best.h5."""
-        t = self.iteration + 1
+        on this row; rank 0 keeps that state (`Playing.state`) for best.h5."""
         t_start = time.perf_counter()
-        evaluating = bool(self.job.eval.every) and t % self.job.eval.every == 0
-        self.evaluated_state = self._state() if evaluating and self.rank == 0 else None
-        self.strategy.ask(t)
-        normalizer = normalizer_for(self.job, self.obstat)
+        playing = self._playing(self.iteration + 1)
         busy_start = time.perf_counter()
-        transitions = self._evaluate_members(t, normalizer, evaluating)
-        busy_end = time.perf_counter()
+        transitions = self._evaluate_members(playing)
+        busy_s = time.perf_counter() - busy_start
+        row, stop_signal = self._tell(playing, busy_s, transitions, t_start)
+        return row, stop_signal, playing
+
+    def _tell(self, playing, busy_s, transitions, since, waited_s=0.0):
+        """The runtime's exchange, update and agreement of the iteration `playing` played, and its
+        metrics row, written only from a finite centre (its times count from `since`; `waited_s`:
+        seconds waited before, for the pipelined mode's barrier); -> (row, stop signal)."""
+        t, evaluating = playing.iteration, playing.evaluating
+        exchange_start = time.perf_counter()
         results_n5, obs_rows_kf, eval_results_e5 = self.runtime.exchange(t, evaluating)
         gathered = time.perf_counter()
         returns_n, lengths_n = results_n5[:, 0], results_n5[:, 1]
@@ -173,14 +232,14 @@ class Trainer:
             eval_return = evaluation_return(eval_returns)
             self.last_eval_return = eval_return
             eval_steps = eval_results_e5[:, 1].sum()  # the evaluation's share of the episodes' time, by steps
-            eval_s = (busy_end - busy_start) * eval_steps / max(1.0, eval_steps + lengths_n.sum())
+            eval_s = busy_s * eval_steps / max(1.0, eval_steps + lengths_n.sum())
             if eval_nonfinite and self.rank == 0:
                 self.log(f"warning: iteration {t}: {eval_nonfinite} of {eval_returns.size} evaluation episodes "
                          "diverged (non-finite); scored -inf, this evaluation cannot set best.h5 or the target")
-        repaired, stop_signal, agreed = self._agree(busy_end - busy_start)
+        repaired, stop_signal, agreed = self._agree(busy_s)
         self._check_finite_center()
         end = time.perf_counter()
-        iteration_s = end - t_start
+        iteration_s = end - since
         finite = returns_n[np.isfinite(returns_n)]
         row = dict(
             iteration=t, timesteps=self.timesteps, episodes=returns_n.size,
@@ -188,8 +247,8 @@ class Trainer:
             return_max=float(finite.max()) if finite.size else math.nan,
             return_min=float(finite.min()) if finite.size else math.nan,
             eval_return=eval_return, eval_nonfinite=eval_nonfinite, timesteps_per_s=lengths_n.sum() / iteration_s,
-            iteration_s=iteration_s, episodes_s=busy_end - busy_start, wait_s=gathered - busy_end,
-            update_s=(busy_start - t_start) + (end - gathered), eval_s=eval_s,
+            iteration_s=iteration_s, episodes_s=busy_s, wait_s=waited_s + gathered - exchange_start,
+            update_s=playing.prepare_s + (end - gathered), eval_s=eval_s,
             imbalance=agreed.busy_max_s / agreed.busy_mean_s if agreed.busy_mean_s > 0 else 1.0,
             members_max=agreed.members_max, members_min=agreed.members_min,
             capped=int(results_n5[:, 2].sum()), nonfinite=int(results_n5[:, 3].sum()),
@@ -251,26 +310,33 @@ class Trainer:
             return "target_return"
         return None
 
-    def _checkpoint(self, eval_return, periodic, best):
+    def _checkpoint(self, eval_return, periodic, best, playing):
         """Rank 0 writes the periodic checkpoint of the state now (not evaluated yet: its eval_return is
-        NaN), and/or best.h5 of the state that the evaluation played (the iteration's centre, before
-        its update) with the evaluation's return."""
+        NaN), and/or best.h5 of the state that the evaluation of `playing` played (the centre its
+        members perturbed) with the evaluation's return."""
         if self.rank != 0:
             return
         if periodic:
             path = ckpt_io.checkpoint_path(self.run_dir, self.iteration)
             faults.fail_at(self.rank, "checkpoint")
-            ckpt_io.save(path, self._checkpoint_of(self._state(), math.nan))
+            ckpt_io.save(path, self._checkpoint_of(self._state(), math.nan, self._in_flight()))
             self.last_checkpoint = path
             ckpt_io.prune(self.run_dir, self.job.checkpoint.keep)
         if best:
-            ckpt_io.save(self.run_dir / ckpt_io.BEST_NAME, self._checkpoint_of(self.evaluated_state, eval_return))
+            ckpt_io.save(self.run_dir / ckpt_io.BEST_NAME, self._checkpoint_of(playing.state, eval_return))
 
-    def _checkpoint_of(self, state, eval_return):
+    def _in_flight(self):
+        """What a periodic checkpoint must also carry for an exact resume (the pipelined mode's
+        iteration in flight, run/pipeline.py); nothing here."""
+        return {}
+
+    def _checkpoint_of(self, state, eval_return, extra=None):
+        extra = dict(extra or {})
+        if self.vbn_reference is not None:
+            extra[VBN_CHECKPOINT_KEY] = self.vbn_reference
         return ckpt_io.Checkpoint(
             config_toml=self.job.to_toml(), best_eval_return=self.best_eval_return, eval_return=eval_return,
-            versions=ckpt_io.package_versions(),
-            extra={} if self.vbn_reference is None else {VBN_CHECKPOINT_KEY: self.vbn_reference}, **state)
+            versions=ckpt_io.package_versions(), extra=extra, **state)
 
     def _write_status(self, state):
         if self.rank == 0:
@@ -309,24 +375,37 @@ class Trainer:
         if self.stopped_before_start:
             return self._stop_before_start()
         reason = self._stop_reason()
-        while reason is None:
-            row, stop_signal = self.step()
+        return self._iterate() if reason is None else self._done(reason)
+
+    def _iterate(self):
+        """Iterations until one ends the run; -> the exit code."""
+        while True:
+            code = self._conclude(*self.step())
+            if code is not None:
+                return code
+
+    def _conclude(self, row, stop_signal, playing):
+        """After an iteration's row: the progress line, best.h5, the periodic checkpoint and the status;
+        -> the exit code when the run ends here, else None."""
+        if self.rank == 0:
+            self.log(self.metrics.progress_line(row))
+        improved = math.isfinite(row["eval_return"]) and row["eval_return"] > self.best_eval_return
+        if improved:
+            self.best_eval_return = row["eval_return"]
+        reason = self._stop_reason()
+        periodic = bool(stop_signal or reason or self.iteration % self.job.checkpoint.every == 0)
+        self._rank0_write(self._checkpoint, row["eval_return"], periodic, improved, playing)
+        self._rank0_write(self._write_status, f"interrupted ({signal.Signals(stop_signal).name})" if stop_signal
+                          else f"done ({reason})" if reason else "running")
+        self._records_agreed()
+        if stop_signal:
             if self.rank == 0:
-                self.log(self.metrics.progress_line(row))
-            improved = math.isfinite(row["eval_return"]) and row["eval_return"] > self.best_eval_return
-            if improved:
-                self.best_eval_return = row["eval_return"]
-            reason = self._stop_reason()
-            periodic = bool(stop_signal or reason or self.iteration % self.job.checkpoint.every == 0)
-            self._rank0_write(self._checkpoint, row["eval_return"], periodic, improved)
-            self._rank0_write(self._write_status, f"interrupted ({signal.Signals(stop_signal).name})" if stop_signal
-                              else f"done ({reason})" if reason else "running")
-            self._records_agreed()
-            if stop_signal:
-                if self.rank == 0:
-                    self.log(f"stopped by signal {signal.Signals(stop_signal).name} after iteration "
-                             f"{self.iteration}; checkpoint written; continue with --resume")
-                return EXIT_INTERRUPTED
+                self.log(f"stopped by signal {signal.Signals(stop_signal).name} after iteration "
+                         f"{self.iteration}; checkpoint written; continue with --resume")
+            return EXIT_INTERRUPTED
+        return None if reason is None else self._done(reason)
+
+    def _done(self, reason):
         if self.rank == 0:
             self.log(f"done ({reason}) at iteration {self.iteration}, {self.timesteps} timesteps; "
                      f"best evaluation return {self.best_eval_return:.2f}")

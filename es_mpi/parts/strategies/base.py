@@ -18,6 +18,9 @@ seed, policy)` and offers:
 - `tell(fitness_n, transitions=None)`: the full fitness array in global member order;
   updates the state with the same float operations on every rank; returns scalar metrics.
 - `center()`: the parameters to evaluate and checkpoint.
+- `frozen_members(center_p)` (with `pipelines`): member -> parameters of the current ask around
+  `center_p` (a copy of some centre), which later asks and tells do not change: the pipelined
+  mode plays one iteration while it tells the one before.
 - `state_layout()`: the arrays and nested parts of the state (see core/array_state.py), from
   which `state_dict()` / `load_state_dict()` follow.
 
@@ -49,6 +52,7 @@ class Strategy(ArrayState):
     plays_params = True  # members play the policy bound to member_params (False: a custom member_actor)
     needs_environment = False  # an objective job (no environment) cannot use it
     cooperative = False  # built with a `share`: the node's ranks split the update by columns
+    pipelines = False  # offers frozen_members(), and so run.pipeline (run/pipeline.py)
     share = SOLO
 
     def __init_subclass__(cls, **kwargs):

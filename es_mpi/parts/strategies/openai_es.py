@@ -7,6 +7,7 @@ pairs whose better member scored highest, and `shaping = "return_std"` weighs a 
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -70,10 +71,18 @@ def weighted_noise_sum(noise, offsets_n, weights_n, n_params, chunk=NOISE_SUM_CH
     return total_v
 
 
+def perturbed(noise, center_p, offsets_n, sigma, member):
+    """Member `member`'s parameters: the centre plus (even member) or minus (odd) sigma times its pair's table row."""
+    offset = offsets_n[member // 2]
+    sign = 1.0 if member % 2 == 0 else -1.0
+    return center_p + np.float32(sign * sigma) * noise[offset:offset + center_p.size]
+
+
 class OpenAIES(Strategy):
     Settings = OpenAIESSettings
     group = 2
     cooperative = True
+    pipelines = True
 
     def __init__(self, settings, initial_params_p, noise, seed, policy=None, share=SOLO):
         self.settings, self.noise, self.seed, self.share = settings, noise, seed, share
@@ -91,10 +100,12 @@ class OpenAIES(Strategy):
         self.offsets_n = draw_offsets(self.seed, iteration, self.settings.pairs, self.noise.size, self.n_params)
 
     def member_params(self, member):
-        offset = self.offsets_n[member // 2]
-        sign = 1.0 if member % 2 == 0 else -1.0
-        epsilon_p = self.noise[offset:offset + self.n_params]
-        return self.params_p + np.float32(sign * self.settings.sigma) * epsilon_p
+        return perturbed(self.noise, self.params_p, self.offsets_n, self.settings.sigma, member)
+
+    def frozen_members(self, center_p):
+        """member_params of the current ask around `center_p`, a copy the caller keeps unchanged: a
+        pipelined iteration plays these while the update of the iteration before writes the centre."""
+        return functools.partial(perturbed, self.noise, center_p, self.offsets_n.copy(), self.settings.sigma)
 
     def kept_pairs(self, fitness_n2):
         """Indices (ascending) of the pairs that enter the update: all, or the top b by max(r+, r-)."""
