@@ -57,7 +57,7 @@ class PipelinedTrainer(Trainer):
 
     def _restore(self, start):
         super()._restore(start)
-        self.restored = in_flight_state(start.path, start.checkpoint, self.strategy, self.metrics)
+        self.restored = in_flight_state(start.path, start.checkpoint, self.strategy)
 
     def _iterate(self):
         self.last_told_at = time.perf_counter()
@@ -114,7 +114,7 @@ class PipelinedTrainer(Trainer):
         return flat
 
 
-def in_flight_state(path, ckpt, strategy, metrics):
+def in_flight_state(path, ckpt, strategy):
     """The state the checkpoint's iteration in flight plays (as Trainer._state() gives it), checked
     against the strategy's and observation statistics' layouts; None when the checkpoint has none
     (written without run.pipeline: the resumed run then plays the checkpoint's own centre first)."""
@@ -150,7 +150,6 @@ def in_flight_state(path, ckpt, strategy, metrics):
         except StateError as err:
             refuse(f"{part}/{err.key}", err.reason)
         state[part] = values
-    state["metrics"] = {key: column[:state["iteration"]] for key, column in metrics.columns().items()}
     return state
 
 

@@ -185,11 +185,12 @@ class Trainer:
                                                   purpose=Purpose.OBS_SAMPLE).random() < probability)
 
     def _state(self):
-        """The state a checkpoint holds, as it is now (a copy: the update changes arrays in place)."""
+        """The state a checkpoint holds, as it is now (a copy: the update changes arrays in place); its
+        metrics are added when it is written (`_checkpoint_of`: the rows up to its iteration)."""
         return dict(iteration=self.iteration, timesteps=self.timesteps, step_cap=self.step_cap,
                     params=np.array(self.strategy.center(), copy=True),
                     strategy=copy.deepcopy(self.strategy.state_dict()),
-                    obstat=copy.deepcopy(self.obstat.state_dict()), metrics=self.metrics.columns())
+                    obstat=copy.deepcopy(self.obstat.state_dict()))
 
     def step(self):
         """One iteration, identical float operations on every rank: ask, then the runtime's phases
@@ -331,12 +332,13 @@ class Trainer:
         return {}
 
     def _checkpoint_of(self, state, eval_return, extra=None):
+        metrics = {key: column[:state["iteration"]] for key, column in self.metrics.columns().items()}
         extra = dict(extra or {})
         if self.vbn_reference is not None:
             extra[VBN_CHECKPOINT_KEY] = self.vbn_reference
         return ckpt_io.Checkpoint(
             config_toml=self.job.to_toml(), best_eval_return=self.best_eval_return, eval_return=eval_return,
-            versions=ckpt_io.package_versions(), extra=extra, **state)
+            versions=ckpt_io.package_versions(), extra=extra, metrics=metrics, **state)
 
     def _write_status(self, state):
         if self.rank == 0:
