@@ -24,9 +24,8 @@ What one synchronous iteration of `es-mpi train` does (es_mpi/run/trainer.py, no
 efficiency = episode seconds (training, plus evaluation when on) / (ranks x iteration seconds),
 as benchmarks/emulated_cluster.py measures it.
 
-`mode` is "synchronous", the only mode built (MODES). The pipelined mode of issue 21 (item 4)
-is not built: `pipelined` below is this model's guess at it, never a measurement of code (see its
-docstring), kept apart from `iteration` so that nothing mistakes one for the other.
+`iteration` models the synchronous mode (MODES); `pipelined` below models run.pipeline
+(run/pipeline.py), as a run of several iterations, since its iterations overlap.
 """
 
 import dataclasses
@@ -206,8 +205,8 @@ def iteration(units, node_sizes, lanes, costs, eval_episodes=(), fill_order=None
     evaluated) are placement units, each node's block of them claimed first; fill_order as
     play_node's, for every node. -> Iteration."""
     if mode not in MODES:
-        raise ValueError(f"mode {mode!r} is not modelled (modelled: {', '.join(MODES)}); the pipelined mode "
-                         "is not built")
+        raise ValueError(f"mode {mode!r} is not modelled by iteration() (modelled: {', '.join(MODES)}); "
+                         "the pipelined mode is `pipelined`")
     eval_blocks = node_blocks(len(eval_episodes), node_sizes)
     plays = []
     for k, (a, b) in enumerate(node_blocks(len(units), node_sizes)):
@@ -246,7 +245,7 @@ def shuffled(node_ranks, n_slots, draw):
     return fill
 
 
-# ----------------------------------------------------------------- the model's pipelined mode (not built)
+# ----------------------------------------------------------------- the pipelined mode (run.pipeline)
 @dataclasses.dataclass
 class PipelinedRun:
     """What `pipelined` found: when each iteration's last member finished, and its episode seconds."""
@@ -271,8 +270,7 @@ class _PipeRank:
 
 
 def pipelined(iterations_units, node_sizes, lanes, costs, claim_s=0.0):
-    """THE MODEL'S pipelined mode, not the built code's (none is built, nothing here is measured):
-    iteration t+1's members may start once iteration t-1's results are exchanged, that is, once
+    """The pipelined mode (run/pipeline.py): iteration t+1's members may start once iteration t-1's results are exchanged, that is, once
     t-1's last member is done plus `costs.exchange_s`. A rank whose claim of iteration t comes back
     past its node's block claims from t+1's block, as soon as that gate is open (it notices at the
     end of a pass, or at once when it has nothing in play). Each rank pays its own compute for an
