@@ -91,8 +91,8 @@ def test_evaluation_units_do_not_raise_the_share_so_whoever_frees_up_plays_them(
         assert burst.members == [3, 2] and burst.end_s == [3.0, 2.0] and burst.claims == [3, 2]
 
 
-def test_only_the_synchronous_mode_is_modelled():
-    with pytest.raises(ValueError, match="pipelined mode is not built"):
+def test_an_iteration_models_the_synchronous_mode_only():
+    with pytest.raises(ValueError, match="the pipelined mode is `pipelined`"):
         model.iteration(one_step(1), [1], 1, model.FixedCosts(), mode="pipelined")
 
 
@@ -113,7 +113,7 @@ def test_the_model_draws_the_episodes_the_trace_env_replays():
 
 
 def test_the_models_pipelined_mode_starts_the_next_iteration_in_the_tail():
-    # Not the built code (no pipelined mode is built): the model's guess, on a case checked by hand.
+    # The pipelined mode's model (run/pipeline.py), on a case checked by hand.
     # Rank 1 plays iteration 0's short unit, then all of iteration 1 while rank 0 holds the long unit.
     its = [one_step(3, 1), one_step(1, 1)]
     run = model.pipelined(its, [2], lanes=1, costs=model.FixedCosts())
