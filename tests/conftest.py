@@ -36,9 +36,18 @@ def mpiexec_command(n_ranks, *args):
     return [MPIEXEC, "-n", str(n_ranks), "--oversubscribe", "--bind-to", "none", *es_mpi_command(*args)]
 
 
+# Open MPI's launcher failing before any rank ran (seen once, in a full run on a busy machine):
+# nothing of es-mpi ran, so the command is started once more.
+PMIX_START_FAILURE = "The PMIx server's listener thread failed to start"
+
+
 def run(command, timeout=300, env_extra=None, **kwargs):
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          env=child_env(**(env_extra or {})), cwd=kwargs.pop("cwd", REPO), **kwargs)
+    cwd = kwargs.pop("cwd", REPO)
+    for attempt in range(2):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                env=child_env(**(env_extra or {})), cwd=cwd, **kwargs)
+        if attempt or PMIX_START_FAILURE not in result.stderr:
+            return result
 
 
 def run_es(*args, timeout=300, env_extra=None):
