@@ -8,9 +8,11 @@ Writes a markdown table to benchmarks/results/atari.md (--name to change). In on
 - training agent steps/s per rank of a real `mpiexec -n RANKS es-mpi train` (eval off), for both
   networks with and without VBN, beside the gymnasium raw rate measured right before it;
 - whether one flat matmul over a batch (shared weights) keeps each observation's bits;
-- the forward pass per observation at batch sizes 1, 4 and 16 (one lane per member, see
+- the forward pass per observation at batch sizes 1, 2, 4 and 16 (one lane per member, see
   policies/conv.ConvLanes) against the im2col pass it replaced (benchmarks/conv_baseline.py), timed
-  in turns within this run, and the VBN reference pass per member, as a share of the iteration.
+  in turns within this run, and the VBN reference pass per member, as a share of the iteration;
+- the pass split by stage at the lanes training uses: frames, each layer's matmuls (the BLAS
+  work, the floor numpy can reach), and the rest (affines, ReLU, the output layer).
 `--forward-only` measures the forward passes alone (no env rates, no training).
 """
 
@@ -30,10 +32,10 @@ import numpy as np  # noqa: E402
 from es_mpi.parts.job_file import job_from_text  # noqa: E402
 from es_mpi.parts.atari import AtariLanes, make_gymnasium_atari_env  # noqa: E402
 from es_mpi.parts.build import build_task  # noqa: E402
-from es_mpi.parts.policies.conv import NETWORKS, ConvLayer, build_layers  # noqa: E402
+from es_mpi.parts.policies.conv import NETWORKS, ConvLayer, build_layers, frame_windows  # noqa: E402
 from es_mpi.run.vbn_reference import collect_reference  # noqa: E402
 
-BATCHES = (1, 4, 16)
+BATCHES = (1, 2, 4, 16)
 VBN_BATCH = 128
 
 
@@ -159,8 +161,38 @@ def forward_costs(game, network, repeats, rounds):
             new_s.append(clock() - middle)
         old_us, new_us = common.median(old_s) / batch * 1e6, common.median(new_s) / batch * 1e6
         costs[batch] = (old_us, new_us, old_us / new_us)
+    training_lanes = policy.useful_lanes(job.run.lanes)
+    lanes = policy.lanes(training_lanes)
+    for lane in range(training_lanes):
+        lanes.load(lane, members[lane])
+    stages = stage_costs(policy, lanes, obs[:training_lanes], rounds * max(1, repeats // training_lanes))
     env.close()
-    return costs, bind_ms, policy.n_params, policy.useful_lanes(job.run.lanes)
+    return costs, bind_ms, policy.n_params, training_lanes, stages
+
+
+def stage_costs(policy, lanes, frames, calls):
+    """{stage: median µs per observation} of `lanes.logits(frames)` taken apart: the frames' layout
+    and cast, each layer's matmuls (`linear`), and the rest (affines, ReLU, output bias)."""
+    b, clock = len(frames), time.perf_counter
+    layers = [*policy.hidden, policy.output]
+    seconds = {name: [] for name in ["frames", *[f"layer {i + 1} matmuls" for i in range(len(layers))], "rest"]}
+    for _ in range(calls):
+        start = clock()
+        x = frame_windows(frames, policy.obs_chw, policy.hidden[0])
+        seconds["frames"].append(clock() - start)
+        rest = 0.0
+        for index, layer in enumerate(layers):
+            start = clock()
+            z = layer.linear(x, lanes.weights[index][:b])
+            middle = clock()
+            if index < len(policy.hidden):
+                x = policy.finish(index, z, lanes.scales[index][:b] if policy.vbn else None, lanes.shifts[index][:b])
+            else:
+                np.add(z, lanes.shifts[-1][:b])
+            seconds[f"layer {index + 1} matmuls"].append(middle - start)
+            rest += clock() - middle
+        seconds["rest"].append(rest)
+    return {name: common.median(values) / b * 1e6 for name, values in seconds.items()}
 
 
 def forward_lines(forward):
@@ -168,10 +200,16 @@ def forward_lines(forward):
              "The two passes alternate call by call within this run; medians over calls, the ratio of the medians.",
              "", "| network | parameters | lanes in training | " + " | ".join(f"batch {b}" for b in BATCHES)
              + " | VBN bind ms/member |", "|---|---|---|" + "---|" * len(BATCHES) + "---|"]
-    for network, (costs, bind_ms, n_params, lanes) in forward.items():
+    for network, (costs, bind_ms, n_params, lanes, _) in forward.items():
         cells = [f"{costs[b][0]:.0f} / {costs[b][1]:.0f} ({costs[b][2]:.2f}x)" for b in BATCHES]
         lines.append(f"| {network} | {n_params} | {lanes} | " + " | ".join(cells) + f" | {bind_ms:.1f} |")
-    return lines + [""]
+    lines += ["", "## The pass taken apart, µs per observation at the lanes training uses (medians over calls)", "",
+              "The matmuls are BLAS work on each member's own weights: the floor of a numpy pass.", ""]
+    for network, (*_, lanes, stages) in forward.items():
+        matmuls = sum(us for name, us in stages.items() if name.endswith("matmuls"))
+        lines += [f"{network}, {lanes} lanes: " + ", ".join(f"{name} {us:.1f}" for name, us in stages.items())
+                  + f"; total {sum(stages.values()):.1f}, of which matmuls {matmuls:.1f}", ""]
+    return lines
 
 
 def training_rate(game, network, vbn, ranks, pairs, steps, iterations, timeout, lanes):
@@ -217,7 +255,7 @@ def main():
     if args.forward_only:
         write_report(lines + forward_lines(forward), args.name)
         return
-    lanes_used = max(lanes for *_, lanes in forward.values())
+    lanes_used = max(lanes for *_, lanes, _ in forward.values())
     gym_raw = gymnasium_rate(args.game, args.raw_steps)
     gym_concurrent = concurrent_gymnasium_rate(args.game, args.raw_steps, args.ranks)
     vector_one = vector_rate(args.game, 1, args.raw_steps)
@@ -236,8 +274,9 @@ def main():
     lines += [f"## Training, {args.ranks} ranks, {args.pairs} pairs, episodes capped at {args.steps} steps", "",
               "The gymnasium raw rates are measured right before each training run, so both see the same load.", "",
               "| network | VBN | run.lanes | agent steps/s per rank | gymnasium raw steps/s (1 process) | / gymnasium raw "
-              f"| gymnasium raw, {args.ranks} at once | / that | s/iteration | VBN reference share of the iteration |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              f"| gymnasium raw, {args.ranks} at once | / that | / vector env raw, {lanes_used} lanes | s/iteration "
+              "| VBN reference share of the iteration |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     members_per_rank = 2 * args.pairs / args.ranks
     runs = [(network, vbn, 16) for network in args.networks for vbn in (False, True)]
     runs += [("paper", True, 1)] if "paper" in args.networks else []
@@ -248,7 +287,7 @@ def main():
                                           args.iterations, args.timeout, lanes)
         share = f"{forward[network][1] * 1e-3 * members_per_rank / iteration_s:.1%}" if vbn else "-"
         lines.append(f"| {network} | {'yes' if vbn else 'no'} | {lanes} | {rate:.0f} | {raw:.0f} | {rate / raw:.2f} "
-                     f"| {concurrent:.0f} | {rate / concurrent:.2f} | {iteration_s:.2f} | {share} |")
+                     f"| {concurrent:.0f} | {rate / concurrent:.2f} | {rate / vector_lanes:.2f} | {iteration_s:.2f} | {share} |")
         print(lines[-1], flush=True)
     lines += ["", "VBN share: one member's reference pass (the bind above) times the members per rank, over the "
                   "median iteration."]

@@ -30,7 +30,7 @@ NETWORKS = {
 }
 PIXEL_SCALE = np.float32(1.0 / 255.0)
 REFERENCE_CHUNK = 16  # reference observations per stacked matmul: bounds the temporaries
-CONV_LANE_WEIGHT_BYTES = 12 * 2**20  # see ConvPolicy.useful_lanes; measured in benchmarks/atari.py
+CONV_LANE_WEIGHT_BYTES = 6 * 2**20  # see ConvPolicy.useful_lanes; measured in benchmarks/atari.py
 
 
 def relu(x, zeros):
