@@ -246,6 +246,7 @@ def main():
                         help="forward timing: rounds of --repeats observations per batch size, each call timed alone")
     parser.add_argument("--forward-only", action="store_true", help="time the forward passes only")
     parser.add_argument("--networks", nargs="+", default=["paper", "nature"])
+    parser.add_argument("--trials", type=int, default=1, help="training runs per row, taking turns with the other rows")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--name", default="atari")
     args = parser.parse_args()
@@ -272,7 +273,8 @@ def main():
     lines.append("")
     lines += forward_lines(forward)
     lines += [f"## Training, {args.ranks} ranks, {args.pairs} pairs, episodes capped at {args.steps} steps", "",
-              "The gymnasium raw rates are measured right before each training run, so both see the same load.", "",
+              "The gymnasium raw rates are measured right before each training run, so both see the same load; "
+              f"medians over {args.trials} trial(s), the runs taking turns (ratios: the median of each trial's).", "",
               "| network | VBN | run.lanes | agent steps/s per rank | gymnasium raw steps/s (1 process) | / gymnasium raw "
               f"| gymnasium raw, {args.ranks} at once | / that | / vector env raw, {lanes_used} lanes | s/iteration "
               "| VBN reference share of the iteration |",
@@ -280,15 +282,21 @@ def main():
     members_per_rank = 2 * args.pairs / args.ranks
     runs = [(network, vbn, 16) for network in args.networks for vbn in (False, True)]
     runs += [("paper", True, 1)] if "paper" in args.networks else []
-    for network, vbn, lanes in runs:
-        raw = gymnasium_rate(args.game, args.raw_steps)
-        concurrent = concurrent_gymnasium_rate(args.game, args.raw_steps, args.ranks)
-        rate, iteration_s = training_rate(args.game, network, vbn, args.ranks, args.pairs, args.steps,
-                                          args.iterations, args.timeout, lanes)
+    trials = {run: [] for run in runs}
+    for _ in range(args.trials):  # the runs take turns, so that a change in load hits all of them
+        for network, vbn, lanes in runs:
+            raw = gymnasium_rate(args.game, args.raw_steps)
+            concurrent = concurrent_gymnasium_rate(args.game, args.raw_steps, args.ranks)
+            rate, iteration_s = training_rate(args.game, network, vbn, args.ranks, args.pairs, args.steps,
+                                              args.iterations, args.timeout, lanes)
+            trials[network, vbn, lanes].append((rate, raw, rate / raw, concurrent, rate / concurrent, iteration_s))
+            print(network, vbn, lanes, [f"{value:.2f}" for value in trials[network, vbn, lanes][-1]], flush=True)
+    for (network, vbn, lanes), measured in trials.items():
+        rate, raw, ratio, concurrent, concurrent_ratio, iteration_s = (common.median(column) for column in zip(*measured))
         share = f"{forward[network][1] * 1e-3 * members_per_rank / iteration_s:.1%}" if vbn else "-"
-        lines.append(f"| {network} | {'yes' if vbn else 'no'} | {lanes} | {rate:.0f} | {raw:.0f} | {rate / raw:.2f} "
-                     f"| {concurrent:.0f} | {rate / concurrent:.2f} | {rate / vector_lanes:.2f} | {iteration_s:.2f} | {share} |")
-        print(lines[-1], flush=True)
+        lines.append(f"| {network} | {'yes' if vbn else 'no'} | {lanes} | {rate:.0f} | {raw:.0f} | {ratio:.2f} "
+                     f"| {concurrent:.0f} | {concurrent_ratio:.2f} | {rate / vector_lanes:.2f} | {iteration_s:.2f} "
+                     f"| {share} |")
     lines += ["", "VBN share: one member's reference pass (the bind above) times the members per rank, over the "
                   "median iteration."]
     write_report(lines, args.name)

@@ -9,7 +9,8 @@ import pytest
 
 from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.policies import make_policy
-from es_mpi.parts.policies.conv import NETWORKS, ConvLayer, DenseLayer, build_layers, frame_windows
+from es_mpi.parts.policies.conv import (CONV_LANE_WEIGHT_BYTES, NETWORKS, ConvLayer, DenseLayer, build_layers,
+                                         frame_windows)
 from es_mpi.parts.policies.vbn import EPSILON, channel_moments, normalizing_affine
 
 FRAMES = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
@@ -245,10 +246,22 @@ def test_vbn_reference_statistics_are_those_of_play(network):
         x = frame_windows(obs[None], FRAMES.shape, policy.hidden[0])
         for index, layer in enumerate(policy.hidden):
             z = layer.linear(x, lane.weights[index])
-            per_layer[index].append(z)
+            per_layer[index].append(z.copy())  # finish works on z in place
             x = policy.finish(index, z, lane.scales[index], lane.shifts[index])
         logits = policy.output.linear(x, lane.weights[-1]) + lane.shifts[-1]
         assert np.array_equal(logits, bound.logits(obs[None]))
     for (mean, var), zs in zip(bound.moments, per_layer):
         play_mean, play_var = channel_moments(np.concatenate(zs))
         assert np.array_equal(mean, play_mean) and np.array_equal(var, play_var)
+
+
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_the_lanes_weights_fit_the_cache_budget(network):
+    """As many lanes as the budget holds, never more than asked, and one whatever the size: with more,
+    the fc layer's weights come from memory at every step (benchmarks/atari.py takes the pass apart)."""
+    policy = make_policy(policy_settings(network, True), FRAMES, ACTIONS)
+    lanes = policy.useful_lanes(16)
+    assert lanes == 1 or lanes * 4 * policy.n_params <= CONV_LANE_WEIGHT_BYTES
+    assert (lanes + 1) * 4 * policy.n_params > CONV_LANE_WEIGHT_BYTES
+    assert policy.useful_lanes(1) == 1
+

@@ -33,9 +33,11 @@ REFERENCE_CHUNK = 16  # reference observations per stacked matmul: bounds the te
 CONV_LANE_WEIGHT_BYTES = 6 * 2**20  # see ConvPolicy.useful_lanes; measured in benchmarks/atari.py
 
 
-def relu(x, zeros):
-    """max(x, 0) in place; numpy's maximum against an array of zeros runs vectorised, against 0 not."""
-    return np.maximum(x, zeros, out=x)
+def relu_into(following, zeros, z):
+    """max(z, 0) written in the input layout of the layer `following` (a new array): numpy's maximum
+    against an array of zeros runs vectorised, against 0 not."""
+    view = following.arrange(z)
+    return np.maximum(view, zeros, out=np.empty(view.shape, dtype=np.float32))
 
 
 class ConvLayer:
@@ -247,22 +249,22 @@ class ConvPolicy(Policy):
                             for layer, units in self._hidden_units()) + \
             self.output.fan_in * self.output.units + self.output.units
         self.reference = self.reference_windows = None
-        self._following = [*self.hidden[1:], self.output]  # the layer that reads each hidden layer's output
-        self._relus = [functools.partial(relu, zeros=np.zeros(following.input_shape, dtype=np.float32))
-                       for following in self._following]
+        following = [*self.hidden[1:], self.output]  # the layer that reads each hidden layer's output
+        self._relus = [functools.partial(relu_into, layer, np.zeros(layer.input_shape, dtype=np.float32))
+                       for layer in following]
 
     def _hidden_units(self):
         return [(layer, layer.out_hwc[-1]) for layer in self.hidden]
 
     def affine_shape(self, index):
-        """Layer `index`'s per-unit (scale, shift), tiled over one observation's input to the next layer
-        (the output layer's bias: its outputs), so that the affine's ufuncs run long inner loops."""
-        return self._following[index].input_shape if index < len(self.hidden) else (self.output.units,)
+        """Layer `index`'s per-unit (scale, shift), tiled over one observation's outputs of that layer,
+        so that the affine's ufuncs run long inner loops."""
+        return [*self.hidden, self.output][index].out_hwc
 
     def finish(self, index, z, scale, shift):
-        """Hidden layer `index`'s affine (or bias) and ReLU, written in the layout the next layer reads."""
-        view = self._following[index].arrange(z)
-        return finish_hidden(view, scale, shift, self._relus[index], out=np.empty(view.shape, dtype=np.float32))
+        """Hidden layer `index`'s affine (or bias) on its pre-activations `z`, in place, where they are
+        not yet copied into overlapping windows; then ReLU, written in the layout the next layer reads."""
+        return finish_hidden(z, scale, shift, self._relus[index])
 
     def set_reference(self, observations):
         """The VBN reference batch (raw observations, e.g. uint8 frames), shared by every member."""

@@ -25,19 +25,15 @@ def normalizing_affine(mean_c, var_c, gamma_c, beta_c):
     return scale_c.astype(np.float32), shift_c.astype(np.float32)
 
 
-def finish_hidden(z, scale, shift, activation, out=None):
-    """Affine (VBN) or bias (scale None), then the nonlinearity: the same ops for reference and play.
-
-    With `out`, the first op writes z there (z may be any view: a layout change for free), else
-    z itself is updated.
-    """
-    out = z if out is None else out
+def finish_hidden(z, scale, shift, activation):
+    """Affine (VBN) or bias (scale None) on z in place, then the nonlinearity: the same ops for
+    reference and play."""
     if scale is None:
-        np.add(z, shift, out=out)
+        z += shift
     else:
-        np.multiply(z, scale, out=out)
-        out += shift
-    return activation(out)
+        z *= scale
+        z += shift
+    return activation(z)
 
 
 def fit_reference(reference, linears, norms, finish):
