@@ -197,7 +197,9 @@ def stage_costs(policy, lanes, frames, calls):
 
 def forward_lines(forward):
     lines = ["## Forward pass per observation (us), one member per lane: im2col (before) / now (ratio)", "",
-             "The two passes alternate call by call within this run; medians over calls, the ratio of the medians.",
+             "The two passes alternate call by call within this run; medians over calls, the ratio of the medians. "
+             "Each pass's weights push the other's out of cache, so both figures are worse than a pass alone "
+             "(the split below).",
              "", "| network | parameters | lanes in training | " + " | ".join(f"batch {b}" for b in BATCHES)
              + " | VBN bind ms/member |", "|---|---|---|" + "---|" * len(BATCHES) + "---|"]
     for network, (costs, bind_ms, n_params, lanes, _) in forward.items():

@@ -264,4 +264,3 @@ def test_the_lanes_weights_fit_the_cache_budget(network):
     assert lanes == 1 or lanes * 4 * policy.n_params <= CONV_LANE_WEIGHT_BYTES
     assert (lanes + 1) * 4 * policy.n_params > CONV_LANE_WEIGHT_BYTES
     assert policy.useful_lanes(1) == 1
-
