@@ -6,7 +6,9 @@ import pytest
 
 from es_mpi.job.sections import PolicySettings
 from es_mpi.run.noise import local_table
+from es_mpi.run.evaluation import normalizer_for
 from es_mpi.run.obstat import ObsStat
+from es_mpi.parts.job_file import job_from_text
 from es_mpi.parts.strategies.optim import SGD, Adam
 from es_mpi.parts.policies import make_policy
 from es_mpi.core.seeding import Purpose, episode_seed, rng
@@ -86,6 +88,22 @@ def test_obstat_matches_direct_moments():
     stat.add(rows)
     np.testing.assert_allclose(stat.mean(), data.mean(0))
     np.testing.assert_allclose(stat.std(), data.std(0))
+
+
+def test_obs_norm_min_std_floors_the_std_and_its_default_keeps_the_es_papers_bits():
+    """A dimension that barely moves (a torso's angle, std 0.06) is scaled by its own std under a small
+    obs_norm.min_std, as ARS does, and by 1/0.1 under the default, whose bits are the ES paper's
+    variance floor of 1e-2 that every earlier run used."""
+    data_k2 = rng(1, purpose=Purpose.ACTION).normal(0.0, [0.06, 3.0], size=(5000, 2))
+    stat = ObsStat(2, epsilon=0.0)
+    stat.add([np.concatenate([data_k2.sum(0), np.square(data_k2).sum(0), [len(data_k2)]])])
+    variance_o = stat.sumsq_o / stat.count - np.square(stat.mean())
+    assert stat.std().tobytes() == np.sqrt(np.maximum(variance_o, 1e-2)).tobytes()
+    assert stat.std()[0] == 0.1 and stat.std(min_std=1e-3)[0] == pytest.approx(0.06, rel=0.05)
+    assert stat.std(min_std=1e-3)[1] == stat.std()[1]
+    floored = normalizer_for(job_from_text("[obs_norm]\n", "a.toml"), stat)
+    own = normalizer_for(job_from_text("[obs_norm]\nmin_std = 0.001\n", "b.toml"), stat)
+    assert floored[1][0] == np.float32(10.0) and own[1][0] == pytest.approx(1 / 0.06, rel=0.05)
 
 
 @pytest.mark.parametrize("size, n_rows", [(4, 1), (11, 10_240), (348, 2_048), (1, 50)])

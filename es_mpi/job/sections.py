@@ -79,6 +79,9 @@ class ObsNormSettings:
     enabled: bool = setting(True, "bool", doc="normalise observations by running mean and std")
     probability: float = setting(0.01, "float", lo=0.0, hi=1.0, doc="share of population episodes whose observations update the statistics")
     clip: float = setting(5.0, "float", lo=0.0, doc="normalised observations are clipped to [-clip, clip]")
+    min_std: float = setting(0.1, "float", lo=1e-8,
+                             doc="floor on the running std (the ES paper's 0.1); ARS has none, so a small one "
+                                 "keeps an observation that moves little, like a torso's angle, at unit scale")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from es_mpi.run.rollout import run_episode
 
 
 def normalizer_for(job, obstat):
-    return obstat.normalizer(job.obs_norm.clip) if job.obs_norm.enabled else None
+    return obstat.normalizer(job.obs_norm.clip, job.obs_norm.min_std) if job.obs_norm.enabled else None
 
 
 def evaluate_center(task, env, params_p, normalizer, iteration, episode_indices, seed=None):

@@ -4,7 +4,7 @@ import numpy as np
 
 from es_mpi.core.array_state import Array, ArrayState
 
-MIN_VARIANCE = 1e-2
+MIN_STD = 0.1  # the ES paper's floor (a variance of 1e-2); obs_norm.min_std changes it per job
 
 
 class ObsStat(ArrayState):
@@ -18,8 +18,10 @@ class ObsStat(ArrayState):
     def mean(self):
         return self.sum_o / self.count
 
-    def std(self):
-        return np.sqrt(np.maximum(self.sumsq_o / self.count - np.square(self.mean()), MIN_VARIANCE))
+    def std(self, min_std=MIN_STD):
+        """The running std, floored at `min_std`: a dimension that barely moves is not blown up."""
+        variance_o = np.maximum(self.sumsq_o / self.count - np.square(self.mean()), 0.0)
+        return np.maximum(np.sqrt(variance_o), min_std)
 
     def add(self, rows_k2o1):
         """Add episode contributions, each row = [sum_o, sumsq_o, count], in the given order.
@@ -36,9 +38,9 @@ class ObsStat(ArrayState):
         self.sumsq_o[:] = total_2o1[size:2 * size]
         self.count = np.float64(total_2o1[2 * size])
 
-    def normalizer(self, clip):
+    def normalizer(self, clip, min_std=MIN_STD):
         """(mean, 1/std, clip) in float32 for the per-step path."""
-        return (self.mean().astype(np.float32), (1.0 / self.std()).astype(np.float32), np.float32(clip))
+        return (self.mean().astype(np.float32), (1.0 / self.std(min_std)).astype(np.float32), np.float32(clip))
 
     def state_layout(self):
         size = self.sum_o.size
