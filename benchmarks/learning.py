@@ -2,7 +2,8 @@
 
 Each job file runs for S seeds with a real `es-mpi train JOB -n RANKS` (mpiexec), one seed after
 the other, until the highest target, a timestep budget or a wall-clock budget (SIGUSR1 to the
-launcher: the run checkpoints and exits 3). The centre policy is evaluated every eval.every
+launcher: the run checkpoints and exits 3). SIGTERM to this script, or a stop signal to a run,
+stops the run the same way and the benchmark with it (exit 3, no report, no later seed). The centre policy is evaluated every eval.every
 iterations (the job's, or --eval-every) on 10 deterministic episodes; "reached at" is the first evaluation
 whose mean return is at or above the target, and the timesteps it reports are the training
 timesteps and episodes spent up to and including that iteration (evaluation episodes are not
@@ -39,6 +40,7 @@ import pathlib
 import shlex
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -68,6 +70,30 @@ OPTION_KEYS = (("policy", "hidden"), ("policy", "action"), ("strategy", "pairs")
                ("strategy", "learning_rate"), ("strategy", "l2"), ("obs_norm", "probability"),
                ("env", "alive_bonus"), ("env", "step_cap"))
 STOP_GRACE_S = 600  # after SIGUSR1 the run finishes its iteration and checkpoints
+STOPPED_EXIT_CODE = 3  # es-mpi's own code for "stopped after writing a checkpoint"
+
+
+class RunStopped(Exception):
+    """A seed's run was stopped from outside (SIGTERM to this script, or a signal to the run itself):
+    no later seed may start, or a stopped benchmark would leave runs going that nobody watches."""
+
+
+class ForwardStop:
+    """While a run trains, SIGTERM to this script is passed on to the run (which checkpoints and exits 3)."""
+
+    def __init__(self, process):
+        self.process, self.signalled = process, False
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGTERM, self._forward)
+        return self
+
+    def _forward(self, signum, frame):
+        self.signalled = True
+        self.process.send_signal(signal.SIGTERM)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGTERM, self.previous)
 
 
 class Target:
@@ -262,11 +288,17 @@ def run_seed(job_path, command, run_dir, budget_seconds, reuse):
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=common.REPO,
                                    env=common.mpi_environment())
-        try:
-            code = process.wait(timeout=budget_seconds)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGUSR1)
-            code = process.wait(timeout=STOP_GRACE_S)
+        budget_spent = False
+        with ForwardStop(process) as stop:
+            try:
+                code = process.wait(timeout=budget_seconds)
+            except subprocess.TimeoutExpired:
+                budget_spent = True
+                process.send_signal(signal.SIGUSR1)
+                code = process.wait(timeout=STOP_GRACE_S)
+    if stop.signalled or (code == STOPPED_EXIT_CODE and not budget_spent):
+        raise RunStopped(f"{run_dir}: stopped by a signal (exit {code}); no later seed was started, and this one "
+                         f"is not counted as finished (see {log_path})")
     if code not in (0, 3):
         raise RuntimeError(f"{shlex.join(command)} exited {code}; see {log_path}")
     record = {"command": command[1:], "job_sha256": job_sha256, "exit_code": code, "budget_seconds": budget_seconds,
@@ -425,7 +457,15 @@ def parse_args(argv=None):
 
 
 def main():
-    args = parse_args()
+    try:
+        report(parse_args())
+    except RunStopped as stopped:
+        print(f"learning.py: {stopped}", file=sys.stderr)
+        raise SystemExit(STOPPED_EXIT_CODE) from None
+
+
+def report(args):
+    """Train (or --reuse) every job's seeds, then write the report and the curves."""
     table, details, commands = [], [], []
     by_env = {}
     for job_path in args.jobs:

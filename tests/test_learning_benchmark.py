@@ -2,11 +2,14 @@
 medians, seeds within the reference's budget, and the curves."""
 
 import math
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
-from conftest import REPO, run_es
+from conftest import REPO, child_env, run_es
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import learning  # noqa: E402
@@ -140,3 +143,27 @@ def test_plot_env_draws_the_band_and_the_thresholds(tmp_path):
     assert pixels.shape[0] > 300 and pixels.shape[1] > 500
     colours = {tuple(p) for p in pixels[::4, ::4, :3].reshape(-1, 3).round(2).tolist()}
     assert len(colours) > 10  # lines, a shaded band and text, not a blank canvas
+
+
+def test_sigterm_stops_the_running_seed_and_starts_no_other(tmp_path):
+    """Stopping the benchmark must stop its run too (checkpoint, exit 3) and start no later seed: a killed
+    loop used to leave the next seed training, unwatched."""
+    runs_dir = tmp_path / "runs"
+    benchmark = subprocess.Popen(
+        [sys.executable, str(REPO / "benchmarks" / "learning.py"), str(REPO / "jobs" / "cartpole.toml"), "--seeds", "2",
+         "--ranks", "1", "--target", "1e9", "--max-timesteps", "0", "--runs-dir", str(runs_dir), "--name", "sigterm_probe",
+         "--no-plots"], cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_metrics = runs_dir / "cartpole-seed0" / "metrics.csv"
+    deadline = time.monotonic() + 120
+    while not (first_metrics.exists() and len(first_metrics.read_text().splitlines()) > 2):
+        assert benchmark.poll() is None and time.monotonic() < deadline, benchmark.communicate()
+        time.sleep(0.2)
+    benchmark.send_signal(signal.SIGTERM)
+    stdout, stderr = benchmark.communicate(timeout=120)
+    assert benchmark.returncode == 3, stderr[-2000:]
+    assert stderr.splitlines()[-1].startswith("learning.py: ") and "stopped by a signal" in stderr, stderr[-2000:]
+    run_log = (runs_dir / "cartpole-seed0.log").read_text()
+    assert "stopped by signal" in run_log and "checkpoint written" in run_log, run_log[-2000:]
+    assert not (runs_dir / "cartpole-seed0" / "learning.json").exists()
+    assert not (runs_dir / "cartpole-seed1").exists() and not (runs_dir / "cartpole-seed1.log").exists()
+    assert not (REPO / "benchmarks" / "results" / "sigterm_probe.md").exists()
