@@ -3,8 +3,8 @@
 Each job file runs for S seeds with a real `es-mpi train JOB -n RANKS` (mpiexec), one seed after
 the other, until the highest target, a timestep budget or a wall-clock budget (SIGUSR1 to the
 launcher: the run checkpoints and exits 3). SIGTERM to this script, or a stop signal to a run,
-stops the run the same way and the benchmark with it (exit 3, no report, no later seed). The centre policy is evaluated every eval.every
-iterations (the job's, or --eval-every) on 10 deterministic episodes; "reached at" is the first evaluation
+stops the run the same way and the benchmark with it (exit 3, no report, no later seed). The
+centre policy is evaluated every eval.every iterations (the job's, or --eval-every) on 10 deterministic episodes; "reached at" is the first evaluation
 whose mean return is at or above the target, and the timesteps it reports are the training
 timesteps and episodes spent up to and including that iteration (evaluation episodes are not
 counted, as ARS did not count them).
@@ -299,7 +299,7 @@ def run_seed(job_path, command, run_dir, budget_seconds, reuse):
     if stop.signalled or (code == STOPPED_EXIT_CODE and not budget_spent):
         raise RunStopped(f"{run_dir}: stopped by a signal (exit {code}); no later seed was started, and this one "
                          f"is not counted as finished (see {log_path})")
-    if code not in (0, 3):
+    if code not in (0, STOPPED_EXIT_CODE):
         raise RuntimeError(f"{shlex.join(command)} exited {code}; see {log_path}")
     record = {"command": command[1:], "job_sha256": job_sha256, "exit_code": code, "budget_seconds": budget_seconds,
               "finished_unix": time.time()}
