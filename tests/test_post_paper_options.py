@@ -64,6 +64,28 @@ def test_more_top_pairs_than_pairs_is_refused(tmp_path):
         job_from_text('[strategy]\npairs = 4\ntop_pairs = 5\n', path)
 
 
+def test_the_step_size_decays_per_iteration_to_its_floor_and_is_constant_by_default():
+    noise = local_table(100_000, 2)
+    fitness_n = np.random.default_rng(5).standard_normal(10)
+    constant, decaying = sgd_es(noise), sgd_es(noise, learning_rate_decay=0.5, learning_rate_min=0.1)
+    steps = {}
+    for iteration in (0, 1, 2, 3):
+        for name, es in (("constant", constant), ("decaying", decaying)):
+            before = es.center().copy()
+            es.ask(iteration)
+            es.tell(fitness_n.copy())
+            steps[name, iteration] = es.center() - before
+    for iteration, rate in ((0, 0.5), (1, 0.25), (2, 0.125), (3, 0.1)):  # 0.5 x 0.5^3 = 0.0625 is floored
+        np.testing.assert_allclose(steps["decaying", iteration], steps["constant", iteration] * rate / 0.5, rtol=1e-5)
+    assert all(constant.settings.learning_rate_at(t) == 0.5 for t in (0, 1, 10**6))
+
+
+def test_a_floor_above_the_step_size_is_refused(tmp_path):
+    path = tmp_path / "job.toml"
+    with pytest.raises(ConfigError, match="strategy.learning_rate_min"):
+        job_from_text('[strategy]\nlearning_rate = 0.01\nlearning_rate_min = 0.02\n', path)
+
+
 def test_alive_bonus_is_subtracted_per_step():
     job = job_from_text('[env]\nid = "Hopper-v5"\n[policy]\nhidden = [8]\n', pathlib.Path("hopper.toml"))
     task = build_task(job)

@@ -24,7 +24,11 @@ class OpenAIESSettings:
     name = "openai_es"
     pairs: int = setting(50, "int", lo=1, hi=10_000_000, doc="mirrored pairs per iteration (population = 2 x pairs)")
     sigma: float = setting(0.02, "float", lo=1e-8, doc="perturbation standard deviation")
-    learning_rate: float = setting(0.01, "float", lo=0.0, doc="optimizer step size")
+    learning_rate: float = setting(0.01, "float", lo=0.0, doc="optimizer step size at iteration 0")
+    learning_rate_decay: float = setting(1.0, "float", lo=0.0, hi=1.0,
+                                         doc="the step size of iteration t is learning_rate x decay^t, "
+                                             "floored at learning_rate_min; 1 keeps it constant")
+    learning_rate_min: float = setting(0.0, "float", lo=0.0, doc="floor of the decaying step size")
     optimizer: str = setting("adam", "str", choices=("adam", "sgd"), doc="adam, or sgd with momentum")
     momentum: float = setting(0.9, "float", lo=0.0, hi=0.999999, doc="sgd momentum")
     beta1: float = setting(0.9, "float", lo=0.0, hi=0.999999, doc="adam beta1")
@@ -41,6 +45,13 @@ class OpenAIESSettings:
         """(key, reason) of the settings that are valid alone but not together."""
         if self.top_pairs > self.pairs:
             yield "top_pairs", f"{self.top_pairs} is more than strategy.pairs = {self.pairs}"
+        if self.learning_rate_min > self.learning_rate:
+            yield "learning_rate_min", f"{self.learning_rate_min} is more than strategy.learning_rate = {self.learning_rate}"
+
+    def learning_rate_at(self, iteration):
+        """The step size of `iteration`: a function of the iteration alone, so a resumed run and every
+        rank take the same one without saving it."""
+        return max(self.learning_rate_min, self.learning_rate * self.learning_rate_decay ** iteration)
 
 
 NOISE_SUM_CHUNK = 1 << 16  # floats per column chunk: partial sum + scratch (512 KB) stay in L2
@@ -97,6 +108,7 @@ class OpenAIES(Strategy):
         self.offsets_n = None
 
     def ask(self, iteration):
+        self.optimizer.learning_rate = self.settings.learning_rate_at(iteration)
         self.offsets_n = draw_offsets(self.seed, iteration, self.settings.pairs, self.noise.size, self.n_params)
 
     def member_params(self, member):
