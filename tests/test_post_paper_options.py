@@ -1,6 +1,7 @@
 """Options from after the ES paper: ARS top-b directions with return-std steps, and the alive bonus."""
 
 import csv
+import dataclasses
 import math
 import pathlib
 
@@ -80,10 +81,26 @@ def test_the_step_size_decays_per_iteration_to_its_floor_and_is_constant_by_defa
     assert all(constant.settings.learning_rate_at(t) == 0.5 for t in (0, 1, 10**6))
 
 
-def test_a_floor_above_the_step_size_is_refused(tmp_path):
+@pytest.mark.parametrize("key", ["learning_rate", "sigma"])
+def test_a_floor_above_the_start_is_refused(tmp_path, key):
     path = tmp_path / "job.toml"
-    with pytest.raises(ConfigError, match="strategy.learning_rate_min"):
-        job_from_text('[strategy]\nlearning_rate = 0.01\nlearning_rate_min = 0.02\n', path)
+    with pytest.raises(ConfigError, match=f"strategy.{key}_min"):
+        job_from_text(f'[strategy]\n{key} = 0.01\n{key}_min = 0.02\n', path)
+
+
+def test_sigma_decays_per_iteration_to_its_floor_in_both_the_members_and_the_update():
+    noise = local_table(100_000, 2)
+    fitness_n = np.random.default_rng(6).standard_normal(10)
+    decaying, fixed = sgd_es(noise, sigma_decay=0.5, sigma_min=0.03), sgd_es(noise)
+    fixed = make_strategy(dataclasses.replace(fixed.settings, sigma=0.03), np.zeros(30, np.float32), noise, seed=0)
+    for es in (decaying, fixed):
+        es.ask(2)  # 0.1 x 0.5^2 = 0.025 is floored at 0.03
+    np.testing.assert_allclose(decaying.member_params(0), 0.03 * noise[decaying.offsets_n[0]:decaying.offsets_n[0] + 30],
+                               rtol=1e-6)
+    for es in (decaying, fixed):
+        es.tell(fitness_n.copy())
+    assert decaying.center().tobytes() == fixed.center().tobytes()
+    assert [decaying.settings.sigma_at(t) for t in (0, 1)] == [0.1, 0.05]
 
 
 def test_alive_bonus_is_subtracted_per_step():

@@ -23,7 +23,10 @@ from es_mpi.parts.strategies.shaping import shape_fitness
 class OpenAIESSettings:
     name = "openai_es"
     pairs: int = setting(50, "int", lo=1, hi=10_000_000, doc="mirrored pairs per iteration (population = 2 x pairs)")
-    sigma: float = setting(0.02, "float", lo=1e-8, doc="perturbation standard deviation")
+    sigma: float = setting(0.02, "float", lo=1e-8, doc="perturbation standard deviation at iteration 0")
+    sigma_decay: float = setting(1.0, "float", lo=0.0, hi=1.0,
+                                 doc="sigma of iteration t is sigma x decay^t, floored at sigma_min; 1 keeps it constant")
+    sigma_min: float = setting(1e-8, "float", lo=1e-8, doc="floor of the decaying sigma")
     learning_rate: float = setting(0.01, "float", lo=0.0, doc="optimizer step size at iteration 0")
     learning_rate_decay: float = setting(1.0, "float", lo=0.0, hi=1.0,
                                          doc="the step size of iteration t is learning_rate x decay^t, "
@@ -47,11 +50,17 @@ class OpenAIESSettings:
             yield "top_pairs", f"{self.top_pairs} is more than strategy.pairs = {self.pairs}"
         if self.learning_rate_min > self.learning_rate:
             yield "learning_rate_min", f"{self.learning_rate_min} is more than strategy.learning_rate = {self.learning_rate}"
+        if self.sigma_min > self.sigma:
+            yield "sigma_min", f"{self.sigma_min} is more than strategy.sigma = {self.sigma}"
 
     def learning_rate_at(self, iteration):
         """The step size of `iteration`: a function of the iteration alone, so a resumed run and every
         rank take the same one without saving it."""
         return max(self.learning_rate_min, self.learning_rate * self.learning_rate_decay ** iteration)
+
+    def sigma_at(self, iteration):
+        """Sigma of `iteration`, a function of the iteration alone like the step size."""
+        return max(self.sigma_min, self.sigma * self.sigma_decay ** iteration)
 
 
 NOISE_SUM_CHUNK = 1 << 16  # floats per column chunk: partial sum + scratch (512 KB) stay in L2
@@ -106,18 +115,20 @@ class OpenAIES(Strategy):
                                         settings.momentum, settings.beta1, settings.beta2, zeros=share.zeros)
         self.columns = share.columns(self.n_params)
         self.offsets_n = None
+        self.sigma = settings.sigma
 
     def ask(self, iteration):
         self.optimizer.learning_rate = self.settings.learning_rate_at(iteration)
+        self.sigma = self.settings.sigma_at(iteration)
         self.offsets_n = draw_offsets(self.seed, iteration, self.settings.pairs, self.noise.size, self.n_params)
 
     def member_params(self, member):
-        return perturbed(self.noise, self.params_p, self.offsets_n, self.settings.sigma, member)
+        return perturbed(self.noise, self.params_p, self.offsets_n, self.sigma, member)
 
     def frozen_members(self, center_p):
         """member_params of the current ask around `center_p`, a copy the caller keeps unchanged: a
         pipelined iteration plays these while the update of the iteration before writes the centre."""
-        return functools.partial(perturbed, self.noise, center_p, self.offsets_n.copy(), self.settings.sigma)
+        return functools.partial(perturbed, self.noise, center_p, self.offsets_n.copy(), self.sigma)
 
     def kept_pairs(self, fitness_n2):
         """Indices (ascending) of the pairs that enter the update: all, or the top b by max(r+, r-)."""
@@ -137,7 +148,7 @@ class OpenAIES(Strategy):
             params_v, gradient_v = self.params_p[start:stop], self.gradient_p[start:stop]
             weighted_noise_sum(self.noise, self.offsets_n[kept_k], weights_k, self.n_params, columns=self.columns,
                                out=gradient_v)
-            gradient_v /= np.float32(2 * kept_k.size * self.settings.sigma)
+            gradient_v /= np.float32(2 * kept_k.size * self.sigma)
             descent_v = -gradient_v + np.float32(self.settings.l2) * params_v
             params_v += self.optimizer.step(descent_v, slice(start, stop))
         return {"gradient_norm": float(np.linalg.norm(self.gradient_p)),
