@@ -67,10 +67,12 @@ iterations = 4
 """
 
 # Every post-paper option on: ARS top-b directions with return-std steps, plain SGD, the alive
-# bonus, a linear policy with action bins.
+# bonus, a linear policy with action bins, and a step and sigma that decay (sigma reaches its
+# floor at iteration 3).
 HOPPER_ARS = HOPPER.replace('step_cap = "adaptive"', 'step_cap = "adaptive"\nalive_bonus = 1.0') \
     .replace("hidden = [8]", "hidden = []") \
-    .replace('optimizer = "sgd"', 'optimizer = "sgd"\nmomentum = 0.0\ntop_pairs = 3\nshaping = "return_std"')
+    .replace('optimizer = "sgd"', 'optimizer = "sgd"\nmomentum = 0.0\ntop_pairs = 3\nshaping = "return_std"\n'
+             'learning_rate_decay = 0.7\nsigma_decay = 0.8\nsigma_min = 0.03')
 
 DIM = 70  # 5 blocks of 16 columns: 3 ranks as one node get 16, 32 and 22 columns, nodes of 2 get 32 and 38
 
