@@ -121,6 +121,14 @@ def test_svg_names_the_groups_seeds_and_axes(runs, tmp_path, x_axis, label):
     assert f">{label}<" in svg and ">return max<" in svg
 
 
+def test_a_plot_of_single_runs_does_not_claim_a_median(runs, tmp_path):
+    out = tmp_path / "curves.svg"
+    done = run_cli("plot", *runs[:3], "--group-by", "run.seed", "-o", out)
+    assert done.returncode == 0, done.stderr
+    svg = out.read_text()
+    assert ">one run per curve<" in svg and "median over seeds" not in svg
+
+
 def test_an_unknown_metric_is_one_line(runs):
     done = run_cli("plot", *runs, "--metric", "nosuch")
     assert done.returncode == 2 and done.stderr.count("\n") == 1

@@ -163,7 +163,8 @@ def plot_command(args):
     axis.set_ylabel(args.metric.replace("_", " ") + (" (centre policy)" if args.metric == DEFAULT_METRIC else ""))
     axis.grid(alpha=0.3)
     axis.legend(loc="best", fontsize="small")
-    axis.set_title("median over seeds, band: min to max")
+    several = any(len(runs) > 1 for _, runs in groups)
+    axis.set_title("median over seeds, band: min to max" if several else "one run per curve")
     figure.tight_layout()
     try:
         figure.savefig(output, dpi=100)
