@@ -4,6 +4,8 @@ Adam or SGD with momentum, L2 weight decay.
 Two options from augmented random search (Mania et al. 2018): `top_pairs` keeps only the b
 pairs whose better member scored highest, and `shaping = "return_std"` weighs a pair by
 (r+ - r-) / std of the kept returns, so the step size does not depend on the reward scale.
+The step size and sigma can decay per iteration (off by default): functions of the iteration
+alone, so they need no state in the checkpoint.
 """
 
 import dataclasses
