@@ -19,7 +19,8 @@ seeds got there within the reference's budget: the paper's timesteps, or twice A
 env shows the median and min-max over the seeds of the evaluation return against training episodes, with
 the targets as lines (benchmarks/results/NAME-ENV.png).
 
-The ES paper's table in docs/results.md (add --reuse to read finished runs instead of training them again):
+The ES paper's table in docs/results.md (add --reuse to read runs that this code finished with the same
+command and job, instead of training them again):
     python benchmarks/learning.py jobs/inverted_pendulum.toml jobs/swimmer.toml \
         jobs/halfcheetah.toml jobs/hopper.toml jobs/walker2d.toml --ranks 1 --targets paper
 The registry thresholds within a wall-clock budget, one seed:
@@ -270,18 +271,42 @@ def job_digest(job_path):
     return hashlib.sha256(settings.encode()).hexdigest()
 
 
+def code_digest(package=common.REPO / "es_mpi"):
+    """sha256 of the es_mpi sources (paths and bytes): a run trained by other code, committed or not,
+    is not this code's result, and --reuse must not report it as one."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def reuse_refusal(record, command, job_sha256, code_sha256):
+    """Why a finished run's record cannot stand for training `command` now, or None when it can."""
+    if record.get("command") != command[1:]:
+        return "another command trained it"
+    if record.get("job_sha256") != job_sha256:
+        return "the job's settings changed since"
+    if record.get("code_sha256") != code_sha256:
+        return "other es_mpi code trained it (or its record predates the code check)"
+    if record.get("exit_code") not in (0, 3):
+        return f"it ended with exit code {record.get('exit_code')}"
+    return None
+
+
 def run_seed(job_path, command, run_dir, budget_seconds, reuse):
-    """Train one seed, unless --reuse finds it finished with the same command and job settings (whatever
-    its wall-clock budget: the report shows each run's); returns the metrics rows and the run's record."""
+    """Train one seed, unless --reuse finds it finished with the same command, job settings and es_mpi
+    code (whatever its wall-clock budget: the report shows each run's); returns the metrics rows and
+    the run's record."""
     record_path = run_dir / "learning.json"
     metrics_path = run_dir / "metrics.csv"
-    job_sha256 = job_digest(job_path)
+    job_sha256, code_sha256 = job_digest(job_path), code_digest()
     if reuse and record_path.exists() and metrics_path.exists():
         record = json.loads(record_path.read_text())
-        if record["command"] == command[1:] and record.get("job_sha256") == job_sha256 and \
-                record["exit_code"] in (0, 3):
+        refusal = reuse_refusal(record, command, job_sha256, code_sha256)
+        if refusal is None:
             print(f"reusing {run_dir}", flush=True)
             return read_metrics(metrics_path), record
+        print(f"not reusing {run_dir}: {refusal}; training it again", flush=True)
     print(f"== {shlex.join(command)}", flush=True)
     log_path = run_dir.with_suffix(".log")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -301,8 +326,8 @@ def run_seed(job_path, command, run_dir, budget_seconds, reuse):
                          f"is not counted as finished (see {log_path})")
     if code not in (0, STOPPED_EXIT_CODE):
         raise RuntimeError(f"{shlex.join(command)} exited {code}; see {log_path}")
-    record = {"command": command[1:], "job_sha256": job_sha256, "exit_code": code, "budget_seconds": budget_seconds,
-              "finished_unix": time.time()}
+    record = {"command": command[1:], "job_sha256": job_sha256, "code_sha256": code_sha256, "exit_code": code,
+              "budget_seconds": budget_seconds, "finished_unix": time.time()}
     record_path.write_text(json.dumps(record) + "\n")
     return read_metrics(metrics_path), record
 
@@ -441,7 +466,8 @@ def parse_args(argv=None):
     parser.add_argument("--runs-dir", type=pathlib.Path, default=common.REPO / "runs" / "learning",
                         help="where the run directories go (default %(default)s)")
     parser.add_argument("--reuse", action="store_true",
-                        help="parse a finished run with the same command instead of training it again")
+                        help="parse a finished run instead of training it again, when the same command, job "
+                             "settings and es_mpi sources trained it")
     parser.add_argument("--note", help="a sentence for the report (say, what else ran on the machine)")
     parser.add_argument("--name", default="learning", help="report name: benchmarks/results/NAME.md")
     parser.add_argument("--no-plots", dest="plots", action="store_false",

@@ -145,6 +145,29 @@ def test_plot_env_draws_the_band_and_the_thresholds(tmp_path):
     assert len(colours) > 10  # lines, a shaded band and text, not a blank canvas
 
 
+def test_reuse_needs_the_same_command_job_and_code():
+    """The first ARS table reused runs that other code had trained: same command, same job, other bits."""
+    command = ["python", "-m", "es_mpi", "train", "jobs/hopper.toml"]
+    record = {"command": command[1:], "job_sha256": "job", "code_sha256": "code", "exit_code": 0}
+    assert learning.reuse_refusal(record, command, "job", "code") is None
+    assert "another command" in learning.reuse_refusal(record, command + ["--set", "run.seed=1"], "job", "code")
+    assert "settings changed" in learning.reuse_refusal(record, command, "other job", "code")
+    assert "other es_mpi code" in learning.reuse_refusal(record, command, "job", "other code")
+    assert "other es_mpi code" in learning.reuse_refusal({**record, "code_sha256": None}, command, "job", "code")
+    assert "exit code 1" in learning.reuse_refusal({**record, "exit_code": 1}, command, "job", "code")
+
+
+def test_the_code_digest_changes_with_any_source_file(tmp_path):
+    package = tmp_path / "es_mpi"
+    (package / "run").mkdir(parents=True)
+    (package / "run" / "rollout.py").write_text("STEP = 1\n")
+    first = learning.code_digest(package)
+    assert learning.code_digest(package) == first
+    (package / "run" / "rollout.py").write_text("STEP = 2\n")
+    assert learning.code_digest(package) != first
+    assert learning.code_digest(REPO / "es_mpi") == learning.code_digest()
+
+
 def test_sigterm_stops_the_running_seed_and_starts_no_other(tmp_path):
     """Stopping the benchmark must stop its run too (checkpoint, exit 3) and start no later seed: a killed
     loop used to leave the next seed training, unwatched."""
