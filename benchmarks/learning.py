@@ -342,13 +342,17 @@ def relative(path):
 
 
 def job_options(job_path, overrides):
-    """The env id and 'key=value, ...' of the settings that tell the tuned jobs apart (eval.every included)."""
+    """The env id and 'key=value, ...' of the settings that tell the tuned jobs apart (eval.every included),
+    then every other key that `overrides` (SECTION.KEY=VALUE) set, so a probe's report names its options."""
     from es_mpi.parts.job_file import load_job
 
     job = load_job(job_path, overrides).to_dict()
-    parts = [f"eval.every={job['eval']['every']}"]
-    for section, key in OPTION_KEYS:
-        if key in job.get(section, {}) and not (key == "momentum" and job[section].get("optimizer") != "sgd"):
+    keys = [("eval", "every")] + [(section, key) for section, key in OPTION_KEYS
+                                  if not (key == "momentum" and job.get(section, {}).get("optimizer") != "sgd")]
+    keys += [tuple(override.split("=", 1)[0].split(".", 1)) for override in overrides]
+    parts = []
+    for section, key in dict.fromkeys(keys):
+        if key in job.get(section, {}):
             value = job[section][key]
             parts.append(f"{section}.{key}={json.dumps(value) if isinstance(value, (list, str)) else value}")
     return job["env"]["id"], ", ".join(parts)

@@ -168,6 +168,15 @@ def test_the_code_digest_changes_with_any_source_file(tmp_path):
     assert learning.code_digest(REPO / "es_mpi") == learning.code_digest()
 
 
+def test_the_report_names_the_options_a_probe_set():
+    env_id, options = learning.job_options(REPO / "jobs" / "hopper.toml",
+                                           ["eval.every=1", "strategy.sigma_decay=0.99", "strategy.sigma=0.03"])
+    assert env_id == "Hopper-v5"
+    parts = options.split(", ")
+    assert parts[0] == "eval.every=1" and "strategy.sigma_decay=0.99" in parts and "strategy.sigma=0.03" in parts
+    assert len(parts) == len(set(parts)) and "strategy.learning_rate=0.0005" in parts
+
+
 def test_sigterm_stops_the_running_seed_and_starts_no_other(tmp_path):
     """Stopping the benchmark must stop its run too (checkpoint, exit 3) and start no later seed: a killed
     loop used to leave the next seed training, unwatched."""
