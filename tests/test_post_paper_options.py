@@ -97,9 +97,9 @@ def test_sigma_decays_per_iteration_to_its_floor_in_both_the_members_and_the_upd
         es.ask(2)  # 0.1 x 0.5^2 = 0.025 is floored at 0.03
     np.testing.assert_allclose(decaying.member_params(0), 0.03 * noise[decaying.offsets_n[0]:decaying.offsets_n[0] + 30],
                                rtol=1e-6)
-    for es in (decaying, fixed):
-        es.tell(fitness_n.copy())
+    metrics = [es.tell(fitness_n.copy()) for es in (decaying, fixed)]
     assert decaying.center().tobytes() == fixed.center().tobytes()
+    assert metrics[0]["sigma"] == 0.03 and metrics[0]["learning_rate"] == 0.5  # the metrics.csv columns
     assert [decaying.settings.sigma_at(t) for t in (0, 1)] == [0.1, 0.05]
 
 

@@ -154,7 +154,8 @@ class OpenAIES(Strategy):
             descent_v = -gradient_v + np.float32(self.settings.l2) * params_v
             params_v += self.optimizer.step(descent_v, slice(start, stop))
         return {"gradient_norm": float(np.linalg.norm(self.gradient_p)),
-                "param_norm": float(np.linalg.norm(self.params_p))}
+                "param_norm": float(np.linalg.norm(self.params_p)),
+                "sigma": self.sigma, "learning_rate": self.optimizer.learning_rate}
 
     def center(self):
         return self.params_p
