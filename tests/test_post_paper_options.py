@@ -1,4 +1,5 @@
-"""Options from after the ES paper: ARS top-b directions with return-std steps, and the alive bonus."""
+"""Options from after the ES paper: ARS top-b directions with return-std steps, the step and sigma schedules,
+and the alive bonus."""
 
 import csv
 import dataclasses
