@@ -4,10 +4,10 @@ Each job file runs for S seeds with a real `es-mpi train JOB -n RANKS` (mpiexec)
 the other, until the highest target, a timestep budget or a wall-clock budget (SIGUSR1 to the
 launcher: the run checkpoints and exits 3). SIGTERM to this script, or a stop signal to a run,
 stops the run the same way and the benchmark with it (exit 3, no report, no later seed). The
-centre policy is evaluated every eval.every iterations (the job's, or --eval-every) on 10 deterministic episodes; "reached at" is the first evaluation
-whose mean return is at or above the target, and the timesteps it reports are the training
-timesteps and episodes spent up to and including that iteration (evaluation episodes are not
-counted, as ARS did not count them).
+centre policy is evaluated every eval.every iterations (the job's, or --eval-every) on 10
+deterministic episodes; "reached at" is the first evaluation whose mean return is at or above the
+target, and the timesteps it reports are the training timesteps and episodes spent up to and
+including that iteration (evaluation episodes are not counted, as ARS did not count them).
 Wall time adds up the iterations' wall times (evaluations included; process start-up, the noise
 table, checkpoint writes and the gap of a resumed run are not). Timesteps do not depend on the
 machine's load; wall times do.

@@ -56,13 +56,16 @@ class OpenAIESSettings:
             yield "sigma_min", f"{self.sigma_min} is more than strategy.sigma = {self.sigma}"
 
     def learning_rate_at(self, iteration):
-        """The step size of `iteration`: a function of the iteration alone, so a resumed run and every
-        rank take the same one without saving it."""
-        return max(self.learning_rate_min, self.learning_rate * self.learning_rate_decay ** iteration)
+        return decayed(self.learning_rate, self.learning_rate_decay, self.learning_rate_min, iteration)
 
     def sigma_at(self, iteration):
-        """Sigma of `iteration`, a function of the iteration alone like the step size."""
-        return max(self.sigma_min, self.sigma * self.sigma_decay ** iteration)
+        return decayed(self.sigma, self.sigma_decay, self.sigma_min, iteration)
+
+
+def decayed(start, decay, floor, iteration):
+    """start x decay^iteration, floored: a function of the iteration alone, so a resumed run and every
+    rank take the same value without saving it (decay 1 gives `start` exactly)."""
+    return max(floor, start * decay ** iteration)
 
 
 NOISE_SUM_CHUNK = 1 << 16  # floats per column chunk: partial sum + scratch (512 KB) stay in L2
