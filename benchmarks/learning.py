@@ -70,6 +70,17 @@ OPTION_KEYS = (("policy", "hidden"), ("policy", "action"), ("strategy", "pairs")
                ("strategy", "shaping"), ("strategy", "optimizer"), ("strategy", "momentum"), ("strategy", "sigma"),
                ("strategy", "learning_rate"), ("strategy", "l2"), ("obs_norm", "probability"),
                ("env", "alive_bonus"), ("env", "step_cap"))
+REPORT_COLUMNS = ["env", "job", "target", "reference", "median steps", "steps per seed", "median episodes",
+                  "episodes per seed", "median wall s", "wall s per seed", "seeds within budget", "beats reference"]
+COLUMN_LEGEND = (
+    "'steps' and 'episodes' are the training timesteps and episodes spent up to the first evaluation at or "
+    "above the target (evaluation episodes are not counted, as ARS did not count them), '-' where a seed "
+    "never got there. Wall time adds up the iterations' wall times (evaluations included; start-up, "
+    "checkpoint writes and the gap of a resumed run are not) and depends on the machine's load; timesteps "
+    "and episodes do not. The median counts a seed that never reached the target as worse than any that did. "
+    "'seeds within budget' counts the seeds that got there within the ES paper's timesteps or within "
+    f"{ARS_EPISODE_FACTOR}x ARS's episodes; 'beats reference' compares the median with the paper's "
+    "timesteps or ARS's episodes (Mania, Guy and Recht 2018, Table 1: ARS V2-t, mean of 3 seeds).")
 STOP_GRACE_S = 600  # after SIGUSR1 the run finishes its iteration and checkpoints
 STOPPED_EXIT_CODE = 3  # es-mpi's own code for "stopped after writing a checkpoint"
 
@@ -342,20 +353,24 @@ def relative(path):
 
 
 def job_options(job_path, overrides):
-    """The env id and 'key=value, ...' of the settings that tell the tuned jobs apart (eval.every included),
-    then every other key that `overrides` (SECTION.KEY=VALUE) set, so a probe's report names its options."""
+    """The env id and the options line (`options_text`) of a job file with `overrides` (SECTION.KEY=VALUE)."""
     from es_mpi.parts.job_file import load_job
 
     job = load_job(job_path, overrides).to_dict()
+    return job["env"]["id"], options_text(job, [tuple(o.split("=", 1)[0].split(".", 1)) for o in overrides])
+
+
+def options_text(job, extra_keys=()):
+    """'key=value, ...' of the settings that tell the tuned jobs apart (eval.every included), then the
+    (section, key) pairs of `extra_keys`, so a probe's report names the options it set."""
     keys = [("eval", "every")] + [(section, key) for section, key in OPTION_KEYS
                                   if not (key == "momentum" and job.get(section, {}).get("optimizer") != "sgd")]
-    keys += [tuple(override.split("=", 1)[0].split(".", 1)) for override in overrides]
     parts = []
-    for section, key in dict.fromkeys(keys):
+    for section, key in dict.fromkeys(keys + list(extra_keys)):
         if key in job.get(section, {}):
             value = job[section][key]
             parts.append(f"{section}.{key}={json.dumps(value) if isinstance(value, (list, str)) else value}")
-    return job["env"]["id"], ", ".join(parts)
+    return ", ".join(parts)
 
 
 def fmt_steps(steps):
@@ -511,21 +526,11 @@ def report(args):
         for env_id, (runs, env_targets) in by_env.items():
             path = plot_env(env_id, runs, list(env_targets.values()), common.RESULTS / f"{args.name}-{env_id}.png")
             plots.append(f"- {env_id}: `{path.relative_to(common.REPO)}`")
-    columns = ["env", "job", "target", "reference", "median steps", "steps per seed", "median episodes",
-               "episodes per seed", "median wall s", "wall s per seed", "seeds within budget", "beats reference"]
     body = [f"Seeds {', '.join(map(str, args.seed_list))}; {args.ranks} MPI rank(s) per run; the seeds of a job run "
             "one after the other. The centre policy is evaluated every eval.every iterations (per job below) on "
             f"{args.eval_episodes} deterministic episodes, so a first reach is known to within eval.every iterations; "
-            "'steps' and 'episodes' are the training timesteps and episodes spent up to the first evaluation at or "
-            "above the target (evaluation episodes are not counted, as ARS did not count them), '-' where a seed "
-            "never got there. Wall time adds up the iterations' wall times (evaluations included; start-up, "
-            "checkpoint writes and the gap of a resumed run are not) and depends on the machine's load; timesteps "
-            "and episodes do not. The median counts a seed that never reached the target as worse than any that did. "
-            "'seeds within budget' counts the seeds that got there within the ES paper's timesteps or within "
-            f"{ARS_EPISODE_FACTOR}x ARS's episodes; 'beats reference' compares the median with the paper's "
-            "timesteps or ARS's episodes (Mania, Guy and Recht 2018, Table 1: ARS V2-t, mean of 3 seeds).",
-            *(["", args.note] if args.note else []), "",
-            common.markdown_table(columns, table), "", "Jobs and options:", "", *details, "",
+            + COLUMN_LEGEND, *(["", args.note] if args.note else []), "",
+            common.markdown_table(REPORT_COLUMNS, table), "", "Jobs and options:", "", *details, "",
             *(["Curves (median and min-max over the seeds against training episodes):", "", *plots, ""] if plots else []),
             "Per-seed training commands:", "", "```", *(shlex.join(["python", *c[1:]]) for c in commands), "```"]
     common.write_report(args.name, "Learning: timesteps and episodes to reach a return", body)

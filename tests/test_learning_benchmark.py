@@ -199,3 +199,51 @@ def test_sigterm_stops_the_running_seed_and_starts_no_other(tmp_path):
     assert not (runs_dir / "cartpole-seed0" / "learning.json").exists()
     assert not (runs_dir / "cartpole-seed1").exists() and not (runs_dir / "cartpole-seed1.log").exists()
     assert not (REPO / "benchmarks" / "results" / "sigterm_probe.md").exists()
+
+
+def train_cartpole(run_dir, seed, iterations, *resume):
+    trained = run_es("train", REPO / "jobs" / "cartpole.toml", "--run-dir", run_dir, *resume,
+                     "--set", f"run.seed={seed}", "--set", f"stop.iterations={iterations}", "--set", "eval.every=2",
+                     "--set", "eval.episodes=3", "--set", "strategy.pairs=4", timeout=120)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+
+
+def test_reached_reads_runs_continued_over_sittings_from_their_checkpoints(tmp_path):
+    """The long rows of ARS's table are runs continued with --resume: benchmarks/reached.py must count every
+    sitting, order the seeds by run.seed and agree with learning.py's reading of the same metrics."""
+    import reached
+
+    runs = {seed: tmp_path / f"cartpole-seed{seed}" for seed in (3, 1)}
+    train_cartpole(runs[3], 3, 6)
+    train_cartpole(runs[1], 1, 4)
+    train_cartpole(runs[1], 1, 6, "--resume")
+    grouped = reached.group_runs([runs[3], runs[1]])
+    assert list(grouped) == ["CartPole-v1"]
+    assert [(seed, run_dir) for seed, run_dir, _, _ in grouped["CartPole-v1"]] == [(1, runs[1]), (3, runs[3])]
+    for seed, run_dir, job, rows in grouped["CartPole-v1"]:
+        assert job["run"]["seed"] == seed and [row["iteration"] for row in rows] == [1, 2, 3, 4, 5, 6]
+        from_csv = learning.read_metrics(run_dir / "metrics.csv")
+        for name in reached.NEEDED_COLUMNS:
+            assert [row[name] for row in rows] == pytest.approx([row[name] for row in from_csv], nan_ok=True)
+    per_seed = [rows for _, _, _, rows in grouped["CartPole-v1"]]
+    target = max(row["eval_return"] for row in per_seed[0] if math.isfinite(row["eval_return"]))
+    row = learning.target_row("CartPole-v1", reached.runs_label(grouped["CartPole-v1"]),
+                              learning.Target(target, "--target"), per_seed)
+    assert row["episodes per seed"].split(" / ")[0] == f"{learning.first_reach(per_seed[0], target).episodes:,}"
+    details = reached.run_details("CartPole-v1", grouped["CartPole-v1"])
+    assert details[0].startswith("- CartPole-v1: eval.every=2") and "strategy.pairs=4" in details[0]
+    assert details[1].startswith(f"  - seed 1 (`{runs[1]}`): iteration 6, 48 training episodes")
+
+    train_cartpole(tmp_path / "again-seed1", 1, 2)
+    with pytest.raises(reached.BadRun, match="seed 1 is given twice"):
+        reached.group_runs([runs[1], tmp_path / "again-seed1"])
+
+
+def test_reached_refuses_a_directory_without_a_checkpoint_in_one_line(tmp_path):
+    (tmp_path / "metrics.csv").write_text("iteration,episodes\n1,8\n")
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "reached.py"), str(tmp_path), "--no-plots",
+                           "--name", "reached_probe"], cwd=REPO, env=child_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"reached.py: {tmp_path}: no valid checkpoint")
+    assert not (REPO / "benchmarks" / "results" / "reached_probe.md").exists()
