@@ -11,7 +11,7 @@ A run still under way is read as it stands at its newest checkpoint.
 
 ARS's long rows in docs/results.md:
     python benchmarks/reached.py runs/ars/walker2d-seed{0,1,2,3,4} runs/ars/ant-seed{0,1,2,3,4} \\
-        runs/ars/humanoid-seed{0,1,2} --targets ars --name learning_ars_long
+        runs/ars/humanoid-seed{0,1,2,3,4} --targets ars --name learning_ars_long
 """
 
 import argparse
