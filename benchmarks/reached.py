@@ -72,7 +72,7 @@ def runs_label(runs):
 def run_details(env_id, runs):
     """Markdown lines for one env: the options of its first run, then where each seed stands."""
     lines = [f"- {env_id}: {learning.options_text(runs[0][2])}"]
-    for seed, run_dir, job, rows in runs:
+    for seed, run_dir, _, rows in runs:
         best = max((row["eval_return"] for row in rows if math.isfinite(row["eval_return"])), default=math.nan)
         lines.append(f"  - seed {seed} (`{learning.relative(run_dir)}`): iteration {len(rows)}, "
                      f"{int(sum(row['episodes'] for row in rows)):,} training episodes, "
