@@ -15,7 +15,7 @@ class RunSettings:
     dir: str = setting(None, "str", optional=True, doc="run directory (overrides runs/<name>)")
     seed: int = setting(0, "int", lo=0, hi=2**63 - 1, doc="job seed: every random draw derives from it")
     lanes: int = setting(16, "int", lo=1, hi=1024,
-                         doc="most episodes a rank plays at once with one batched forward pass per step (MLP policies whose lanes' weights fit in 512 KB; Atari conv policies in 12 MiB, their lanes one C++ vector env); saves per-step overhead, never changes results")
+                         doc="most episodes a rank plays at once with one batched forward pass per step (MLP policies whose lanes' weights fit in 512 KB; Atari conv policies in 6 MiB, their lanes one C++ vector env); saves per-step overhead, never changes results")
     placement: str = setting("dynamic", "str", choices=("dynamic", "static"),
                              doc="who plays which member: 'dynamic' (each node's ranks and lanes claim the next pair or group of their node's block from a shared counter as they free up) or 'static' (fixed contiguous slices); never changes results")
     pipeline: bool = setting(False, "bool",
