@@ -250,7 +250,7 @@ def main():
     parser.add_argument("--networks", nargs="+", default=["paper", "nature"])
     parser.add_argument("--trials", type=int, default=1, help="training runs per row, taking turns with the other rows")
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--name", default="atari")
+    parser.add_argument("--name", type=common.report_name, default="atari")
     args = parser.parse_args()
 
     lines = [f"# Atari benchmark ({args.game})", "", f"`{common.command_line()}`", "", *common.machine_lines(), ""]

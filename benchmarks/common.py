@@ -1,5 +1,6 @@
 """What every benchmark shares: the repo on sys.path, the machine, the command, markdown output."""
 
+import argparse
 import os
 import pathlib
 import platform
@@ -62,6 +63,15 @@ def markdown_table(columns, rows):
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def report_name(text):
+    """argparse type of every script's --name: the report is benchmarks/results/NAME.md, so a path
+    (`../x`, `/tmp/x`) would write outside the results folder."""
+    if not text or text.startswith(".") or pathlib.PurePath(text).name != text or os.sep in text:
+        raise argparse.ArgumentTypeError(f"must be a file name without a folder (the report is "
+                                         f"benchmarks/results/NAME.md), got {text!r}")
+    return text
 
 
 def write_report(name, title, body_lines):

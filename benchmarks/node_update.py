@@ -134,7 +134,7 @@ def main():
     parser.add_argument("--node-memory-gbs", type=float, default=100.0,
                         help="a node's memory bandwidth for the floor (default 100 GB/s)")
     parser.add_argument("--strategies", default="openai_es,nes,cem,cma_es_separable")
-    parser.add_argument("--name", default="node_update")
+    parser.add_argument("--name", type=common.report_name, default="node_update")
     args = parser.parse_args()
 
     from es_mpi.run.noise import local_table

@@ -247,3 +247,14 @@ def test_reached_refuses_a_directory_without_a_checkpoint_in_one_line(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"reached.py: {tmp_path}: no valid checkpoint")
     assert not (REPO / "benchmarks" / "results" / "reached_probe.md").exists()
+
+
+@pytest.mark.parametrize("script", ["reached.py", "learning.py", "throughput.py"])
+def test_a_report_name_with_a_folder_is_refused_before_anything_is_written(tmp_path, script):
+    # Every benchmark writes benchmarks/results/NAME.md; a path as NAME would write elsewhere.
+    target = tmp_path / "report"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), str(tmp_path), "--name", str(target)],
+                          cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "argument --name: must be a file name without a folder" in done.stderr.splitlines()[-1]
+    assert not target.with_suffix(".md").exists()
