@@ -571,7 +571,8 @@ def main(argv=None):
     parser.add_argument("--network-latency-us", type=float, default=2.0, help="network alpha (default 2 us)")
     parser.add_argument("--network-gbs", type=float, default=12.5, help="network GB/s (default 12.5)")
     parser.add_argument("--node-memory-gbs", type=float, default=200.0, help="a node's memory GB/s (default 200)")
-    parser.add_argument("--name", type=common.report_name, default="built_model", help="report name under benchmarks/results/")
+    parser.add_argument("--name", type=common.report_name, default="built_model",
+                        help="report name under benchmarks/results/")
     args = parser.parse_args(argv)
 
     scaling_inputs = json.loads(SCALING_INPUTS.read_text())

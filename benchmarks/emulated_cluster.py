@@ -328,7 +328,8 @@ def main(argv=None):
     parser.add_argument("--placement", choices=("dynamic", "static"), default=None,
                         help="run.placement (default: the trace's job's)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run before it is stopped (default 300)")
-    parser.add_argument("--name", type=common.report_name, default="emulated_cluster", help="report name under benchmarks/results/")
+    parser.add_argument("--name", type=common.report_name, default="emulated_cluster",
+                        help="report name under benchmarks/results/")
     args = parser.parse_args(argv)
     if args.episodes_per_rank < 2 or args.episodes_per_rank % 2 or args.iterations < 2 or min(args.ranks) < 1:
         parser.error("--episodes-per-rank must be even and at least 2, --iterations at least 2, --ranks positive")

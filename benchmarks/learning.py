@@ -488,7 +488,8 @@ def parse_args(argv=None):
                         help="parse a finished run instead of training it again, when the same command, job "
                              "settings and es_mpi sources trained it")
     parser.add_argument("--note", help="a sentence for the report (say, what else ran on the machine)")
-    parser.add_argument("--name", type=common.report_name, default="learning", help="report name: benchmarks/results/NAME.md")
+    parser.add_argument("--name", type=common.report_name, default="learning",
+                        help="report name: benchmarks/results/NAME.md")
     parser.add_argument("--no-plots", dest="plots", action="store_false",
                         help="skip the curves (benchmarks/results/NAME-ENV.png, drawn with matplotlib)")
     args = parser.parse_args(argv)

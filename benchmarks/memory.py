@@ -56,7 +56,8 @@ def main():
     parser.add_argument("--ranks", type=int, nargs="+", default=[2, 3], help="rank counts (default 2 3)")
     parser.add_argument("--size-gb", type=float, default=1.0, help="noise table size in GB (default 1)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per mpiexec run")
-    parser.add_argument("--name", type=common.report_name, default="memory", help="report name under benchmarks/results/")
+    parser.add_argument("--name", type=common.report_name, default="memory",
+                        help="report name under benchmarks/results/")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "FLOATS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

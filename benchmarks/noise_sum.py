@@ -58,7 +58,8 @@ def main():
     parser.add_argument("--pairs", type=int, default=1000, help="rows summed (default 1000)")
     parser.add_argument("--noise", type=int, default=50_000_000, help="noise table floats (default 50M)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats (default 7)")
-    parser.add_argument("--name", type=common.report_name, default="noise_sum", help="report name under benchmarks/results/")
+    parser.add_argument("--name", type=common.report_name, default="noise_sum",
+                        help="report name under benchmarks/results/")
     args = parser.parse_args()
     noise = local_table(args.noise, 123)
     draw = np.random.default_rng(0)

@@ -63,7 +63,8 @@ def parse_args(argv=None):
     parser.add_argument("--runs-dir", type=pathlib.Path, default=common.REPO / "runs" / "peer_ppo",
                         help="where es-mpi's run directory goes (default %(default)s)")
     parser.add_argument("--note", help="a sentence for the report (say, what else ran on the machine)")
-    parser.add_argument("--name", type=common.report_name, default="peer_ppo", help="report name: benchmarks/results/NAME.md")
+    parser.add_argument("--name", type=common.report_name, default="peer_ppo",
+                        help="report name: benchmarks/results/NAME.md")
     args = parser.parse_args(argv)
     args.targets = sorted(args.target or TARGETS)
     if args.threads < 1 or args.ranks < 1 or args.ppo_eval_every < 1:

@@ -90,7 +90,8 @@ def parse_args(argv=None):
     parser.add_argument("--target", type=float, action="append", default=[],
                         help="a target return instead of the built-in ones (repeatable)")
     parser.add_argument("--note", help="a sentence for the report (say, where the runs ran)")
-    parser.add_argument("--name", type=common.report_name, default="reached", help="report name: benchmarks/results/NAME.md")
+    parser.add_argument("--name", type=common.report_name, default="reached",
+                        help="report name: benchmarks/results/NAME.md")
     parser.add_argument("--no-plots", dest="plots", action="store_false",
                         help="skip the curves (benchmarks/results/NAME-ENV.png, drawn with matplotlib)")
     return parser.parse_args(argv)

@@ -172,7 +172,8 @@ def main():
                         help="pairs of the bytes table (default 32 128)")
     parser.add_argument("--bytes-iterations", type=int, default=2, help="iterations of each bytes run")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per mpiexec run")
-    parser.add_argument("--name", type=common.report_name, default="scaling", help="report name under benchmarks/results/")
+    parser.add_argument("--name", type=common.report_name, default="scaling",
+                        help="report name under benchmarks/results/")
     args = parser.parse_args()
     if 1 not in args.ranks:
         parser.error("--ranks must include 1: efficiency is relative to one rank")

@@ -360,7 +360,8 @@ def main():
     parser.add_argument("--network-gbs", type=float, default=12.5, help="network GB/s (default 12.5)")
     parser.add_argument("--node-memory-gbs", type=float, default=200.0,
                         help="memory GB/s a node streams in all (default 200)")
-    parser.add_argument("--name", type=common.report_name, default="scaling_model", help="report name under benchmarks/results/")
+    parser.add_argument("--name", type=common.report_name, default="scaling_model",
+                        help="report name under benchmarks/results/")
     args = parser.parse_args()
     if args.inputs:
         inputs = json.loads(args.inputs.read_text())

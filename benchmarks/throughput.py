@@ -338,8 +338,9 @@ def main():
     parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw env.step measurement")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the env-share measurement")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per training run")
-    parser.add_argument("--name", type=common.report_name, default=None, help="report name under benchmarks/results/ (default throughput, "
-                                                     "with --jobs throughput_jobs)")
+    parser.add_argument("--name", type=common.report_name, default=None,
+                        help="report name under benchmarks/results/ (default throughput, "
+                             "with --jobs throughput_jobs)")
     parser.add_argument("--jobs", nargs="*", default=None,
                         help="measure these job files on 1 rank instead (no file named: every shipped MuJoCo job, "
                              + ", ".join(MUJOCO_JOBS) + ")")

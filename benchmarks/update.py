@@ -346,7 +346,8 @@ def main():
     parser.add_argument("--expand-sample", type=int, default=10,
                         help="pairs expanded per repeat to time member expansion (default 10)")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds allowed for the mpiexec run")
-    parser.add_argument("--name", type=common.report_name, default="update", help="report name under benchmarks/results/")
+    parser.add_argument("--name", type=common.report_name, default="update",
+                        help="report name under benchmarks/results/")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if any(p < 2 or p % 2 for p in args.populations):
