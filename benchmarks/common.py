@@ -74,6 +74,15 @@ def report_name(text):
     return text
 
 
+def refusing(errors, script, function, *args):
+    """function(*args), with an error of `errors` (bad input) printed as one line, exit code 2."""
+    try:
+        return function(*args)
+    except errors as err:
+        print(f"{script}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def write_report(name, title, body_lines):
     """Write benchmarks/results/<name>.md (machine and command included) and echo it."""
     text = "\n".join([f"# {title}", "", f"Command: `{command_line()}`", "", *machine_lines(), "",

@@ -129,11 +129,7 @@ def main():
             print("reached.py: the curves need matplotlib: pip install 'es-mpi[plot]', or give --no-plots",
                   file=sys.stderr)
             raise SystemExit(2) from None
-    try:
-        report(args)
-    except BadRun as err:
-        print(f"reached.py: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    common.refusing(BadRun, "reached.py", report, args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Hopper's hover (docs/results.md, "What the misses come to"):
 """
 
 import argparse
-import sys
 
 import common
 
@@ -115,12 +114,7 @@ def report(args):
 
 
 def main():
-    args = parse_args()
-    try:
-        report(args)
-    except UserError as err:
-        print(f"start_noise.py: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    common.refusing(UserError, "start_noise.py", report, parse_args())
 
 
 if __name__ == "__main__":
