@@ -12,7 +12,7 @@ checkpoint's observation normalisation. Directions are standard normals from --s
 table's rows are the same distribution); nothing here trains or changes the checkpoint.
 
 Hopper's hover (docs/results.md, "What the misses come to"):
-    python benchmarks/start_noise.py runs/hopper_top2/hopper-seed4 --top 4 --name start_noise_hopper
+    python benchmarks/start_noise.py runs/hopper_top2/hopper-seed4/ckpt-00000230.h5 --name start_noise_hopper
 """
 
 import argparse
@@ -29,28 +29,28 @@ from es_mpi.run.rollout import run_episode  # noqa: E402
 from es_mpi.run.trained_policy import ready_to_play, refuse_objectives  # noqa: E402
 
 
-def play_draw(task, normalizer, center_p, sigma, alive_bonus, directions_pp, starts_seeds):
-    """(returns_n2s, lengths_n2s): each pair's + and - member from each start seed."""
-    shape = (len(directions_pp), 2, len(starts_seeds))
-    returns_n2s, lengths_n2s = np.empty(shape), np.empty(shape, dtype=int)
-    for k, direction_p in enumerate(directions_pp):
+def play_draw(task, normalizer, center_p, sigma, alive_bonus, directions_np, starts_seeds):
+    """(returns_n2z, lengths_n2z): each pair's + and - member from each start seed."""
+    shape = (len(directions_np), 2, len(starts_seeds))
+    returns_n2z, lengths_n2z = np.empty(shape), np.empty(shape, dtype=int)
+    for k, direction_p in enumerate(directions_np):
         for side, sign in enumerate((1.0, -1.0)):
             act = task.policy.bind((center_p + sign * sigma * direction_p).astype(np.float32))
             for s, seed in enumerate(starts_seeds):
                 episode = run_episode(task.env, act, int(seed), task.step_limit, normalizer,
                                       reward_offset=alive_bonus)
-                returns_n2s[k, side, s], lengths_n2s[k, side, s] = episode.total_return, episode.length
-    return returns_n2s, lengths_n2s
+                returns_n2z[k, side, s], lengths_n2z[k, side, s] = episode.total_return, episode.length
+    return returns_n2z, lengths_n2z
 
 
-def draw_row(returns_n2s, lengths_n2s, step_limit, top):
+def draw_row(returns_n2z, lengths_n2z, step_limit, top):
     """One report row: start-state spread against member spread, falls, distinct top-b sets."""
-    top_sets = {tuple(sorted(np.argsort(-returns_n2s[:, :, s].max(axis=1), kind="stable")[:top]))
-                for s in range(returns_n2s.shape[2])}
-    return {"member return std over start states": f"{returns_n2s.std(axis=2).mean():.0f}",
-            "std of members' mean returns": f"{returns_n2s.mean(axis=2).std():.0f}",
-            "episodes ended early": f"{np.mean(lengths_n2s < step_limit):.0%}",
-            f"distinct top-{top} sets": f"{len(top_sets)} of {returns_n2s.shape[2]}"}
+    top_sets = {tuple(sorted(np.argsort(-returns_n2z[:, :, s].max(axis=1), kind="stable")[:top]))
+                for s in range(returns_n2z.shape[2])}
+    return {"member return std over start states": f"{returns_n2z.std(axis=2).mean():.0f}",
+            "std of members' mean returns": f"{returns_n2z.mean(axis=2).std():.0f}",
+            "episodes ended early": f"{np.mean(lengths_n2z < step_limit):.0%}",
+            f"distinct top-{top} sets": f"{len(top_sets)} of {returns_n2z.shape[2]}"}
 
 
 def count(low):
@@ -97,11 +97,11 @@ def report(args):
             task, task.env, ckpt.params, normalizer, ckpt.iteration, range(job.eval.episodes))])
         rows = []
         for _ in range(args.draws):
-            directions_pp = draw.standard_normal((pairs, ckpt.params.size))
+            directions_np = draw.standard_normal((pairs, ckpt.params.size))
             starts_seeds = draw.integers(0, 2**31 - 1, size=args.starts)
-            returns_n2s, lengths_n2s = play_draw(task, normalizer, ckpt.params, sigma,
-                                                 job.env.alive_bonus, directions_pp, starts_seeds)
-            rows.append({"draw": len(rows), **draw_row(returns_n2s, lengths_n2s, task.step_limit, top)})
+            returns_n2z, lengths_n2z = play_draw(task, normalizer, ckpt.params, sigma,
+                                                 job.env.alive_bonus, directions_np, starts_seeds)
+            rows.append({"draw": len(rows), **draw_row(returns_n2z, lengths_n2z, task.step_limit, top)})
     finally:
         task.close()
     columns = list(rows[0])

@@ -32,31 +32,31 @@ def test_a_start_state_decides_the_episode_and_others_change_it(hopper_run):
     job = job_from_text(ckpt.config_toml, path)
     task, normalizer = ready_to_play(path, ckpt, job)
     try:
-        directions_pp = np.random.default_rng(1).standard_normal((2, ckpt.params.size))
-        returns_n2s, lengths_n2s = start_noise.play_draw(task, normalizer, ckpt.params, 0.025, 1.0, directions_pp,
+        directions_np = np.random.default_rng(1).standard_normal((2, ckpt.params.size))
+        returns_n2z, lengths_n2z = start_noise.play_draw(task, normalizer, ckpt.params, 0.025, 1.0, directions_np,
                                                          [7, 7, 8, 9])
-        env_returns_n2s, env_lengths_n2s = start_noise.play_draw(task, normalizer, ckpt.params, 0.025, 0.0,
-                                                                 directions_pp, [7, 7, 8, 9])
+        env_returns_n2z, env_lengths_n2z = start_noise.play_draw(task, normalizer, ckpt.params, 0.025, 0.0,
+                                                                 directions_np, [7, 7, 8, 9])
     finally:
         task.close()
-    assert returns_n2s.shape == lengths_n2s.shape == (2, 2, 4)
-    assert np.array_equal(returns_n2s[..., 0], returns_n2s[..., 1])  # the same start: the same episode
-    assert np.all(returns_n2s[..., 1:].std(axis=2) > 0)  # Hopper's reset noise moves every member's return
+    assert returns_n2z.shape == lengths_n2z.shape == (2, 2, 4)
+    assert np.array_equal(returns_n2z[..., 0], returns_n2z[..., 1])  # the same start: the same episode
+    assert np.all(returns_n2z[..., 1:].std(axis=2) > 0)  # Hopper's reset noise moves every member's return
     # training scores an episode as the env's return less the alive bonus per step
-    assert np.array_equal(env_lengths_n2s, lengths_n2s)
-    assert env_returns_n2s - returns_n2s == pytest.approx(lengths_n2s * 1.0)
+    assert np.array_equal(env_lengths_n2z, lengths_n2z)
+    assert env_returns_n2z - returns_n2z == pytest.approx(lengths_n2z * 1.0)
 
 
 def test_the_top_sets_count_how_often_start_states_reorder_the_pairs():
-    steady_n2s = np.array([[[5, 5], [0, 0]], [[1, 1], [0, 0]], [[3, 3], [0, 0]]], dtype=float)
-    row = start_noise.draw_row(steady_n2s, np.full((3, 2, 2), 1000), 1000, top=1)
+    steady_n2z = np.array([[[5, 5], [0, 0]], [[1, 1], [0, 0]], [[3, 3], [0, 0]]], dtype=float)
+    row = start_noise.draw_row(steady_n2z, np.full((3, 2, 2), 1000), 1000, top=1)
     assert row["distinct top-1 sets"] == "1 of 2" and row["member return std over start states"] == "0"
     assert row["episodes ended early"] == "0%"
-    swapped_n2s = steady_n2s.copy()
-    swapped_n2s[1, 0, 1] = 9  # pair 1 beats pair 0 from the second start state only
-    lengths_n2s = np.full((3, 2, 2), 1000)
-    lengths_n2s[2, 1, :] = 40
-    row = start_noise.draw_row(swapped_n2s, lengths_n2s, 1000, top=1)
+    swapped_n2z = steady_n2z.copy()
+    swapped_n2z[1, 0, 1] = 9  # pair 1 beats pair 0 from the second start state only
+    lengths_n2z = np.full((3, 2, 2), 1000)
+    lengths_n2z[2, 1, :] = 40
+    row = start_noise.draw_row(swapped_n2z, lengths_n2z, 1000, top=1)
     assert row["distinct top-1 sets"] == "2 of 2" and row["episodes ended early"] == "17%"
 
 
