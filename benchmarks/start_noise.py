@@ -77,22 +77,28 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def report(args):
-    """Play the draws and write the report; UserError (bad checkpoint or option) before playing any."""
-    path, ckpt = ckpt_io.resolve(args.checkpoint)
+def open_checkpoint(checkpoint):
+    """(path, checkpoint, job, task, normalizer) of a mirrored-pairs (OpenAI-ES) checkpoint, ready to
+    play; UserError for anything else, before an env is made."""
+    path, ckpt = ckpt_io.resolve(checkpoint)
     job = job_from_text(ckpt.config_toml, path)
     refuse_objectives(path, job)
+    if not hasattr(job.strategy, "sigma_at"):
+        raise UserError(f"{path}: its strategy ({job.strategy.name}) has no mirrored pairs to perturb with")
+    return (path, ckpt, job, *ready_to_play(path, ckpt, job))
+
+
+def report(args):
+    """Play the draws and write the report; UserError (bad checkpoint or option) before playing any."""
+    path, ckpt, job, task, normalizer = open_checkpoint(args.checkpoint)
     settings = job.strategy
-    if not hasattr(settings, "sigma_at"):
-        raise UserError(f"{path}: its strategy ({settings.name}) has no sigma to perturb with")
     sigma = settings.sigma_at(ckpt.iteration)
-    pairs = args.pairs or getattr(settings, "pairs", 8)
-    top = args.top or getattr(settings, "top_pairs", 0) or max(1, pairs // 2)
-    if top > pairs:
-        raise UserError(f"--top must be at most the pairs ({pairs}), got {top}")
-    task, normalizer = ready_to_play(path, ckpt, job)
+    pairs = args.pairs or settings.pairs
+    top = args.top or settings.top_pairs or max(1, pairs // 2)
     draw = np.random.default_rng(args.seed)
     try:
+        if top > pairs:
+            raise UserError(f"--top must be at most the pairs ({pairs}), got {top}")
         evaluation = evaluation_return([episode.total_return for episode in evaluate_center(
             task, task.env, ckpt.params, normalizer, ckpt.iteration, range(job.eval.episodes))])
         rows = []

@@ -23,14 +23,7 @@ def hopper_run(tmp_path_factory):
 
 
 def test_a_start_state_decides_the_episode_and_others_change_it(hopper_run):
-    args = start_noise.parse_args([str(hopper_run)])
-    from es_mpi.parts.job_file import job_from_text
-    from es_mpi.records import checkpoint as ckpt_io
-    from es_mpi.run.trained_policy import ready_to_play
-
-    path, ckpt = ckpt_io.resolve(args.checkpoint)
-    job = job_from_text(ckpt.config_toml, path)
-    task, normalizer = ready_to_play(path, ckpt, job)
+    _, ckpt, _, task, normalizer = start_noise.open_checkpoint(hopper_run)
     try:
         directions_np = np.random.default_rng(1).standard_normal((2, ckpt.params.size))
         returns_n2z, lengths_n2z = start_noise.play_draw(task, normalizer, ckpt.params, 0.025, 1.0, directions_np,
