@@ -78,6 +78,21 @@ def test_with_one_rank_slowed_the_others_start_the_next_iteration_before_it_ends
         assert overlapped(starts, played) == []
 
 
+
+@pytest.mark.mpi
+def test_the_iteration_in_flight_plays_the_centre_one_tell_old(write_job, tmp_path):
+    """The step is one iteration stale, not two: checkpoint t's iteration in flight plays the state
+    after t - 1, which is checkpoint t - 1's centre bit for bit and not checkpoint t's."""
+    result = run_mpi(2, "train", write_job(JOB), "--run-dir", tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for t in range(2, 6):
+        with h5py.File(tmp_path / "run" / f"ckpt-{t:08d}.h5", "r") as f, \
+                h5py.File(tmp_path / "run" / f"ckpt-{t - 1:08d}.h5", "r") as before:
+            assert int(f["extra/pipeline/iteration"][()]) == t - 1
+            in_flight_p = f["extra/pipeline/params"][()]
+            assert in_flight_p.tobytes() == before["params"][()].tobytes()
+            assert in_flight_p.tobytes() != f["params"][()].tobytes()
+
 def digest(path):
     with h5py.File(path, "r") as f:
         return f["params"][()].tobytes(), {key: f["obstat"][key][()].tobytes() for key in f["obstat"]}
