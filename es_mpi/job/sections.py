@@ -19,7 +19,7 @@ class RunSettings:
     placement: str = setting("dynamic", "str", choices=("dynamic", "static"),
                              doc="who plays which member: 'dynamic' (each node's ranks and lanes claim the next pair or group of their node's block from a shared counter as they free up) or 'static' (fixed contiguous slices); never changes results")
     pipeline: bool = setting(False, "bool",
-                             doc="pipelined iterations (openai_es): a rank that runs out of iteration t's episodes starts on t+1, whose members perturb the centre after t-1, while t's last episodes finish; hides the tail at scale, and the update is one iteration stale, which cost Hopper about 1.26x the episodes and HalfCheetah about 1.9x: worth it only where ranks wait for most of an iteration (docs/scaling.md, 'The pipelined mode (measured)')")
+                             doc="pipelined iterations (openai_es): a rank that runs out of iteration t's episodes starts on t+1, whose members perturb the centre after t-1, while t's last episodes finish; hides the tail at scale, and the update is one iteration stale, which cost Hopper 1.54x the episodes and HalfCheetah 1.41x over fifteen seeds each: worth it only where ranks wait for more than about a third of an iteration (docs/scaling.md, 'The pipelined mode (measured)')")
 
 
 @dataclasses.dataclass(frozen=True)
