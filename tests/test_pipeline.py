@@ -78,7 +78,6 @@ def test_with_one_rank_slowed_the_others_start_the_next_iteration_before_it_ends
         assert overlapped(starts, played) == []
 
 
-
 @pytest.mark.mpi
 def test_the_iteration_in_flight_plays_the_centre_one_tell_old(write_job, tmp_path):
     """The step is one iteration stale, not two: checkpoint t's iteration in flight plays the state
@@ -92,6 +91,7 @@ def test_the_iteration_in_flight_plays_the_centre_one_tell_old(write_job, tmp_pa
             in_flight_p = f["extra/pipeline/params"][()]
             assert in_flight_p.tobytes() == before["params"][()].tobytes()
             assert in_flight_p.tobytes() != f["params"][()].tobytes()
+
 
 def digest(path):
     with h5py.File(path, "r") as f:
